@@ -1,0 +1,169 @@
+"""Serialise model calls through one thread and batch concurrent requests.
+
+FunASR's ``generate()`` and SpeechBrain's interfaces are not thread-safe, and
+on a 2-core host two concurrent forward passes only fight over the cores. So
+every model call goes through one :class:`BatchWorker`: requests wait in a
+bounded queue (overflow raises :class:`~services.common.errors.Overloaded`,
+i.e. ``RESOURCE_EXHAUSTED``), the worker drains up to ``max_batch`` of them
+(waiting at most ``max_wait_ms`` for company), drops the ones whose caller has
+gone (cancelled) or whose deadline passed, and runs the rest as one call in a
+single-thread executor, never on the event loop.
+
+Usage::
+
+    worker = BatchWorker("asr", engine.transcribe_batch, BatchOptions(max_batch=4))
+    await worker.start()
+    result = await worker.submit(request, deadline_s=time.monotonic() + 5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Generic, Hashable, Sequence, TypeVar
+
+from services.common.errors import DeadlineExceeded, Overloaded
+from services.common.metrics import QUEUE_DEPTH, REQUEST_LATENCY_S
+
+__all__ = ["BatchOptions", "BatchWorker"]
+
+log = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    max_batch: int = 4
+    """Most requests run in one model call (1 disables batching)."""
+    max_wait_ms: int = 10
+    """How long the first request of a batch waits for others to join."""
+    max_queue: int = 16
+    """Waiting requests beyond this are refused with RESOURCE_EXHAUSTED."""
+
+
+@dataclass
+class _Job(Generic[In, Out]):
+    item: In
+    future: asyncio.Future
+    deadline_s: float | None  # time.monotonic() value
+
+
+class BatchWorker(Generic[In, Out]):
+    """One model, one thread, a bounded queue, batches grouped by ``key``.
+
+    ``process_batch`` receives a list of items sharing one key and returns one
+    result per item, in order; a result that is an ``Exception`` fails only its
+    own request.
+    """
+
+    def __init__(self, name: str, process_batch: Callable[[list[In]], Sequence[Out | Exception]],
+                 options: BatchOptions, key: Callable[[In], Hashable] = lambda _item: None):
+        self.name = name
+        self._process_batch = process_batch
+        self._options = options
+        self._key = key
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=options.max_queue)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
+        self._task: asyncio.Task | None = None
+        self.calls = 0  # model calls made; read by tests and benchmarks
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"{self.name}-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run_exclusive(self, fn: Callable[[], Out]) -> Out:
+        """Run ``fn`` on the model thread (e.g. loading or warm-up)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, item: In, deadline_s: float | None = None) -> Out:
+        if self._task is None:
+            await self.start()
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Job(item, future, deadline_s))
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"{self.name} worker is busy ({self._options.max_queue} requests queued); "
+                "retry later or add replicas") from None
+        QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
+        try:
+            return await future
+        except asyncio.CancelledError:
+            future.cancel()  # the batcher skips cancelled jobs: a gone caller costs no compute
+            raise
+
+    async def _collect(self) -> list[_Job]:
+        jobs = [await self._queue.get()]
+        wait_until = time.monotonic() + self._options.max_wait_ms / 1000
+        while len(jobs) < self._options.max_batch:
+            remaining = wait_until - time.monotonic()
+            try:
+                if remaining <= 0:
+                    jobs.append(self._queue.get_nowait())
+                else:
+                    jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                break
+        QUEUE_DEPTH.labels(self.name).set(self._queue.qsize())
+        return jobs
+
+    def _live(self, jobs: list[_Job]) -> list[_Job]:
+        now = time.monotonic()
+        live = []
+        for job in jobs:
+            if job.future.done():
+                continue  # cancelled by its caller
+            if job.deadline_s is not None and job.deadline_s <= now:
+                job.future.set_exception(DeadlineExceeded(
+                    f"{self.name}: deadline expired while queued; raise the client deadline"))
+                continue
+            live.append(job)
+        return live
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = self._live(await self._collect())
+            groups: dict[Hashable, list[_Job]] = defaultdict(list)
+            for job in jobs:
+                groups[self._key(job.item)].append(job)
+            for group in groups.values():
+                group = self._live(group)
+                if not group:
+                    continue
+                started = time.monotonic()
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, self._process_batch, [job.item for job in group])
+                except Exception as exc:  # noqa: BLE001 - delivered to every caller
+                    log.exception("%s: model call failed for a batch of %d", self.name, len(group))
+                    results = [exc] * len(group)
+                self.calls += 1
+                REQUEST_LATENCY_S.labels(self.name, "model_call").observe(time.monotonic() - started)
+                for job, result in zip(group, results):
+                    if job.future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        job.future.set_exception(result)
+                    else:
+                        job.future.set_result(result)

@@ -1,0 +1,260 @@
+"""Streaming voice activity detection: one shared model, one state per stream.
+
+Silero's own ``VADIterator`` keeps the RNN state on the model object
+(``model.reset_states()``), so two streams sharing one model corrupt each
+other. Here the model is only used through its stateless inner network
+(``model._model(x_with_context, state)``, exactly what the TorchScript
+``forward`` does after reading ``self._state``), and every stream owns its
+``state``/``context`` tensors in a :class:`SileroStream`.
+
+The segmentation rule (threshold with a hysteresis of 0.15, minimum speech,
+minimum silence, padding, maximum length) follows ``get_speech_timestamps`` of
+the silero-vad package, re-implemented incrementally because that function
+only works on a whole recording and ``VADIterator`` has no minimum-speech or
+maximum-length handling.
+
+Usage::
+
+    model = load_silero(project_root)
+    stream = SileroStream(model, VadOptions())
+    for chunk in chunks:                 # float32 mono 16 kHz, any size
+        events += stream.accept(chunk)
+    events += stream.flush()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples, samples_to_ms
+from services.common.errors import InvalidInput
+
+__all__ = [
+    "VadOptions",
+    "SpeechStarted",
+    "SpeechEnded",
+    "VadEvent",
+    "VadStream",
+    "SileroModel",
+    "SileroStream",
+    "load_silero",
+]
+
+log = logging.getLogger(__name__)
+
+WINDOW_SAMPLES = 512  # Silero's fixed window at 16 kHz (32 ms)
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Segmentation parameters; a stream may override any of them."""
+
+    threshold: float = 0.5
+    """Speech probability at or above which a frame is speech; silence is below threshold - 0.15."""
+    min_speech_duration_ms: int = 250
+    """Speech shorter than this is dropped (no events)."""
+    min_silence_duration_ms: int = 250
+    """Silence that ends a segment."""
+    speech_pad_ms: int = 30
+    """Padding added before and after each segment (never overlapping the previous one)."""
+    max_speech_duration_s: float = 30.0
+    """Longer segments are cut, at the last pause of >= 98 ms if there was one."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise InvalidInput(f"VAD threshold must be in (0, 1), got {self.threshold}")
+        if self.max_speech_duration_s <= 0:
+            raise InvalidInput(f"max_speech_duration_s must be > 0, got {self.max_speech_duration_s}")
+
+    def with_overrides(self, **overrides: float) -> "VadOptions":
+        """Options with every non-zero override applied (zero means "keep default")."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v})
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    segment_id: int
+    start_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    segment_id: int
+    start_ms: int
+    end_ms: int
+
+
+VadEvent = SpeechStarted | SpeechEnded
+
+
+class VadStream(Protocol):
+    """Per-stream detector: feed audio, get events; ``flush`` at end of stream."""
+
+    def accept(self, samples: np.ndarray) -> list[VadEvent]: ...
+
+    def flush(self) -> list[VadEvent]: ...
+
+
+class _Segmenter:
+    """Turns per-window speech probabilities into start/end events (sample units)."""
+
+    _MIN_PAUSE_FOR_CUT_SAMPLES = ms_to_samples(98)
+
+    def __init__(self, options: VadOptions, window_samples: int):
+        self.opts = options
+        self.window = window_samples
+        self.neg_threshold = max(options.threshold - 0.15, 0.01)
+        self.min_speech = ms_to_samples(options.min_speech_duration_ms)
+        self.min_silence = ms_to_samples(options.min_silence_duration_ms)
+        self.pad = ms_to_samples(options.speech_pad_ms)
+        self.max_speech = int(options.max_speech_duration_s * SAMPLE_RATE_HZ)
+        self.next_id = 0
+        self.prev_end = 0          # end of the last emitted segment
+        self.triggered = False
+        self.onset = 0             # first speech sample of the open segment
+        self.start = 0             # padded start of the open segment
+        self.started = False       # SpeechStarted emitted for the open segment
+        self.silence_start = 0     # start of the current silence run, 0 if none
+        self.last_speech_end = 0
+        self.cut_candidate: tuple[int, int] | None = None  # (pause start, pause end)
+
+    def _open(self, onset: int) -> None:
+        self.triggered, self.started = True, False
+        self.onset = onset
+        self.start = max(onset - self.pad, self.prev_end, 0)
+        self.silence_start = 0
+        self.cut_candidate = None
+
+    def _close(self, end: int, events: list[VadEvent]) -> None:
+        end = max(end, self.start)
+        if self.last_speech_end - self.onset >= self.min_speech:
+            if not self.started:
+                events.append(SpeechStarted(self.next_id, samples_to_ms(self.start)))
+            events.append(SpeechEnded(self.next_id, samples_to_ms(self.start), samples_to_ms(end)))
+            self.next_id += 1
+            self.prev_end = end
+        self.triggered = False
+        self.silence_start = 0
+
+    def push(self, prob: float, window_end: int) -> list[VadEvent]:
+        events: list[VadEvent] = []
+        window_start = window_end - self.window
+        if prob >= self.opts.threshold:
+            if not self.triggered:
+                self._open(window_start)
+            elif self.silence_start:
+                if window_start - self.silence_start >= self._MIN_PAUSE_FOR_CUT_SAMPLES:
+                    self.cut_candidate = (self.silence_start, window_start)
+                self.silence_start = 0
+            self.last_speech_end = window_end
+            if not self.started and window_end - self.onset >= self.min_speech:
+                events.append(SpeechStarted(self.next_id, samples_to_ms(self.start)))
+                self.started = True
+        elif self.triggered and prob < self.neg_threshold:
+            if not self.silence_start:
+                self.silence_start = window_start
+            if window_end - self.silence_start >= self.min_silence:
+                self._close(min(self.silence_start + self.pad, window_end), events)
+
+        if self.triggered and window_end - self.start > self.max_speech:
+            if self.cut_candidate is not None:
+                pause_start, pause_end = self.cut_candidate
+                self._close(pause_start, events)
+                self._open(pause_end)
+                self.start = pause_end
+            else:
+                self._close(window_end, events)
+                self._open(window_end)
+                self.start = window_end
+            self.last_speech_end = window_end
+        return events
+
+    def flush(self, total_samples: int) -> list[VadEvent]:
+        events: list[VadEvent] = []
+        if self.triggered:
+            end = self.silence_start + self.pad if self.silence_start else total_samples
+            self._close(min(end, total_samples), events)
+        return events
+
+
+class SileroModel:
+    """The shared, read-only Silero network (TorchScript)."""
+
+    def __init__(self, jit_model: torch.jit.ScriptModule, source: str):
+        self.net = jit_model._model  # stateless: forward(x_with_context, state) -> (prob, state)
+        self.context_samples = int(self.net.context_size_samples)
+        self.source = source
+
+    def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(2, 1, 128), torch.zeros(1, self.context_samples)
+
+    @torch.inference_mode()
+    def step(self, window: torch.Tensor, state: torch.Tensor, context: torch.Tensor):
+        """One 512-sample window -> (speech probability, new state, new context)."""
+        x = torch.cat([context, window.unsqueeze(0)], dim=1)
+        prob, state = self.net(x, state)
+        return float(prob.item()), state, x[:, -self.context_samples:]
+
+
+def load_silero(project_root: Path) -> SileroModel:
+    """Local-first: ``<root>/silero-vad`` via torch.hub (source="local"), else the pip package's model.
+
+    Neither path touches the network.
+    """
+    local = project_root / "silero-vad"
+    if (local / "hubconf.py").is_file():
+        loaded = torch.hub.load(str(local), "silero_vad", source="local", trust_repo=True, verbose=False)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        source = f"torch.hub local repo {local}"
+    else:
+        from silero_vad import load_silero_vad
+
+        model = load_silero_vad()
+        source = "silero-vad pip package (bundled model; silero-vad/ not found at project root)"
+    model.eval()
+    log.info("Silero VAD loaded from %s", source)
+    return SileroModel(model, source)
+
+
+class SileroStream:
+    """Per-stream Silero state: RNN state, context, unprocessed tail, segmenter."""
+
+    def __init__(self, model: SileroModel, options: VadOptions):
+        self.model = model
+        self.state, self.context = model.initial_state()
+        self.segmenter = _Segmenter(options, WINDOW_SAMPLES)
+        self.pending = np.zeros(0, dtype=np.float32)
+        self.consumed = 0  # samples fed to the model so far
+
+    def accept(self, samples: np.ndarray) -> list[VadEvent]:
+        check_contract(samples)
+        buffer = np.concatenate([self.pending, samples]) if self.pending.size else samples
+        full = buffer.size // WINDOW_SAMPLES * WINDOW_SAMPLES
+        self.pending = buffer[full:].copy()
+        events: list[VadEvent] = []
+        if full:
+            windows = torch.from_numpy(np.ascontiguousarray(buffer[:full])).view(-1, WINDOW_SAMPLES)
+            for window in windows:
+                prob, self.state, self.context = self.model.step(window, self.state, self.context)
+                self.consumed += WINDOW_SAMPLES
+                events += self.segmenter.push(prob, self.consumed)
+        return events
+
+    def flush(self) -> list[VadEvent]:
+        total = self.consumed + self.pending.size
+        events: list[VadEvent] = []
+        if self.pending.size:
+            tail = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+            tail[: self.pending.size] = self.pending
+            prob, self.state, self.context = self.model.step(torch.from_numpy(tail), self.state, self.context)
+            self.pending = np.zeros(0, dtype=np.float32)
+            events += self.segmenter.push(prob, min(self.consumed + WINDOW_SAMPLES, total))
+            self.consumed = total
+        return events + self.segmenter.flush(total)

@@ -1,0 +1,84 @@
+"""gRPC VadService: converts protobuf <-> engine types; no model logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable
+
+import grpc
+
+from protos.v1 import vad_pb2, vad_pb2_grpc
+from services.common.audio import samples_from_f32le
+from services.common.errors import InvalidInput, NotReady, Overloaded, grpc_errors
+from services.common.metrics import ACTIVE_STREAMS, REQUESTS
+from services.vad.engine import SpeechEnded, SpeechStarted, VadEvent, VadOptions, VadStream
+
+__all__ = ["VadServicer", "StreamFactory"]
+
+log = logging.getLogger(__name__)
+
+# backend name ("silero" | "fsmn"), options -> a fresh per-stream detector
+StreamFactory = Callable[[str, VadOptions], VadStream]
+
+_BACKENDS = {vad_pb2.SILERO: "silero", vad_pb2.FSMN: "fsmn"}
+
+
+def _event_to_proto(event: VadEvent) -> vad_pb2.VadEvent:
+    if isinstance(event, SpeechStarted):
+        return vad_pb2.VadEvent(speech_started=vad_pb2.SpeechStart(
+            segment_id=event.segment_id, start_ms=event.start_ms))
+    assert isinstance(event, SpeechEnded)
+    return vad_pb2.VadEvent(speech_ended=vad_pb2.SpeechEnd(
+        segment_id=event.segment_id, start_ms=event.start_ms, end_ms=event.end_ms))
+
+
+class VadServicer(vad_pb2_grpc.VadServiceServicer):
+    def __init__(self, default_backend: str, defaults: VadOptions, max_streams: int, threads: int = 2):
+        self.factory: StreamFactory | None = None  # set once models are loaded
+        self.default_backend = default_backend
+        self.defaults = defaults
+        self.max_streams = max_streams
+        self.active = 0
+        # Each stream owns its state, so streams may run in parallel threads.
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vad")
+
+    def _options(self, config: vad_pb2.VadConfig) -> VadOptions:
+        return self.defaults.with_overrides(
+            threshold=config.threshold,
+            min_speech_duration_ms=config.min_speech_duration_ms,
+            min_silence_duration_ms=config.min_silence_duration_ms,
+            speech_pad_ms=config.speech_pad_ms,
+            max_speech_duration_s=config.max_speech_duration_s,
+        )
+
+    @grpc_errors
+    async def StreamVad(self, request_iterator: AsyncIterator[vad_pb2.VadRequest],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[vad_pb2.VadEvent]:
+        if self.factory is None:
+            raise NotReady("VAD model is still loading; retry when health reports SERVING")
+        if self.active >= self.max_streams:
+            REQUESTS.labels("vad", "StreamVad", "RESOURCE_EXHAUSTED").inc()
+            raise Overloaded(f"VAD worker is at its limit of {self.max_streams} streams; retry later")
+        self.active += 1
+        ACTIVE_STREAMS.labels("vad").inc()
+        loop = asyncio.get_running_loop()
+        try:
+            first = await anext(aiter(request_iterator), None)
+            if first is None or first.WhichOneof("payload") != "config":
+                raise InvalidInput("the first VadRequest must carry a config")
+            backend = _BACKENDS.get(first.config.backend, self.default_backend)
+            stream = self.factory(backend, self._options(first.config))
+            async for request in request_iterator:
+                if request.WhichOneof("payload") != "audio":
+                    raise InvalidInput("only the first VadRequest may carry a config")
+                samples = samples_from_f32le(request.audio.samples_f32le)
+                for event in await loop.run_in_executor(self.executor, stream.accept, samples):
+                    yield _event_to_proto(event)
+            for event in await loop.run_in_executor(self.executor, stream.flush):
+                yield _event_to_proto(event)
+            REQUESTS.labels("vad", "StreamVad", "OK").inc()
+        finally:
+            self.active -= 1
+            ACTIVE_STREAMS.labels("vad").dec()

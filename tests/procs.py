@@ -1,0 +1,92 @@
+"""Start real server processes for tests and wait until their health says SERVING.
+
+Every server binds 127.0.0.1 port 0 and writes the port it got to a file;
+:func:`start_server` reads it, then polls ``grpc.health.v1`` until SERVING.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def health(self, timeout_s: float = 2.0) -> int:
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s).status
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(module: str, name: str, args: list[str] = (), env: dict | None = None,
+                 wait_serving: bool = True, timeout_s: float = 120.0) -> ServerProcess:
+    """Run ``python -m module --port 0 --port-file F *args``; wait for the port (and SERVING)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    port_file = tmp / "port"
+    log_path = tmp / "server.log"
+    full_env = dict(os.environ)
+    full_env.update({"PYTHONUNBUFFERED": "1"})
+    full_env.update(env or {})
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", "0", "--port-file", str(port_file), *args],
+            cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.05)
+    server = ServerProcess(name, proc, int(port_file.read_text()), log_path, full_env)
+    if wait_serving:
+        wait_for_serving(server, deadline)
+    return server
+
+
+def wait_for_serving(server: ServerProcess, deadline: float) -> None:
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log()}")
+        try:
+            if server.health() == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"{server.name} never reported SERVING:\n{server.log()}")
+        time.sleep(0.1)
