@@ -27,6 +27,7 @@ __all__ = [
     "DeadlineExceeded",
     "grpc_errors",
     "status_for",
+    "worker_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ class Unauthenticated(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def worker_error(part: str, exc: grpc.aio.AioRpcError) -> ServiceError:
+    """A downstream worker's failure, passed on with its status code and named part."""
+    error = ServiceError(f"{part} worker: {exc.details()}")
+    error.code = exc.code()
+    return error
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -1,0 +1,328 @@
+"""One Analyze session: client audio -> VAD stream -> per-segment ASR + emotion -> events.
+
+Data flow (all asyncio, no model code in the gateway)::
+
+    client chunks --convert--> SampleBuffer --> VAD worker stream
+                                                  | speech started / ended
+                                                  v
+                       segment audio (cut once) --> ASR  \\ concurrently
+                                                --> emotion /
+                                                  v
+                       results re-ordered by segment id --> client
+
+Every finished segment is cut from the buffer and analysed exactly once, so
+total compute is linear in the audio length. The buffer only keeps audio that
+a future segment can still need. Cancelling the session (client gone) cancels
+the in-flight worker calls with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import grpc
+import numpy as np
+
+from protos.v1 import asr_pb2, audio_pb2, emotion_pb2, gateway_pb2, vad_pb2
+from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
+                                   samples_to_f32le, samples_to_ms)
+from services.common.errors import Overloaded, WrongMode, worker_error
+from gateway.workers import Workers
+
+__all__ = ["SessionLimits", "SampleBuffer", "Session"]
+
+log = logging.getLogger(__name__)
+
+EMOTION_DISPLAY = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
+# SenseVoice's emotion tags mapped onto the SpeechBrain classes for the session summary.
+_SENSEVOICE_TO_CLASS = {"NEUTRAL": "neu", "ANGRY": "ang", "HAPPY": "hap", "SAD": "sad"}
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_session_s: float
+    worker_timeout_s: float
+    default_mode: int  # asr_pb2.AsrMode
+
+
+class SampleBuffer:
+    """Append-only 16 kHz audio with a moving start: memory holds only what may still be cut."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self.base = 0   # stream sample index of the first kept sample
+        self.end = 0    # stream sample index after the last sample
+
+    def append(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self._chunks.append(samples)
+            self.end += samples.size
+
+    def slice(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(start, self.base), min(stop, self.end)
+        if stop <= start:
+            return np.zeros(0, dtype=np.float32)
+        joined = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        self._chunks = [joined]
+        return joined[start - self.base: stop - self.base].copy()
+
+    def trim(self, before: int) -> None:
+        """Drop samples before stream index ``before``."""
+        before = min(before, self.end)
+        if before <= self.base:
+            return
+        joined = np.concatenate(self._chunks) if len(self._chunks) > 1 else (
+            self._chunks[0] if self._chunks else np.zeros(0, dtype=np.float32))
+        self._chunks = [joined[before - self.base:]]
+        self.base = before
+
+
+@dataclass
+class _Summary:
+    transcript: list[str] = field(default_factory=list)
+    speech_ms: int = 0
+    weighted: dict[str, float] = field(default_factory=dict)
+    time_ms: dict[str, int] = field(default_factory=dict)
+    random_weights: bool = False
+    segments: int = 0
+
+    def add(self, result: gateway_pb2.SegmentResult) -> None:
+        self.segments += 1
+        duration = result.end_ms - result.start_ms
+        self.speech_ms += duration
+        if result.text:
+            self.transcript.append(result.text)
+        self.random_weights |= result.random_weights
+        if not result.emotions:
+            return
+        emotion = result.emotions[0]  # speechbrain first when it ran (it has probabilities)
+        label = _SENSEVOICE_TO_CLASS.get(emotion.label, emotion.label)
+        self.time_ms[label] = self.time_ms.get(label, 0) + duration
+        for score in emotion.probabilities:
+            key = _SENSEVOICE_TO_CLASS.get(score.label, score.label)
+            self.weighted[key] = self.weighted.get(key, 0.0) + score.probability * duration
+
+    def to_proto(self, audio_ms: int) -> gateway_pb2.SessionSummary:
+        total = sum(self.weighted.values())
+        distribution = [
+            gateway_pb2.EmotionShare(label=label, display_name=EMOTION_DISPLAY.get(label, label),
+                                     share=weight / total if total else 0.0,
+                                     duration_ms=self.time_ms.get(label, 0))
+            for label, weight in sorted(self.weighted.items(), key=lambda kv: -kv[1])]
+        dominant = distribution[0].label if distribution else ""
+        return gateway_pb2.SessionSummary(
+            transcript="".join(self.transcript) if _is_cjk("".join(self.transcript)) else " ".join(self.transcript),
+            segment_count=self.segments,
+            audio_duration_ms=audio_ms,
+            speech_duration_ms=self.speech_ms,
+            silence_duration_ms=max(audio_ms - self.speech_ms, 0),
+            dominant_emotion=dominant,
+            dominant_emotion_display_name=EMOTION_DISPLAY.get(dominant, dominant),
+            emotion_distribution=distribution,
+            random_weights=self.random_weights)
+
+
+def _is_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def _rpc_error_text(part: str, exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{part}: {exc.code().name}: {exc.details()}"
+    return f"{part}: {type(exc).__name__}: {exc}"
+
+
+class Session:
+    """Runs one Analyze stream; iterate :meth:`events` to drive it."""
+
+    def __init__(self, session_id: str, config: gateway_pb2.StreamConfig, workers: Workers,
+                 limits: SessionLimits, deadline_s: float | None = None):
+        self.id = session_id
+        self.config = config
+        self.workers = workers
+        self.limits = limits
+        self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
+        self.mode = config.mode or limits.default_mode
+        self.buffer = SampleBuffer()
+        self.summary = _Summary()
+        self.log = logging.LoggerAdapter(log, {"session": session_id})
+        self._open_start: int | None = None  # sample index of the open segment's start
+
+    # ---- worker calls -------------------------------------------------------------
+    def _timeout(self) -> float:
+        timeout = self.limits.worker_timeout_s
+        if self.deadline_s is not None:
+            timeout = min(timeout, max(self.deadline_s - time.monotonic(), 0.001))
+        return timeout
+
+    async def _transcribe(self, samples: np.ndarray, start_ms: int) -> asr_pb2.TranscribeResponse:
+        request = asr_pb2.TranscribeRequest(
+            audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)),
+            mode=self.mode, segment_start_ms=start_ms, hotwords=list(self.config.hotwords),
+            language=self.config.language or "auto", use_itn=self.config.use_itn)
+        return await self.workers.asr.Transcribe(request, timeout=self._timeout(), wait_for_ready=False)
+
+    async def _classify(self, samples: np.ndarray) -> emotion_pb2.ClassifyResponse:
+        request = emotion_pb2.ClassifyRequest(
+            audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)))
+        return await self.workers.emotion.Classify(request, timeout=self._timeout())
+
+    def _wants_speechbrain(self) -> bool:
+        return self.mode != asr_pb2.SENSEVOICE or self.config.speechbrain_emotion
+
+    async def analyze_segment(self, segment_id: int, start_ms: int, end_ms: int,
+                              samples: np.ndarray) -> gateway_pb2.SegmentResult:
+        result = gateway_pb2.SegmentResult(
+            segment_id=segment_id, start_ms=start_ms, end_ms=end_ms,
+            features=gateway_pb2.AudioFeatures(duration_ms=end_ms - start_ms,
+                                               loudness_dbfs=loudness_dbfs(samples),
+                                               peak_dbfs=peak_dbfs(samples)))
+        calls = [self._transcribe(samples, start_ms)]
+        if self._wants_speechbrain():
+            calls.append(self._classify(samples))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        asr = outcomes[0]
+        emotion = outcomes[1] if len(outcomes) > 1 else None
+        if isinstance(emotion, emotion_pb2.ClassifyResponse):
+            result.emotions.append(gateway_pb2.EmotionResult(
+                source="speechbrain", label=emotion.label, display_name=emotion.display_name,
+                confidence=emotion.confidence, probabilities=emotion.probabilities))
+            result.random_weights |= emotion.model_info.random_weights
+        elif isinstance(emotion, BaseException):
+            self._check_fatal(emotion)
+            result.errors.append(_rpc_error_text("emotion", emotion))
+        if isinstance(asr, asr_pb2.TranscribeResponse):
+            result.text = asr.text
+            result.timestamps.extend(asr.timestamps)
+            result.language, result.language_display_name = asr.language, asr.language_display_name
+            result.audio_event = asr.audio_event
+            result.audio_event_display_name = asr.audio_event_display_name
+            result.random_weights |= asr.model_info.random_weights
+            if asr.HasField("emotion") and asr.emotion.label:
+                result.emotions.append(gateway_pb2.EmotionResult(
+                    source="sensevoice", label=asr.emotion.label, display_name=asr.emotion.display_name,
+                    confidence=asr.emotion.probability, probabilities=[asr.emotion]))
+        else:
+            self._check_fatal(asr)
+            result.errors.append(_rpc_error_text("asr", asr))
+        if result.errors:
+            self.log.warning("segment %d partly failed: %s", segment_id, "; ".join(result.errors))
+        return result
+
+    def _check_fatal(self, exc: BaseException) -> None:
+        """Errors that concern the whole stream, not one segment, end it."""
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            raise WrongMode(exc.details())
+
+    # ---- the stream ---------------------------------------------------------------
+    def _vad_config(self) -> vad_pb2.VadConfig:
+        vad = vad_pb2.VadConfig()
+        vad.CopyFrom(self.config.vad)
+        vad.backend = self.config.vad_backend
+        return vad
+
+    async def events(self, client_audio: AsyncIterator[np.ndarray]) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        """Drive the session; ``client_audio`` yields converted 16 kHz float32 chunks."""
+        out: asyncio.Queue = asyncio.Queue()
+        to_vad: asyncio.Queue = asyncio.Queue(maxsize=32)  # back-pressure on the client
+        segment_tasks: asyncio.Queue = asyncio.Queue()
+        max_samples = int(self.limits.max_session_s * SAMPLE_RATE_HZ)
+
+        def event(**kwargs) -> gateway_pb2.AnalyzeEvent:
+            return gateway_pb2.AnalyzeEvent(session_id=self.id, **kwargs)
+
+        async def vad_requests():
+            yield vad_pb2.VadRequest(config=self._vad_config())
+            while (samples := await to_vad.get()) is not None:
+                yield vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)))
+
+        async def pump_client() -> None:
+            async for samples in client_audio:
+                if self.buffer.end + samples.size > max_samples:
+                    raise Overloaded(
+                        f"session longer than the limit of {self.limits.max_session_s:.0f} s of audio; "
+                        "split the recording into several sessions")
+                self.buffer.append(samples)
+                if self._open_start is None:
+                    # No open segment: keep only what a segment starting now could reach back to.
+                    self.buffer.trim(self.buffer.end - 2 * SAMPLE_RATE_HZ)
+                await to_vad.put(samples)
+            await to_vad.put(None)
+
+        async def pump_vad() -> None:
+            call = self.workers.vad.StreamVad(vad_requests())
+            try:
+                async for vad_event in call:
+                    kind = vad_event.WhichOneof("event")
+                    if kind == "speech_started":
+                        started = vad_event.speech_started
+                        self._open_start = ms_to_samples(started.start_ms)
+                        await out.put(event(speech_started=gateway_pb2.SpeechStarted(
+                            segment_id=started.segment_id, start_ms=started.start_ms)))
+                    elif kind == "speech_ended":
+                        ended = vad_event.speech_ended
+                        await out.put(event(speech_ended=gateway_pb2.SpeechEnded(
+                            segment_id=ended.segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms)))
+                        end = ms_to_samples(ended.end_ms)
+                        samples = self.buffer.slice(ms_to_samples(ended.start_ms), end)
+                        self._open_start = None
+                        self.buffer.trim(end)
+                        await segment_tasks.put(asyncio.create_task(self.analyze_segment(
+                            ended.segment_id, ended.start_ms, ended.end_ms, samples)))
+            except grpc.aio.AioRpcError as exc:
+                raise worker_error("vad", exc) from None
+            finally:
+                await segment_tasks.put(None)
+
+        async def emit_results() -> None:
+            while (task := await segment_tasks.get()) is not None:
+                result = await task
+                self.summary.add(result)
+                await out.put(event(segment_result=result))
+
+        async def supervise(coro) -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                await out.put(exc)
+
+        tasks = [asyncio.create_task(supervise(c)) for c in (pump_client(), pump_vad(), emit_results())]
+        results_task = tasks[2]
+        try:
+            while True:
+                getter = asyncio.ensure_future(out.get())
+                done, _ = await asyncio.wait({getter, results_task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    await tasks[1]  # pump_vad has finished; let its supervisor report any error
+                    while not out.empty():
+                        item = out.get_nowait()
+                        if isinstance(item, BaseException):
+                            raise item
+                        yield item
+                    break
+                item = getter.result()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            audio_ms = samples_to_ms(self.buffer.end)
+            yield event(summary=self.summary.to_proto(audio_ms))
+        finally:
+            for task in tasks:
+                task.cancel()
+            while not segment_tasks.empty():
+                pending = segment_tasks.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)

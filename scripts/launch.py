@@ -1,0 +1,98 @@
+"""Run the whole stack locally as separate processes: ``python scripts/launch.py``.
+
+Uses honcho (a Procfile runner: prefixed, coloured logs per process; Ctrl-C or
+SIGTERM stops them all) rather than a hand-written supervisor. The topology
+(processes, ports, environment) is :data:`TOPOLOGY`; docker-compose.yml
+describes the same services, and a test keeps the two from drifting.
+
+A watcher thread polls each process's gRPC health service and prints one line
+when the whole stack is SERVING.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from honcho.manager import Manager  # noqa: E402
+from honcho.printer import Printer  # noqa: E402
+
+__all__ = ["TOPOLOGY", "stack_env", "main"]
+
+# name -> python module, its port variable and default port, default environment.
+# docker-compose.yml must describe the same services/ports/environment (tests/test_deploy.py).
+TOPOLOGY: dict[str, dict] = {
+    "vad": {"module": "services.vad.server", "port_env": "VAD_PORT", "port": 50051,
+            "env": {"VAD_BACKEND": "silero"}},
+    "asr": {"module": "services.asr.server", "port_env": "ASR_PORT", "port": 50052,
+            "env": {"ASR_MODE": "paraformer"}},
+    "emotion": {"module": "services.emotion.server", "port_env": "EMOTION_PORT", "port": 50053,
+                "env": {"EMOTION_LAZY_LOAD": "0"}},
+    "gateway": {"module": "gateway.server", "port_env": "GATEWAY_PORT", "port": 50050,
+                "env": {"DEFAULT_MODE": "paraformer"}},
+}
+_ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS"}
+
+
+def stack_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each process's environment: topology defaults, overridden by ``environ``."""
+    ports = {name: int(environ.get(spec["port_env"], spec["port"])) for name, spec in TOPOLOGY.items()}
+    envs = {}
+    for name, spec in TOPOLOGY.items():
+        env = {**spec["env"], **environ, "PYTHONUNBUFFERED": "1", spec["port_env"]: str(ports[name])}
+        if name == "gateway":
+            for worker, var in _ADDRESS_ENV.items():
+                env.setdefault(var, f"127.0.0.1:{ports[worker]}")
+        envs[name] = env
+    return envs
+
+
+def _port(name: str, env: dict[str, str]) -> int:
+    return int(env[TOPOLOGY[name]["port_env"]])
+
+
+def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
+    pending = set(names)
+    while pending:
+        for name in sorted(pending):
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{_port(name, envs[name])}") as channel:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    pending.discard(name)
+            except grpc.RpcError:
+                pass
+        time.sleep(0.5)
+    port = _port("gateway", envs["gateway"]) if "gateway" in envs else 0
+    sys.stdout.write(f"\n*** stack ready: gateway SERVING on 127.0.0.1:{port} "
+                     f"(try: .venv/bin/python -m gateway.client ../shared/audio/zh_weather.wav "
+                     f"--address 127.0.0.1:{port}) ***\n\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated subset of " + ",".join(TOPOLOGY))
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(TOPOLOGY)
+    envs = stack_env(dict(os.environ))
+    manager = Manager(Printer(sys.stdout))
+    for name in names:
+        manager.add_process(name, f"{sys.executable} -m {TOPOLOGY[name]['module']}",
+                            env=envs[name], cwd=str(ROOT))
+    threading.Thread(target=_watch_health, args=(names, envs), daemon=True).start()
+    manager.loop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

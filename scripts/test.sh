@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's test command: install (idempotent), then run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec .venv/bin/python -m pytest -q "$@"
