@@ -648,6 +648,8 @@ def _check(layout: model_paths.ModelLayout, names: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2"):  # one INFO line per HTTP request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     # This is a command-line entry point, so it reads its environment itself.
     environ = os.environ
