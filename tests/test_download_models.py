@@ -100,6 +100,9 @@ class FakeHub:
         self.repos = _repos()
         self.archives: dict[str, bytes] = {}
         self.failing: set[str] = set()  # file paths answered with 404
+        self.stalling: set[str] = set()  # file paths whose body stops half-way until `release`
+        self.release = threading.Event()
+        self.ranges: list[tuple[str, str]] = []  # (file path, Range header) of resumed requests
         self.requests: list[tuple[str, str]] = []
         hub = self
 
@@ -125,6 +128,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -160,8 +164,20 @@ class FakeHub:
     def _json(self, handler, payload: object, status: int = 200) -> None:
         self._send(handler, status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
-    def _file(self, handler, data: bytes, headers: dict[str, str], head: bool) -> None:
+    def _file(self, handler, data: bytes, headers: dict[str, str], head: bool, name: str = "") -> None:
         range_header = handler.headers.get("Range")
+        if range_header:
+            self.ranges.append((name, range_header))
+        if name in self.stalling and not head and not range_header:
+            # Send 3/4 of the body, then hang like a dead connection.
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) * 3 // 4])
+            handler.wfile.flush()
+            self.release.wait(30)
+            handler.close_connection = True
+            return
         if range_header and range_header.startswith("bytes="):
             start = int(range_header[6:].split("-")[0])
             headers = {**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
@@ -189,7 +205,7 @@ class FakeHub:
             if parts[5:] == ["repo"] and query.get("FilePath") in files:
                 if query["FilePath"] in self.failing:
                     return self._json(handler, {"Code": 404, "Message": "gone", "Success": False}, 404)
-                return self._file(handler, files[query["FilePath"]], {}, head)
+                return self._file(handler, files[query["FilePath"]], {}, head, query["FilePath"])
             if parts[5:] == []:
                 return self._json(handler, {"Code": 200, "Success": True, "Data": {"Path": repo_id}})
             return self._json(handler, {"Code": 404, "Success": False}, 404)
@@ -217,7 +233,7 @@ class FakeHub:
                 return self._send(handler, 404, b"", {"X-Error-Code": "EntryNotFound"}, head)
             data = files[file_path]
             headers = {"X-Repo-Commit": self.sha(repo_id), "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
-            return self._file(handler, data, headers, head)
+            return self._file(handler, data, headers, head, file_path)
         self._send(handler, 404, b"not found", {}, head)
 
 
@@ -260,3 +276,209 @@ def run_script(tmp_path: Path, *args: str, hf: str, ms: str, timeout_s: float = 
 
 def _hidden_entries(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
+
+
+def _import_script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import download_models
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return download_models
+
+
+def _make_complete(directory: Path, name: str) -> None:
+    for relative, data in _fixture_files(name).items():
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_bytes(data)
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_downloads_everything_into_the_resolved_layout(tmp_path: Path, hub: FakeHub) -> None:
+    cache = tmp_path / "cache"
+    project = tmp_path / "project"
+    # An incomplete Paraformer dir is replaced, a complete FSMN-VAD in the
+    # hub/models/iic layout is kept, an older SenseVoice snapshot survives.
+    stale = model_paths.modelscope_dir(cache, "paraformer")
+    stale.mkdir(parents=True)
+    (stale / "config.yaml").write_text("stale")
+    kept = cache / "hub" / "models" / "iic" / "speech_fsmn_vad_zh-cn-16k-common-pytorch"
+    _make_complete(kept, "fsmn_vad")
+    repo_dir = model_paths.sensevoice_repo_dir(cache)
+    (repo_dir / "snapshots" / "0ld").mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text("0ld")
+
+    result = run_script(tmp_path, "--cache-dir", str(cache), hf=hub.url, ms=hub.url)
+    assert result.returncode == 0, result.stderr
+
+    layout = resolve_models(project, str(cache))
+    assert all(model.complete for model in layout.models()), layout.describe()
+    assert layout.fsmn_vad.path == kept and hub.downloads("speech_fsmn_vad_zh-cn-16k-common-pytorch/repo/files") == 0
+    assert layout.paraformer.path == stale and (stale / "config.yaml").read_bytes() != b"stale"
+    assert (stale / "model.pt").read_bytes() == _repos()[("ms", MODEL_SPECS["paraformer"].repo_id)]["model.pt"]
+
+    sha = hub.sha("FunAudioLLM/SenseVoiceSmall")
+    assert layout.sensevoice.path == repo_dir / "snapshots" / sha
+    assert (repo_dir / "refs" / "main").read_text() == sha
+    assert (repo_dir / "snapshots" / "0ld").is_dir()
+    snapshot = layout.sensevoice.path
+    assert not any(p.is_symlink() for p in snapshot.rglob("*")), "snapshot must hold real files"
+    assert (snapshot / "README.md").read_bytes() == (snapshot / "docs" / "copy.md").read_bytes() == b"same\n"
+
+    emotion = layout.speechbrain_emotion.path
+    assert not (emotion / "wav2vec2_checkpoints").exists()
+    assert sorted(p.name for p in (emotion / "wav2vec2-base").iterdir()) == [
+        "config.json", "model.safetensors", "preprocessor_config.json"]
+    # No staging directories, locks or hub bookkeeping are left behind.
+    assert _hidden_entries(project) == []
+    assert _hidden_entries(cache) == []
+
+    # A second run finds everything complete and fetches nothing.
+    hub.requests.clear()
+    again = run_script(tmp_path, "--cache-dir", str(cache), hf=hub.url, ms=hub.url)
+    assert again.returncode == 0, again.stderr
+    assert hub.requests == []
+    assert "already complete" in again.stderr
+
+    check = run_script(tmp_path, "--check", "--cache-dir", str(cache), hf=hub.url, ms=hub.url)
+    assert check.returncode == 0, check.stdout
+    assert "MISSING" not in check.stdout
+
+
+def test_without_network_each_model_fails_fast_and_writes_nothing(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    result = run_script(
+        tmp_path,
+        "--cache-dir", str(tmp_path / "cache"),
+        "--paraformer", "--sensevoice", "--speechbrain",
+        "--silero", "--silero-source", "github", "--silero-archive-url", f"{dead}/silero.tar.gz",
+        hf=dead, ms=dead,
+    )
+    elapsed_s = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed_s < 30
+    for name in ("paraformer", "fsmn_vad", "ct_punc", "sensevoice", "speechbrain_emotion", "silero_vad"):
+        assert f"{name}: cannot reach 127.0.0.1" in result.stderr
+    assert "FAILED: --paraformer, --sensevoice, --speechbrain, --silero" in result.stderr
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "project").exists()
+
+
+def test_failed_download_is_never_accepted_and_the_rerun_completes_it(tmp_path: Path, hub: FakeHub) -> None:
+    cache = tmp_path / "cache"
+    hub.failing = {"model.pt", "wav2vec2.ckpt"}
+    args = ("--cache-dir", str(cache), "--paraformer", "--sensevoice", "--speechbrain")
+    failed = run_script(tmp_path, *args, hf=hub.url, ms=hub.url)
+    assert failed.returncode == 1
+    assert "Partial files stay in" in failed.stderr
+
+    layout = resolve_models(tmp_path / "project", str(cache))
+    for model in layout.models(["paraformer", "fsmn_vad", "ct_punc", "sensevoice", "speechbrain_emotion"]):
+        assert not model.complete, model
+    assert not model_paths.modelscope_dir(cache, "paraformer").exists()
+    assert not model_paths.sensevoice_repo_dir(cache).exists()
+    assert not (tmp_path / "project" / model_paths.SPEECHBRAIN_EMOTION_SUBDIR).exists()
+    assert (model_paths.modelscope_dir(cache, "paraformer").parent /
+            ".speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch.partial" / "config.yaml").is_file()
+
+    hub.failing = set()
+    fetched_before = hub.downloads("config.yaml")
+    resumed = run_script(tmp_path, *args, hf=hub.url, ms=hub.url)
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(m.complete for m in resolve_models(tmp_path / "project", str(cache)).models(
+        ["paraformer", "fsmn_vad", "ct_punc", "sensevoice", "speechbrain_emotion"]))
+    assert hub.downloads("config.yaml") == fetched_before, "files fetched by the first run are not fetched again"
+
+
+def test_killed_download_resumes_where_it_stopped(tmp_path: Path, hub: FakeHub) -> None:
+    cache = tmp_path / "cache"
+    repo_id = MODEL_SPECS["paraformer"].repo_id
+    big = os.urandom(3 * 1024 * 1024)
+    hub.repos[("ms", repo_id)]["model.pt"] = big
+    hub.stalling = {"model.pt"}
+    staging = model_paths.modelscope_dir(cache, "paraformer").parent / (
+        "." + model_paths.modelscope_dir(cache, "paraformer").name + ".partial")
+    partial_file = staging / "model.pt.incomplete"
+
+    env_args = ["--cache-dir", str(cache), "--paraformer"]
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--project-root", str(tmp_path / "project"), *env_args],
+        env={**os.environ, "HF_ENDPOINT": hub.url, "MODELSCOPE_ENDPOINT": hub.url,
+             "MODELSCOPE_HOME": str(tmp_path / "home"), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (partial_file.exists() and partial_file.stat().st_size >= 1024 * 1024):
+            assert time.monotonic() < deadline, "download never got going"
+            assert process.poll() is None
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    hub.release.set()
+    written = partial_file.stat().st_size
+    assert 0 < written < len(big)
+    assert not resolve_models(tmp_path / "project", str(cache)).paraformer.complete
+
+    hub.stalling = set()
+    result = run_script(tmp_path, *env_args, hf=hub.url, ms=hub.url)
+    assert result.returncode == 0, result.stderr
+    assert ("model.pt", f"bytes={written}-") in hub.ranges
+    final = resolve_models(tmp_path / "project", str(cache)).paraformer
+    assert final.complete and (final.path / "model.pt").read_bytes() == big
+
+
+def test_silero_from_the_package_loads_with_torch_hub(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    script = _import_script()
+    options = script.DownloadOptions(project_root=tmp_path, cache=model_paths.ModelCacheDir(tmp_path / "c", "test"))
+    target = script.fetch_silero(options)
+    assert target == tmp_path / "silero-vad"
+    assert resolve_models(tmp_path, None, data_fallbacks=()).silero_vad.complete
+
+    model, utils = torch.hub.load(repo_or_dir=str(target), model="silero_vad", source="local")
+    with torch.no_grad():
+        probability = float(model(torch.zeros(512), 16000))
+    assert 0.0 <= probability <= 1.0
+    assert callable(utils[0])  # get_speech_timestamps
+
+
+def test_silero_from_a_github_archive(tmp_path: Path, hub: FakeHub) -> None:
+    hub.archives["/snakers4/silero-vad/archive/refs/tags/v6.2.3.tar.gz"] = _silero_archive()
+    script = _import_script()
+    options = script.DownloadOptions(
+        project_root=tmp_path,
+        cache=model_paths.ModelCacheDir(tmp_path / "c", "test"),
+        endpoints=script.HubEndpoints(silero_archive_url=f"{hub.url}/snakers4/silero-vad/archive/refs/tags/v6.2.3.tar.gz"),
+        silero_source="github",
+    )
+    script.fetch_silero(options)
+    assert resolve_models(tmp_path, None, data_fallbacks=()).silero_vad.complete
+    assert _hidden_entries(tmp_path) == []
+
+
+def test_check_names_what_is_missing_and_how_to_fetch_it(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    result = run_script(tmp_path, "--check", "--mode", "sensevoice", hf="http://127.0.0.1:9", ms="http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "sensevoice:" in result.stdout and "paraformer:" not in result.stdout
+    assert "python scripts/download_models.py --sensevoice --speechbrain --silero" in result.stdout
+
+    # Silero is optional: its absence is reported but does not fail the check.
+    _make_complete(model_paths.sensevoice_repo_dir(project / "pretrained_models" / "model_cache") / "snapshots" / "r1",
+                   "sensevoice")
+    _make_complete(project / model_paths.SPEECHBRAIN_EMOTION_SUBDIR, "speechbrain_emotion")
+    result = run_script(tmp_path, "--check", "--mode", "sensevoice", hf="http://127.0.0.1:9", ms="http://127.0.0.1:9")
+    assert result.returncode == 0, result.stdout
+    assert "silero_vad:" in result.stdout and "optional" in result.stdout
+
+
+def test_mode_without_check_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "--mode", "both", hf="http://127.0.0.1:9", ms="http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "--mode and --no-emotion only apply to --check" in result.stderr
