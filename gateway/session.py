@@ -32,11 +32,22 @@ from protos.v1 import asr_pb2, audio_pb2, emotion_pb2, gateway_pb2, vad_pb2
 from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
                                    samples_to_f32le, samples_to_ms)
 from services.common.errors import Overloaded, WrongMode, worker_error
+from gateway.sentiment import score_text
 from gateway.workers import Workers
 
 __all__ = ["SessionLimits", "SampleBuffer", "Session"]
 
 log = logging.getLogger(__name__)
+
+INTERIM_INTERVAL_S = 1.0
+"""At most one interim result per this much open speech (and never two in flight)."""
+
+
+class _SessionLog(logging.LoggerAdapter):
+    """Prefixes every log line with the session id."""
+
+    def process(self, msg, kwargs):
+        return f"[session {self.extra['session']}] {msg}", kwargs
 
 EMOTION_DISPLAY = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
 # SenseVoice's emotion tags mapped onto the SpeechBrain classes for the session summary.
@@ -151,8 +162,11 @@ class Session:
         self.mode = config.mode or limits.default_mode
         self.buffer = SampleBuffer()
         self.summary = _Summary()
-        self.log = logging.LoggerAdapter(log, {"session": session_id})
+        self.log = _SessionLog(log, {"session": session_id})
         self._open_start: int | None = None  # sample index of the open segment's start
+        self._open_id = 0
+        self._interim_task: asyncio.Task | None = None
+        self._last_interim_end = 0  # sample index covered by the last interim request
 
     # ---- worker calls -------------------------------------------------------------
     def _timeout(self) -> float:
@@ -211,9 +225,38 @@ class Session:
         else:
             self._check_fatal(asr)
             result.errors.append(_rpc_error_text("asr", asr))
+        if self.config.text_sentiment and result.text:
+            sentiment = await score_text(result.text)
+            if sentiment is not None:
+                result.sentiment.CopyFrom(sentiment)
         if result.errors:
             self.log.warning("segment %d partly failed: %s", segment_id, "; ".join(result.errors))
         return result
+
+    async def _interim(self, segment_id: int, samples: np.ndarray, end: int,
+                       out: asyncio.Queue) -> None:
+        """Best effort: any failure (busy model, worker down) just drops this partial."""
+        try:
+            response = await self._transcribe(samples, samples_to_ms(end - samples.size))
+        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
+            self.log.debug("interim result dropped: %s", exc)
+            return
+        if self._open_start is not None and self._open_id == segment_id:
+            await out.put(gateway_pb2.AnalyzeEvent(session_id=self.id, interim_result=gateway_pb2.InterimResult(
+                segment_id=segment_id, text=response.text, end_ms=samples_to_ms(end))))
+
+    def _maybe_interim(self, out: asyncio.Queue) -> None:
+        """Start an interim transcription of the open segment if one is due and none is running."""
+        if not self.config.interim_results or self._open_start is None:
+            return
+        if self._interim_task is not None and not self._interim_task.done():
+            return  # the model is still busy with the last one: drop, don't queue
+        if self.buffer.end - max(self._last_interim_end, self._open_start) < INTERIM_INTERVAL_S * SAMPLE_RATE_HZ:
+            return
+        self._last_interim_end = self.buffer.end
+        samples = self.buffer.slice(self._open_start, self.buffer.end)
+        self._interim_task = asyncio.create_task(
+            self._interim(self._open_id, samples, self.buffer.end, out))
 
     def _check_fatal(self, exc: BaseException) -> None:
         """Errors that concern the whole stream, not one segment, end it."""
@@ -255,6 +298,7 @@ class Session:
                     # No open segment: keep only what a segment starting now could reach back to.
                     self.buffer.trim(self.buffer.end - 2 * SAMPLE_RATE_HZ)
                 await to_vad.put(samples)
+                self._maybe_interim(out)
             await to_vad.put(None)
 
         async def pump_vad() -> None:
@@ -265,6 +309,8 @@ class Session:
                     if kind == "speech_started":
                         started = vad_event.speech_started
                         self._open_start = ms_to_samples(started.start_ms)
+                        self._open_id = started.segment_id
+                        self._last_interim_end = self._open_start
                         await out.put(event(speech_started=gateway_pb2.SpeechStarted(
                             segment_id=started.segment_id, start_ms=started.start_ms)))
                     elif kind == "speech_ended":
@@ -287,6 +333,11 @@ class Session:
                 result = await task
                 self.summary.add(result)
                 await out.put(event(segment_result=result))
+                for error in result.errors:
+                    part, _, rest = error.partition(": ")
+                    code = rest.split(":", 1)[0] if rest else "UNKNOWN"
+                    await out.put(event(error=gateway_pb2.ErrorEvent(
+                        code=code, message=error, segment_id=result.segment_id)))
 
         async def supervise(coro) -> None:
             try:
@@ -315,10 +366,12 @@ class Session:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-            audio_ms = samples_to_ms(self.buffer.end)
-            yield event(summary=self.summary.to_proto(audio_ms))
+            summary = self.summary.to_proto(samples_to_ms(self.buffer.end))
+            if self.config.text_sentiment and summary.transcript:
+                summary.sentiment.CopyFrom(await score_text(summary.transcript))
+            yield event(summary=summary)
         finally:
-            for task in tasks:
+            for task in tasks + ([self._interim_task] if self._interim_task else []):
                 task.cancel()
             while not segment_tasks.empty():
                 pending = segment_tasks.get_nowait()

@@ -254,27 +254,41 @@ def _run_with_deadline(func: Callable[[], Any], timeout_s: float, what: str) -> 
 
 
 def _probe_json(url: str, timeout_s: float, what: str) -> Any:
-    """GET ``url`` and parse JSON, turning every network failure into a clear DownloadError."""
+    """GET ``url`` as the reachability check before a model's download.
+
+    Returns the parsed JSON, or ``None`` when the hub answered but not with
+    usable JSON (an HTTP error other than "not found", a proxy page): the
+    network works, so the hub client gets to try and report. Unreachable hosts,
+    timeouts and "repository not found" raise a DownloadError saying so.
+    """
     host = urllib.parse.urlsplit(url).netloc
 
-    def fetch() -> Any:
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    def fetch() -> bytes:
+        request = urllib.request.Request(
+            url, headers={"Accept": "application/json", "User-Agent": "download_models.py (python-urllib)"}
+        )
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return json.loads(response.read().decode("utf-8"))
+            return response.read()
 
     try:
-        return _run_with_deadline(fetch, timeout_s + 1.0, what)
+        body = _run_with_deadline(fetch, timeout_s + 1.0, what)
     except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403, 404):
+        if exc.code in (401, 404):
             raise DownloadError(f"{what}: {host} answered HTTP {exc.code} for {url}: repository not found or not public") from exc
-        raise DownloadError(f"{what}: {host} answered HTTP {exc.code} for {url}; try again later") from exc
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        log.warning("%s: %s answered HTTP %s to the probe %s; trying the download anyway", what, host, exc.code, url)
+        return None
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
             f"{what}: cannot reach {host} ({reason}). Check the network or proxy settings, or run this "
             "script on a machine with network access and copy the project directory over "
             "(see README, offline installation)."
         ) from exc
+    try:
+        return json.loads(body.decode("utf-8"))
+    except ValueError:
+        log.warning("%s: the probe %s did not return JSON; trying the download anyway", what, url)
+        return None
 
 
 def _log_skip(model: ResolvedModel) -> None:
@@ -347,12 +361,14 @@ def fetch_paraformer(options: DownloadOptions) -> list[Path]:
 # ---------------------------------------------------------------------------
 
 
-def _hf_revision(repo_id: str, options: DownloadOptions, what: str) -> dict[str, Any]:
+def _hf_revision(repo_id: str, options: DownloadOptions, what: str) -> tuple[str, set[str] | None]:
+    """Commit of ``main`` and the file names of ``repo_id`` (``HF_REVISION``, ``None`` if the probe could not tell)."""
     endpoint = options.endpoints.huggingface.rstrip("/")
     info = _probe_json(f"{endpoint}/api/models/{repo_id}/revision/{HF_REVISION}", options.probe_timeout_s, what)
     if not isinstance(info, dict) or not isinstance(info.get("sha"), str):
-        raise DownloadError(f"{what}: {endpoint} returned no revision for {repo_id}; is HF_ENDPOINT a Hugging Face hub?")
-    return info
+        return HF_REVISION, None
+    files = {sibling.get("rfilename") for sibling in info.get("siblings") or [] if isinstance(sibling, dict)}
+    return info["sha"], files
 
 
 def _hf_snapshot(repo_id: str, revision: str, options: DownloadOptions, what: str, **kwargs: Any) -> Path:
@@ -412,13 +428,14 @@ def fetch_sensevoice(options: DownloadOptions) -> Path:
     if resolved.complete and not options.force:
         _log_skip(resolved)
         return resolved.path  # type: ignore[return-value]
-    revision = _hf_revision(spec.repo_id, options, name)["sha"]
+    revision, _ = _hf_revision(spec.repo_id, options, name)
 
     final_repo = model_paths.sensevoice_repo_dir(options.cache.path)
     staging_hub = _partial_dir(final_repo.parent)  # <cache>/huggingface/.hub.partial
     staging_hub.mkdir(parents=True, exist_ok=True)
     log.info("%s: downloading %s@%s into %s", name, spec.repo_id, revision[:12], staging_hub)
     snapshot = _hf_snapshot(spec.repo_id, revision, options, name, cache_dir=str(staging_hub))
+    revision = snapshot.name  # the commit, also when the probe could only say "main"
     _require_complete(name, snapshot, "download")
     _materialise_symlinks(snapshot)
     staging_repo = staging_hub / final_repo.name
@@ -448,17 +465,21 @@ def fetch_speechbrain(options: DownloadOptions) -> Path:
     if resolved.complete and not options.force:
         _log_skip(resolved)
         return resolved.path  # type: ignore[return-value]
-    emotion_revision = _hf_revision(spec.repo_id, options, name)["sha"]
-    base_info = _hf_revision(WAV2VEC2_BASE_REPO_ID, options, name)
-    base_files = {sibling.get("rfilename") for sibling in base_info.get("siblings") or []}
-    # Prefer safetensors; fetch only one weights file (each is ~380 MB).
-    weights = "pytorch_model.bin" if "model.safetensors" not in base_files and "pytorch_model.bin" in base_files else "model.safetensors"
+    emotion_revision, _ = _hf_revision(spec.repo_id, options, name)
+    base_revision, base_files = _hf_revision(WAV2VEC2_BASE_REPO_ID, options, name)
+    # One weights file is enough (each is ~380 MB): safetensors when the repo has it.
+    if base_files is None:
+        weights = ["model.safetensors", "pytorch_model.bin"]
+    elif "model.safetensors" in base_files or "pytorch_model.bin" not in base_files:
+        weights = ["model.safetensors"]
+    else:
+        weights = ["pytorch_model.bin"]
 
     target = options.project_root / model_paths.SPEECHBRAIN_EMOTION_SUBDIR
     staging = _partial_dir(target)
     _remove_stale_asides(target)
     staging.mkdir(parents=True, exist_ok=True)
-    log.info("%s: downloading %s and %s (%s) into %s", name, spec.repo_id, WAV2VEC2_BASE_REPO_ID, weights, staging)
+    log.info("%s: downloading %s and %s (%s) into %s", name, spec.repo_id, WAV2VEC2_BASE_REPO_ID, " or ".join(weights), staging)
     _hf_snapshot(
         spec.repo_id,
         emotion_revision,
@@ -469,11 +490,11 @@ def fetch_speechbrain(options: DownloadOptions) -> Path:
     )
     _hf_snapshot(
         WAV2VEC2_BASE_REPO_ID,
-        base_info["sha"],
+        base_revision,
         options,
         name,
         local_dir=str(staging / "wav2vec2-base"),
-        allow_patterns=["config.json", "preprocessor_config.json", weights],
+        allow_patterns=["config.json", "preprocessor_config.json", *weights],
     )
     _require_complete(name, staging, "download")
     _remove_download_metadata(staging)
@@ -610,7 +631,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Download the service's models (all of them unless model flags are given).",
         epilog="Exit status: 0 when everything asked for is present, 1 otherwise.",
     )
-    parser.add_argument("--cache-dir", type=Path, help="Where Paraformer and SenseVoice go (default: the MODEL_CACHE_DIR rule).")
+    parser.add_argument(
+        "--cache-dir", type=Path,
+        help="Where Paraformer and SenseVoice go (default: the MODEL_CACHE_DIR rule); relative to the current directory.",
+    )
     parser.add_argument(
         "--project-root", type=Path, default=None,
         help="Project directory holding pretrained_models/ and silero-vad/ (default: PROJECT_ROOT or this checkout).",
@@ -628,7 +652,10 @@ def _parser() -> argparse.ArgumentParser:
         "--silero-source", choices=("package", "github"), default="package",
         help="Materialise silero-vad/ from the installed package (default, offline) or the GitHub archive.",
     )
-    parser.add_argument("--silero-archive-url", help="Silero .tar.gz archive URL for --silero-source github.")
+    parser.add_argument(
+        "--silero-archive-url",
+        help="Silero .tar.gz archive URL (implies --silero-source github; default: the GitHub tag of the installed version).",
+    )
     parser.add_argument(
         "--timeout-s", type=float, default=10.0,
         help="Seconds to wait for each hub's first answer before declaring it unreachable.",
@@ -684,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         endpoints=endpoints,
         probe_timeout_s=args.timeout_s,
         force=args.force,
-        silero_source=args.silero_source,
+        silero_source="github" if args.silero_archive_url else args.silero_source,
     )
     log.info("model cache: %s [%s]", cache.path, cache.rule)
 

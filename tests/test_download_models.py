@@ -121,7 +121,7 @@ class FakeHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeHub:
         self.thread.start()
@@ -482,3 +482,13 @@ def test_mode_without_check_is_a_usage_error(tmp_path: Path) -> None:
     result = run_script(tmp_path, "--mode", "both", hf="http://127.0.0.1:9", ms="http://127.0.0.1:9")
     assert result.returncode == 2
     assert "--mode and --no-emotion only apply to --check" in result.stderr
+
+
+def test_unknown_repository_is_reported_as_such(tmp_path: Path, hub: FakeHub) -> None:
+    hub.repos.clear()
+    result = run_script(tmp_path, "--cache-dir", str(tmp_path / "cache"), "--paraformer", "--sensevoice",
+                        hf=hub.url, ms=hub.url)
+    assert result.returncode == 1
+    assert "paraformer: 127.0.0.1" in result.stderr and "repository not found" in result.stderr
+    assert "sensevoice: 127.0.0.1" in result.stderr
+    assert not (tmp_path / "cache").exists()

@@ -1,0 +1,220 @@
+"""Gateway limits, security, files and metrics, against real gateway + VAD worker processes."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import socket
+import threading
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from gateway.client import analyze
+from protos.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
+from tests.conftest import read_clip
+from tests.procs import start_server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def limited_gateway(vad_worker):
+    metrics_port = free_port()
+    server = start_server("gateway.server", "gateway-limited", env={
+        "VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
+        "MAX_SESSIONS": "1", "MAX_SESSION_S": "3", "MAX_MESSAGE_BYTES": "65536",
+        "METRICS_PORT": str(metrics_port), "WORKER_TIMEOUT_S": "2"})
+    server.metrics_port = metrics_port
+    yield server
+    server.stop()
+
+
+def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, gateway_pb2_grpc.SpeechAnalysisStub(channel)
+
+
+def config_request(**kwargs) -> gateway_pb2.AnalyzeRequest:
+    base = dict(sample_rate_hz=16000, encoding=audio_pb2.PCM16LE, channels=1)
+    base.update(kwargs)
+    return gateway_pb2.AnalyzeRequest(config=gateway_pb2.StreamConfig(**base))
+
+
+def test_session_longer_than_limit_is_refused(limited_gateway):
+    samples, rate = read_clip("zh_service", dtype="int16")  # 11.5 s > MAX_SESSION_S=3
+    channel, stub = stub_for(limited_gateway.address)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        list(analyze(stub, samples, rate, timeout=60))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "3 s" in info.value.details()
+
+
+def test_oversized_message_is_refused(limited_gateway):
+    channel, stub = stub_for(limited_gateway.address)
+    requests = iter([config_request(), gateway_pb2.AnalyzeRequest(audio=b"\0" * 100_000)])
+    with channel, pytest.raises(grpc.RpcError) as info:
+        list(stub.Analyze(requests, timeout=30))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in info.value.details()
+
+
+def test_concurrent_sessions_beyond_limit_are_refused(limited_gateway):
+    release = threading.Event()
+
+    def held_open():
+        yield config_request()
+        release.wait(30)
+
+    channel, stub = stub_for(limited_gateway.address)
+    with channel:
+        first = stub.Analyze(held_open(), timeout=60)
+        time.sleep(0.5)  # let the first session take the only slot
+        samples, rate = read_clip("zh_single", dtype="int16")
+        with pytest.raises(grpc.RpcError) as info:
+            list(analyze(stub, samples, rate, timeout=30))
+        release.set()
+        events = list(first)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "concurrent sessions" in info.value.details()
+    assert events[-1].WhichOneof("event") == "summary"
+    # The slot is free again afterwards.
+    channel, stub = stub_for(limited_gateway.address)
+    with channel:
+        assert list(analyze(stub, samples, rate, timeout=30))[-1].WhichOneof("event") == "summary"
+
+
+def test_metrics_endpoint(limited_gateway):
+    samples, rate = read_clip("zh_single", dtype="int16")
+    channel, stub = stub_for(limited_gateway.address)
+    with channel:
+        list(analyze(stub, samples, rate, timeout=30))
+    body = urllib.request.urlopen(f"http://127.0.0.1:{limited_gateway.metrics_port}/metrics", timeout=5).read().decode()
+    assert 'speech_requests_total{code="OK",method="Analyze",service="gateway"}' in body
+    assert "speech_active_streams" in body
+    assert "process_resident_memory_bytes" in body
+    assert "speech_request_latency_seconds_bucket" in body
+
+
+# ---- AnalyzeFile ---------------------------------------------------------------------------
+
+def encode(samples: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def file_segments(stub, content: bytes) -> list[tuple[int, int]]:
+    response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=content), timeout=60)
+    assert response.events[-1].WhichOneof("event") == "summary"
+    return [(e.speech_ended.start_ms, e.speech_ended.end_ms) for e in response.events
+            if e.WhichOneof("event") == "speech_ended"]
+
+
+@pytest.mark.parametrize("fmt, subtype, rate, channels", [
+    ("WAV", "PCM_16", 16000, 1), ("FLAC", None, 44100, 2), ("OGG", "VORBIS", 48000, 1),
+    ("MP3", None, 22050, 2)])
+def test_analyze_file_matches_streaming(spine_gateway, fmt, subtype, rate, channels):
+    audio, _ = read_clip("en_meeting")
+    channel, stub = stub_for(spine_gateway.address)
+    with channel:
+        streamed = [(e.speech_ended.start_ms, e.speech_ended.end_ms)
+                    for e in analyze(stub, audio, 16000, timeout=60) if e.WhichOneof("event") == "speech_ended"]
+        converted = soxr.resample(audio, 16000, rate)
+        if channels == 2:
+            converted = np.stack([converted, converted], axis=1)
+        got = file_segments(stub, encode(converted, rate, fmt, subtype))
+    assert len(got) == len(streamed) == 3
+    # Lossless same-rate input is identical; resampled/lossy input within one VAD window or two.
+    tolerance = 0 if (fmt, rate) == ("WAV", 16000) else 70
+    for (s1, e1), (s2, e2) in zip(got, streamed):
+        assert abs(s1 - s2) <= tolerance and abs(e1 - e2) <= tolerance, (got, streamed)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"this is not audio at all" * 100, "could not decode"),
+    (b"", "empty"),
+])
+def test_analyze_file_bad_content(spine_gateway, content, needle):
+    channel, stub = stub_for(spine_gateway.address)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=content), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in info.value.details()
+
+
+def test_analyze_file_truncated_wav(spine_gateway):
+    audio, _ = read_clip("zh_single")
+    wav = encode(audio, 16000, "WAV", "PCM_16")
+    channel, stub = stub_for(spine_gateway.address)
+    with channel:
+        with pytest.raises(grpc.RpcError) as info:  # header only: no audio at all
+            stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=wav[:30]), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Cut mid-data: what is there is analysed, and the summary says how long it was.
+        response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=wav[: len(wav) // 2]), timeout=30)
+    summary = response.events[-1].summary
+    assert 0 < summary.audio_duration_ms < 1100
+
+
+# ---- security -------------------------------------------------------------------------------
+
+def self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_and_bearer_token(vad_worker, tmp_path):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    cert, key = self_signed(tmp_path)
+    server = start_server("gateway.server", "gateway-tls", wait_serving=False, env={
+        "VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
+        "AUTH_TOKEN": "s3cret", "TLS_CERT": str(cert), "TLS_KEY": str(key)})
+    try:
+        credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{server.port}", credentials) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 30
+            while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+            samples, rate = read_clip("zh_single", dtype="int16")
+            for metadata, needle in ((None, "missing"), ([("authorization", "Bearer wrong")], "invalid")):
+                with pytest.raises(grpc.RpcError) as info:
+                    list(analyze(stub, samples, rate, metadata=metadata, timeout=30))
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert needle in info.value.details()
+            events = list(analyze(stub, samples, rate, metadata=[("authorization", "Bearer s3cret")], timeout=30))
+            assert events[-1].WhichOneof("event") == "summary"
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as plain:  # TLS is required
+            with pytest.raises(grpc.RpcError):
+                health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=3)
+    finally:
+        server.stop()
