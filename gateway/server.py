@@ -20,6 +20,7 @@ from services.common.settings import GatewaySettings, load
 from gateway.auth import BearerTokenInterceptor
 from gateway.servicer import SpeechAnalysisServicer
 from gateway.session import SessionLimits
+from gateway.web import start_web_server
 from gateway.workers import Workers
 
 log = logging.getLogger("gateway")
@@ -64,6 +65,14 @@ async def main(argv: list[str]) -> None:
                            default_mode=_MODES[settings.default_mode])
     servicer = SpeechAnalysisServicer(workers, limits, settings.max_sessions)
     interceptors = [BearerTokenInterceptor(settings.auth_token)] if settings.auth_token else []
+    web = None
+    if settings.web_port >= 0:
+        web, _port = await start_web_server(servicer, settings.host, settings.web_port, settings.auth_token)
+
+    async def stop() -> None:
+        if web is not None:
+            web.close()
+        await workers.close()
 
     await grpc_server.run(
         settings, "gateway",
@@ -72,7 +81,7 @@ async def main(argv: list[str]) -> None:
         load=lambda: _wait_for_vad(workers),
         credentials=_credentials(settings),
         interceptors=interceptors,
-        on_stop=workers.close,
+        on_stop=stop,
     )
 
 

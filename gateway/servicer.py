@@ -49,34 +49,27 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
             ACTIVE_STREAMS.labels("gateway").dec()
             REQUEST_LATENCY_S.labels("gateway", method).observe(time.monotonic() - started)
 
-    def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext) -> Session:
-        remaining = context.time_remaining()
+    def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None) -> Session:
+        remaining = context.time_remaining() if context is not None else None
         deadline = time.monotonic() + remaining if remaining is not None else None
         session = Session(uuid.uuid4().hex[:12], config, self.workers, self.limits, deadline)
-        session.log.info("session %s started (mode %s, %d Hz, %s)", session.id, config.mode,
+        session.log.info("started (mode %s, %d Hz, %s)", config.mode,
                          config.sample_rate_hz, audio_pb2.AudioEncoding.Name(config.encoding)
                          if config.encoding in audio_pb2.AudioEncoding.values() else config.encoding)
         return session
 
-    @grpc_errors
-    async def Analyze(self, request_iterator: AsyncIterator[gateway_pb2.AnalyzeRequest],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
-        with self._slot("Analyze"):
-            first = await anext(aiter(request_iterator), None)
-            if first is None:
-                raise InvalidInput("empty stream: the first AnalyzeRequest must carry a StreamConfig")
-            if first.WhichOneof("payload") != "config":
-                raise InvalidInput("the first AnalyzeRequest must carry a StreamConfig, not audio")
-            validate_config(first.config)
-            converter = AudioConverter(first.config.sample_rate_hz, first.config.encoding,
-                                       first.config.channels)
-            session = self._session(first.config, context)
+    async def stream_session(self, config: gateway_pb2.StreamConfig, chunks: AsyncIterator[bytes],
+                             context: grpc.aio.ServicerContext | None = None,
+                             method: str = "Analyze") -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        """The streaming path shared by gRPC ``Analyze`` and the WebSocket bridge."""
+        with self._slot(method):
+            validate_config(config)
+            converter = AudioConverter(config.sample_rate_hz, config.encoding, config.channels)
+            session = self._session(config, context)
 
             async def client_audio() -> AsyncIterator[np.ndarray]:
-                async for request in request_iterator:
-                    if request.WhichOneof("payload") != "audio":
-                        raise InvalidInput("only the first AnalyzeRequest may carry a StreamConfig")
-                    samples = converter.convert(request.audio)
+                async for data in chunks:
+                    samples = converter.convert(data)
                     if samples.size:
                         yield samples
                 tail = converter.finish()
@@ -85,8 +78,26 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
 
             async for event in session.events(client_audio()):
                 yield event
-            session.log.info("session %s finished", session.id)
-            REQUESTS.labels("gateway", "Analyze", "OK").inc()
+            session.log.info("finished")
+            REQUESTS.labels("gateway", method, "OK").inc()
+
+    @grpc_errors
+    async def Analyze(self, request_iterator: AsyncIterator[gateway_pb2.AnalyzeRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            raise InvalidInput("empty stream: the first AnalyzeRequest must carry a StreamConfig")
+        if first.WhichOneof("payload") != "config":
+            raise InvalidInput("the first AnalyzeRequest must carry a StreamConfig, not audio")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for request in request_iterator:
+                if request.WhichOneof("payload") != "audio":
+                    raise InvalidInput("only the first AnalyzeRequest may carry a StreamConfig")
+                yield request.audio
+
+        async for event in self.stream_session(first.config, chunks(), context):
+            yield event
 
     @grpc_errors
     async def AnalyzeFile(self, request: gateway_pb2.AnalyzeFileRequest,
@@ -113,5 +124,6 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
                     yield tail
 
             events = [event async for event in session.events(file_audio())]
+            session.log.info("finished")
             REQUESTS.labels("gateway", "AnalyzeFile", "OK").inc()
             return gateway_pb2.AnalyzeFileResponse(events=events)

@@ -274,7 +274,9 @@ def _probe_json(url: str, timeout_s: float, what: str) -> Any:
         body = _run_with_deadline(fetch, timeout_s + 1.0, what)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 404):
-            raise DownloadError(f"{what}: {host} answered HTTP {exc.code} for {url}: repository not found or not public") from exc
+            raise DownloadError(
+                f"{what}: {host} answered HTTP {exc.code} for {url}: repository not found or not public"
+            ) from exc
         log.warning("%s: %s answered HTTP %s to the probe %s; trying the download anyway", what, host, exc.code, url)
         return None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
@@ -317,7 +319,13 @@ def _fetch_modelscope_model(name: str, options: DownloadOptions) -> Path:
     _remove_stale_asides(target)
     staging.mkdir(parents=True, exist_ok=True)
     log.info("%s: downloading %s from %s into %s", name, spec.repo_id, endpoint, staging)
-    from modelscope.hub.snapshot_download import snapshot_download
+    try:
+        # What modelscope.snapshot_download delegates to (modelscope >= 1.38),
+        # without `import modelscope`, which imports torch (2 s, and a
+        # download host needs no torch).
+        from modelscope_hub.compat.snapshot_download import snapshot_download
+    except ImportError:
+        from modelscope.hub.snapshot_download import snapshot_download
 
     try:
         # local_dir gives the flat models/iic/<name> layout (this modelscope
@@ -479,7 +487,10 @@ def fetch_speechbrain(options: DownloadOptions) -> Path:
     staging = _partial_dir(target)
     _remove_stale_asides(target)
     staging.mkdir(parents=True, exist_ok=True)
-    log.info("%s: downloading %s and %s (%s) into %s", name, spec.repo_id, WAV2VEC2_BASE_REPO_ID, " or ".join(weights), staging)
+    log.info(
+        "%s: downloading %s and %s (%s) into %s",
+        name, spec.repo_id, WAV2VEC2_BASE_REPO_ID, " or ".join(weights), staging,
+    )
     _hf_snapshot(
         spec.repo_id,
         emotion_revision,
@@ -633,7 +644,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cache-dir", type=Path,
-        help="Where Paraformer and SenseVoice go (default: the MODEL_CACHE_DIR rule); relative to the current directory.",
+        help="Where Paraformer and SenseVoice go (default: the MODEL_CACHE_DIR rule); "
+        "relative to the current directory.",
     )
     parser.add_argument(
         "--project-root", type=Path, default=None,
@@ -654,7 +666,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--silero-archive-url",
-        help="Silero .tar.gz archive URL (implies --silero-source github; default: the GitHub tag of the installed version).",
+        help="Silero .tar.gz archive URL (implies --silero-source github; "
+        "default: the GitHub tag of the installed version).",
     )
     parser.add_argument(
         "--timeout-s", type=float, default=10.0,
@@ -700,7 +713,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         environ.setdefault(key, value)
     endpoints = HubEndpoints(
         huggingface=environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT,
-        modelscope=environ.get("MODELSCOPE_ENDPOINT") or environ.get("MODELSCOPE_DOMAIN") or DEFAULT_MODELSCOPE_ENDPOINT,
+        modelscope=(
+            environ.get("MODELSCOPE_ENDPOINT") or environ.get("MODELSCOPE_DOMAIN") or DEFAULT_MODELSCOPE_ENDPOINT
+        ),
         silero_archive_url=args.silero_archive_url,
     )
     if "://" not in endpoints.modelscope:  # MODELSCOPE_DOMAIN is a bare host name

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -152,7 +151,8 @@ class FakeHub:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _send(self, handler, status: int, body: bytes, headers: dict[str, str] | None = None, head: bool = False) -> None:
+    def _send(self, handler, status: int, body: bytes, headers: dict[str, str] | None = None,
+              head: bool = False) -> None:
         handler.send_response(status)
         for key, value in (headers or {}).items():
             handler.send_header(key, value)
@@ -382,8 +382,8 @@ def test_failed_download_is_never_accepted_and_the_rerun_completes_it(tmp_path: 
     assert not model_paths.modelscope_dir(cache, "paraformer").exists()
     assert not model_paths.sensevoice_repo_dir(cache).exists()
     assert not (tmp_path / "project" / model_paths.SPEECHBRAIN_EMOTION_SUBDIR).exists()
-    assert (model_paths.modelscope_dir(cache, "paraformer").parent /
-            ".speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch.partial" / "config.yaml").is_file()
+    paraformer_dir = model_paths.modelscope_dir(cache, "paraformer")
+    assert (paraformer_dir.parent / f".{paraformer_dir.name}.partial" / "config.yaml").is_file()
 
     hub.failing = set()
     fetched_before = hub.downloads("config.yaml")
@@ -449,12 +449,13 @@ def test_silero_from_the_package_loads_with_torch_hub(tmp_path: Path) -> None:
 
 
 def test_silero_from_a_github_archive(tmp_path: Path, hub: FakeHub) -> None:
-    hub.archives["/snakers4/silero-vad/archive/refs/tags/v6.2.3.tar.gz"] = _silero_archive()
+    archive_path = "/snakers4/silero-vad/archive/refs/tags/v6.2.3.tar.gz"
+    hub.archives[archive_path] = _silero_archive()
     script = _import_script()
     options = script.DownloadOptions(
         project_root=tmp_path,
         cache=model_paths.ModelCacheDir(tmp_path / "c", "test"),
-        endpoints=script.HubEndpoints(silero_archive_url=f"{hub.url}/snakers4/silero-vad/archive/refs/tags/v6.2.3.tar.gz"),
+        endpoints=script.HubEndpoints(silero_archive_url=hub.url + archive_path),
         silero_source="github",
     )
     script.fetch_silero(options)

@@ -283,7 +283,9 @@ class ModelLayout:
         wanted = MODEL_NAMES if names is None else tuple(dict.fromkeys(names))
         return tuple(self.get(name) for name in wanted)
 
-    def incomplete(self, names: Iterable[str] | None = None, *, include_optional: bool = True) -> tuple[ResolvedModel, ...]:
+    def incomplete(
+        self, names: Iterable[str] | None = None, *, include_optional: bool = True
+    ) -> tuple[ResolvedModel, ...]:
         """Models among ``names`` that are not complete."""
         return tuple(
             model
@@ -339,7 +341,9 @@ class ModelLayout:
             message = self.missing_message([model.name for model in blocking])
             raise ModelFilesMissing(message, blocking)
         for model in self.incomplete(names):
-            log.warning("optional model %s incomplete at %s: missing %s", model.name, model.path, ", ".join(model.missing))
+            log.warning(
+                "optional model %s incomplete at %s: missing %s", model.name, model.path, ", ".join(model.missing)
+            )
 
 
 def download_command(names: Iterable[str], cache_dir: Path | None = None) -> str:
@@ -396,7 +400,9 @@ def resolve_model_cache_dir(
     """
     if model_cache_env is not None and model_cache_env.strip():
         path = Path(model_cache_env.strip()).expanduser()
-        return ModelCacheDir(project_root / path if not path.is_absolute() else path, "MODEL_CACHE_DIR from environment")
+        if not path.is_absolute():
+            path = project_root / path
+        return ModelCacheDir(path, "MODEL_CACHE_DIR from environment")
     default = project_root / DEFAULT_CACHE_SUBDIR
     if default.is_dir():
         return ModelCacheDir(default, "default pretrained_models/model_cache")

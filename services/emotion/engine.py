@@ -1,0 +1,440 @@
+"""Speech emotion classification of finished segments (SpeechBrain wav2vec2 IEMOCAP).
+
+The model is ``speechbrain/emotion-recognition-wav2vec2-IEMOCAP``: a wav2vec2
+encoder, mean pooling over time and a linear layer to four classes (neu, ang,
+hap, sad). It is loaded with SpeechBrain's own loader, ``foreign_class``,
+from a local directory only (see :func:`load_speechbrain_model`).
+
+Long segments are classified in windows (:func:`plan_windows`): every window
+is exactly ``window_s`` long, consecutive windows overlap by at least
+``window_overlap_s``, and the segment's probabilities are the average of the
+windows' probabilities weighted by window length. Cost is therefore linear in
+the segment length and memory is bounded by one model call
+(``max_batch_audio_s`` of audio), however long the segment.
+
+Batching never pads. wav2vec2-base cannot see past zero padding: the
+wrapper layer-normalises the whole padded waveform, the first conv layer's
+GroupNorm takes its statistics over all time steps (padding included), the
+release's ``encode_batch`` gives the encoder no lengths at all, and the
+pooling rounds relative lengths to frames. Measured on the fixture, padding a
+1 s segment to 2 s moves its probabilities by ~0.03. So one model call only
+ever holds windows of identical length (the full windows of long segments
+always are; short segments batch with segments of the same length), and a
+result never depends on what else was in the batch.
+
+Usage::
+
+    model = load_speechbrain_model(Path("pretrained_models/emotion-recognition-wav2vec2-IEMOCAP"))
+    engine = EmotionEngine(model, EmotionOptions())
+    engine.warm_up()
+    result = engine.classify(samples)          # float32 mono 16 kHz
+    results = engine.classify_batch([a, b])   # one entry per segment, an exception for a bad one
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
+from services.common.errors import InvalidInput
+
+__all__ = [
+    "DISPLAY_NAMES",
+    "EMOTION_MODEL_FILES",
+    "EmotionOptions",
+    "EmotionScore",
+    "EmotionResult",
+    "WindowClassifier",
+    "SpeechBrainEmotionModel",
+    "EmotionEngine",
+    "ModelNotFound",
+    "plan_windows",
+    "check_segment",
+    "missing_model_files",
+    "load_speechbrain_model",
+    "release_free_memory",
+]
+
+log = logging.getLogger(__name__)
+
+#: Display names of the IEMOCAP classes (other labels are shown as they are).
+DISPLAY_NAMES: dict[str, str] = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
+
+#: Files a usable model directory holds; a tuple means "any one of these".
+EMOTION_MODEL_FILES: tuple[str | tuple[str, ...], ...] = (
+    "hyperparams.yaml",
+    "custom_interface.py",
+    "label_encoder.txt",
+    "model.ckpt",
+    "wav2vec2.ckpt",
+    "wav2vec2-base/config.json",
+    "wav2vec2-base/preprocessor_config.json",  # SpeechBrain's wrapper always loads it
+    ("wav2vec2-base/model.safetensors", "wav2vec2-base/pytorch_model.bin"),
+)
+
+_DOWNLOAD_HINT = "python scripts/download_models.py --speechbrain"
+
+
+class ModelNotFound(FileNotFoundError):
+    """The model directory is missing or incomplete; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class EmotionOptions:
+    """How segments are cut into model calls."""
+
+    window_s: float = 10.0
+    """Segments longer than this are classified in windows of exactly this length."""
+    window_overlap_s: float = 2.0
+    """Minimum overlap of consecutive windows (windows are spread evenly, so it can be more)."""
+    min_segment_ms: int = 100
+    """Shorter segments are rejected (InvalidInput). wav2vec2 needs 25 ms for a single
+    20 ms frame; below ~5 frames the pooled embedding says nothing, and the VAD never
+    emits speech shorter than 250 ms."""
+    max_batch_audio_s: float = 20.0
+    """Most audio (summed over windows) in one model call. Bounds activation memory:
+    wav2vec2-base's first conv layer alone produces 512 x 3200 floats per second of
+    audio; batching longer inputs buys little on CPU."""
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {self.window_s}")
+        if not 0 <= self.window_overlap_s < self.window_s:
+            raise ValueError(f"window_overlap_s must be in [0, window_s), got {self.window_overlap_s}")
+        if self.min_segment_ms <= 0 or ms_to_samples(self.min_segment_ms) > self.window_s * SAMPLE_RATE_HZ:
+            raise ValueError(f"min_segment_ms must be in (0, window_s], got {self.min_segment_ms}")
+        if self.max_batch_audio_s <= 0:
+            raise ValueError(f"max_batch_audio_s must be > 0, got {self.max_batch_audio_s}")
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * SAMPLE_RATE_HZ))
+
+    @property
+    def overlap_samples(self) -> int:
+        return int(round(self.window_overlap_s * SAMPLE_RATE_HZ))
+
+    @property
+    def min_segment_samples(self) -> int:
+        return ms_to_samples(self.min_segment_ms)
+
+
+@dataclass(frozen=True)
+class EmotionScore:
+    label: str
+    display_name: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class EmotionResult:
+    """One segment's classification."""
+
+    label: str
+    display_name: str
+    confidence: float
+    """Probability of ``label``."""
+    scores: tuple[EmotionScore, ...]
+    """Every class in the model's label order; probabilities sum to 1."""
+    windows: int
+    """Analysis windows the segment was split into (1 up to ``window_s``)."""
+    compute_ms: float
+    """Wall time of the model calls this segment's windows took part in (shared calls count in full)."""
+
+
+class WindowClassifier(Protocol):
+    """A model that turns equal-length windows into class probabilities."""
+
+    labels: tuple[str, ...]
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """(batch, samples) float32 -> (batch, classes) probabilities, rows summing to 1."""
+        ...
+
+
+def plan_windows(n_samples: int, options: EmotionOptions) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges covering a segment of ``n_samples``.
+
+    Up to ``window_s`` the whole segment is one window. Longer segments get
+    ``1 + ceil((n - window) / (window - overlap))`` windows of exactly
+    ``window_s``, starts spread evenly from 0 to ``n - window``: the first
+    starts at the segment's start, the last ends at its end, and neighbours
+    overlap by at least ``window_overlap_s``. A 60 s segment with the defaults
+    (10 s, 2 s) gets 8 windows.
+    """
+    window = options.window_samples
+    if n_samples <= window:
+        return [(0, n_samples)]
+    step = window - options.overlap_samples
+    count = 1 + math.ceil((n_samples - window) / step)
+    span = n_samples - window
+    starts = [round(i * span / (count - 1)) for i in range(count)]
+    return [(start, start + window) for start in starts]
+
+
+def check_segment(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
+    """Enforce the audio contract and the minimum length; returns ``samples``."""
+    if samples.size == 0:
+        raise InvalidInput("empty audio: send at least "
+                           f"{options.min_segment_ms} ms of float32 mono 16 kHz samples")
+    return check_contract(samples, min_samples=options.min_segment_samples)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for first in range(0, len(items), size):
+        yield items[first:first + size]
+
+
+class EmotionEngine:
+    """Classifies segments with a shared, read-only model; safe to call from one thread at a time."""
+
+    def __init__(self, model: WindowClassifier, options: EmotionOptions):
+        self.model = model
+        self.options = options
+        self.labels = tuple(model.labels)
+        self.display_names = tuple(DISPLAY_NAMES.get(label, label) for label in self.labels)
+
+    def classify(self, samples: np.ndarray) -> EmotionResult:
+        result = self.classify_batch([samples])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def classify_batch(self, segments: Sequence[np.ndarray]) -> list[EmotionResult | Exception]:
+        """One result per segment, in order; an invalid segment gets its exception instead."""
+        results: list[EmotionResult | Exception | None] = [None] * len(segments)
+        windows: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # length -> (segment, start, end)
+        counts = [0] * len(segments)
+        for index, samples in enumerate(segments):
+            try:
+                check_segment(samples, self.options)
+            except InvalidInput as exc:
+                results[index] = exc
+                continue
+            plan = plan_windows(samples.size, self.options)
+            counts[index] = len(plan)
+            for start, end in plan:
+                windows[end - start].append((index, start, end))
+
+        weighted = np.zeros((len(segments), len(self.labels)), dtype=np.float64)
+        weights = np.zeros(len(segments), dtype=np.float64)
+        compute_s = np.zeros(len(segments), dtype=np.float64)
+        max_samples = int(self.options.max_batch_audio_s * SAMPLE_RATE_HZ)
+        for length, group in windows.items():
+            # Equal lengths only: no padding, so a result never depends on its batch.
+            for chunk in _batches(group, max(1, max_samples // length)):
+                batch = np.stack([segments[index][start:end] for index, start, end in chunk])
+                started = time.perf_counter()
+                probabilities = self.model.predict(batch)
+                elapsed = time.perf_counter() - started
+                for (index, _start, _end), row in zip(chunk, probabilities):
+                    weighted[index] += length * row
+                    weights[index] += length
+                for index in {index for index, _start, _end in chunk}:
+                    compute_s[index] += elapsed
+
+        for index in range(len(segments)):
+            if results[index] is None:
+                results[index] = self._result(weighted[index] / weights[index], counts[index],
+                                              compute_s[index] * 1000.0)
+        return results  # type: ignore[return-value]
+
+    def _result(self, probabilities: np.ndarray, windows: int, compute_ms: float) -> EmotionResult:
+        probabilities = probabilities / probabilities.sum()
+        best = int(np.argmax(probabilities))
+        scores = tuple(EmotionScore(label, name, float(p))
+                       for label, name, p in zip(self.labels, self.display_names, probabilities))
+        return EmotionResult(self.labels[best], self.display_names[best], float(probabilities[best]),
+                             scores, windows, compute_ms)
+
+    def warm_up(self) -> None:
+        """One short call so the first request does not pay for lazy initialisation
+        (and every weight page of a memory-mapped checkpoint is read once)."""
+        noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE_HZ) * 0.01).astype(np.float32)
+        started = time.perf_counter()
+        self.classify(noise)
+        log.info("emotion model warmed up in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def missing_model_files(model_dir: Path) -> list[str]:
+    """Entries of :data:`EMOTION_MODEL_FILES` absent from ``model_dir``."""
+    missing = []
+    for entry in EMOTION_MODEL_FILES:
+        alternatives = (entry,) if isinstance(entry, str) else entry
+        if not any((model_dir / name).is_file() for name in alternatives):
+            missing.append(" or ".join(alternatives))
+    return missing
+
+
+def release_free_memory() -> None:
+    """Give memory freed by Python/torch back to the OS (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _probabilities(out_prob: torch.Tensor) -> np.ndarray:
+    """Class probabilities from what ``classify_batch`` returned.
+
+    The release's ``softmax`` hyperparameter (``Softmax()``, apply_log False)
+    gives probabilities; with ``apply_log: True`` it gives log-probabilities.
+    Softmax of log-probabilities (or of logits) is the distribution itself,
+    so anything that is not already a distribution is passed through it.
+    """
+    values = out_prob.detach().to(torch.float64).reshape(out_prob.shape[0], -1)
+    sums = values.sum(dim=-1, keepdim=True)
+    if bool((values >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
+        return (values / sums).numpy()
+    return torch.softmax(values, dim=-1).numpy()
+
+
+class SpeechBrainEmotionModel:
+    """The loaded SpeechBrain interface (read-only after loading)."""
+
+    def __init__(self, classifier, model_dir: Path, labels: tuple[str, ...]):
+        self.classifier = classifier
+        self.model_dir = model_dir
+        self.labels = labels
+
+    @torch.inference_mode()
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        if windows.ndim != 2 or windows.dtype != np.float32:
+            raise TypeError("windows must be a (batch, samples) float32 array of equal-length windows")
+        wavs = torch.from_numpy(np.ascontiguousarray(windows))
+        out_prob, _score, _index, _text = self.classifier.classify_batch(wavs, torch.ones(wavs.shape[0]))
+        return _probabilities(out_prob)
+
+
+@contextlib.contextmanager
+def _zero_copy_encoder_transfer() -> Iterator[None]:
+    """While active, SpeechBrain loads Hugging Face encoder checkpoints memory-mapped.
+
+    The default transfer (``torch_parameter_transfer``) reads all of
+    ``wav2vec2.ckpt`` into memory (378 MB) and copies it into the encoder's
+    parameters, which transformers has memory-mapped from
+    ``wav2vec2-base/model.safetensors``: the copy turns those pages into
+    private memory too, so loading peaks at base + checkpoint + copy and keeps
+    the copy. Here the checkpoint is opened with ``mmap=True`` and its tensors
+    become the parameters (``assign=True``): no copy, the weights are
+    file-backed pages shared with the page cache, and the base weights are
+    never read. Registered in SpeechBrain's own hook table (what
+    ``register_checkpoint_hooks`` writes to) only for the duration of one load,
+    then restored; remove once SpeechBrain loads checkpoints with mmap itself.
+    """
+    try:
+        from speechbrain.integrations.huggingface.huggingface import HFTransformersInterface
+    except ImportError:  # SpeechBrain < 1.1 layout
+        from speechbrain.lobes.models.huggingface_transformers.huggingface import HFTransformersInterface
+    from speechbrain.utils import checkpoints
+
+    def transfer(obj: torch.nn.Module, path) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as exc:  # e.g. a legacy (non-zip) checkpoint cannot be mapped
+            log.info("cannot memory-map %s (%s); loading it the default way", path, exc)
+            checkpoints.torch_parameter_transfer(obj, path)
+            return
+        state = checkpoints.hook_on_loading_state_dict_checkpoint(state)
+        own = obj.state_dict()
+        for key, value in state.items():
+            if key in own and own[key].dtype != value.dtype:
+                state[key] = value.to(own[key].dtype)  # assign would change the parameter's dtype
+        incompatible = obj.load_state_dict(state, strict=False, assign=True)
+        for key in incompatible.missing_keys:
+            log.warning("%s has no value for %s; keeping the base weights", path, key)
+        for key in incompatible.unexpected_keys:
+            log.warning("%s: ignoring unexpected key %s", path, key)
+
+    hooks = checkpoints.DEFAULT_TRANSFER_HOOKS
+    previous = hooks.get(HFTransformersInterface)
+    hooks[HFTransformersInterface] = transfer
+    try:
+        yield
+    finally:
+        if previous is None:
+            hooks.pop(HFTransformersInterface, None)
+        else:
+            hooks[HFTransformersInterface] = previous
+
+
+def load_speechbrain_model(model_dir: Path) -> SpeechBrainEmotionModel:
+    """Load the classifier from ``model_dir`` with ``foreign_class``, offline.
+
+    Everything comes from ``model_dir``: the hyperparameters' hub names are
+    overridden (``wav2vec2_hub`` -> ``<model_dir>/wav2vec2-base``,
+    ``pretrained_path`` -> ``<model_dir>``), files are used in place
+    (``LocalStrategy.NO_LINK``, network disallowed), and the ``savedir``
+    SpeechBrain insists on is a fresh temporary directory removed afterwards,
+    so no symlink or cache ever points at an old location: a model directory
+    copied elsewhere loads the same way. The user's ``hyperparams.yaml`` is not
+    modified. The caller must have switched the hub clients offline before
+    speechbrain/transformers were first imported (``HF_HUB_OFFLINE``).
+    """
+    model_dir = Path(model_dir).absolute()
+    missing = missing_model_files(model_dir)
+    if missing:
+        raise ModelNotFound(
+            f"emotion model directory {model_dir} is incomplete; missing: {', '.join(missing)}. "
+            f"Fetch it with `{_DOWNLOAD_HINT}` (on a host with network access) and copy it here.")
+
+    from speechbrain.inference.interfaces import foreign_class
+    from speechbrain.utils.fetching import FetchConfig, LocalStrategy
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    started = time.monotonic()
+    savedir = Path(tempfile.mkdtemp(prefix="emotion-speechbrain-"))
+    try:
+        with _zero_copy_encoder_transfer():
+            classifier = foreign_class(
+                source=str(model_dir),
+                pymodule_file="custom_interface.py",
+                classname="CustomEncoderWav2vec2Classifier",
+                hparams_file="hyperparams.yaml",
+                savedir=str(savedir),
+                overrides={
+                    "wav2vec2_hub": str(model_dir / "wav2vec2-base"),
+                    "pretrained_path": str(model_dir),
+                    # Relative in the release ("wav2vec2_checkpoints", i.e. the cwd);
+                    # unused with a local hub directory, but never let it be the cwd.
+                    "wav2vec2": {"save_path": str(savedir / "wav2vec2_checkpoints")},
+                },
+                local_strategy=LocalStrategy.NO_LINK,
+                fetch_config=FetchConfig(allow_network=False),
+                run_opts={"device": "cpu"},
+            )
+    finally:
+        shutil.rmtree(savedir, ignore_errors=True)
+
+    encoder = classifier.hparams.label_encoder
+    labels = tuple(encoder.ind2lab[index] for index in sorted(encoder.ind2lab))
+    n_outputs = getattr(classifier.hparams, "out_n_neurons", len(labels))
+    encoder.expect_len(int(n_outputs))  # label_encoder.txt must match the output layer
+    pool = classifier.mods["avg_pool"] if "avg_pool" in classifier.mods else None
+    if pool is not None and hasattr(pool, "eps"):
+        # StatisticsPooling adds Gaussian noise of 1e-5..9e-5 to the pooled mean on
+        # every call, in eval mode too (min/max-normalised over the whole batch).
+        # It moves probabilities by ~1e-5 but makes a result differ between calls
+        # and with its batch; eps=0 zeroes it, so the same audio gives the same answer.
+        pool.eps = 0.0
+    release_free_memory()
+    log.info("emotion model loaded from %s in %.1f s (labels %s)",
+             model_dir, time.monotonic() - started, ", ".join(labels))
+    return SpeechBrainEmotionModel(classifier, model_dir, labels)
