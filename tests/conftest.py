@@ -43,3 +43,49 @@ def spine_gateway(vad_worker):
         "WORKER_TIMEOUT_S": "5"})
     yield server
     server.stop()
+
+
+# ---- the full stack on tiny generated models ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_models() -> Path:
+    """Tiny random-weight models in the real layouts (built once, cached by builder version)."""
+    from tests.fixture_models import tiny_models_dir
+
+    return tiny_models_dir()
+
+
+@pytest.fixture(scope="session")
+def model_env(tiny_models, tmp_path_factory) -> dict[str, str]:
+    """Environment pointing every worker at the tiny models.
+
+    The emotion model's path is fixed relative to PROJECT_ROOT
+    (pretrained_models/emotion-recognition-wav2vec2-IEMOCAP), so PROJECT_ROOT is a
+    directory whose pretrained_models/ is the tiny tree.
+    """
+    root = tmp_path_factory.mktemp("project-root")
+    (root / "pretrained_models").symlink_to(tiny_models, target_is_directory=True)
+    return {"MODEL_CACHE_DIR": str(tiny_models / "model_cache"), "PROJECT_ROOT": str(root)}
+
+
+class Stack:
+    def __init__(self, vad, asr, emotion, gateway):
+        self.vad, self.asr, self.emotion, self.gateway = vad, asr, emotion, gateway
+
+    def stop(self):
+        for server in (self.gateway, self.asr, self.emotion, self.vad):
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(model_env):
+    """All four processes, real gRPC between them, tiny models; ASR serves both modes."""
+    vad = start_server("services.vad.server", "stack-vad", env=model_env)
+    asr = start_server("services.asr.server", "stack-asr", env={**model_env, "ASR_MODE": "both"})
+    emotion = start_server("services.emotion.server", "stack-emotion", env=model_env)
+    gateway = start_server("gateway.server", "stack-gateway", env={
+        "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
+        "WORKER_TIMEOUT_S": "30"})
+    running = Stack(vad, asr, emotion, gateway)
+    yield running
+    running.stop()

@@ -1,0 +1,214 @@
+"""The whole product path with every real process and tiny random-weight models.
+
+Random weights mean the *content* of transcripts and emotions is meaningless;
+these tests check structure, ordering, plumbing and fault handling, never accuracy.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gateway.client import analyze
+from protos.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
+from tests.audio_helpers import truth_segments_ms
+from tests.conftest import read_clip
+from tests.procs import start_server
+
+EMOTION_LABELS = {"neu", "ang", "hap", "sad"}
+
+
+def run(address, clip, config=None, **kwargs):
+    samples, rate = read_clip(clip, dtype="int16")
+    with grpc.insecure_channel(address) as channel:
+        return list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate, config,
+                            timeout=180, **kwargs))
+
+
+def results_of(events):
+    return [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
+
+
+@pytest.mark.parametrize("clip", ["zh_weather", "zh_service", "en_meeting", "zh_single"])
+def test_paraformer_mode_every_clip(stack, manifest, clip):
+    events = run(stack.gateway.address, clip, gateway_pb2.StreamConfig(mode=asr_pb2.PARAFORMER))
+    results = results_of(events)
+    truth = truth_segments_ms(manifest[clip])
+    assert [r.segment_id for r in results] == list(range(len(truth)))
+    for result, (t_start, t_end) in zip(results, truth):
+        assert not result.errors, result.errors
+        assert abs(result.start_ms - t_start) <= 150 and abs(result.end_ms - t_end) <= 150
+        assert result.text  # the tiny model is biased to emit tokens; content is meaningless
+        assert result.timestamps and all(
+            result.start_ms <= ts.stream_start_ms <= ts.stream_end_ms <= result.end_ms + 100
+            for ts in result.timestamps)
+        (emotion,) = [e for e in result.emotions if e.source == "speechbrain"]
+        assert emotion.label in EMOTION_LABELS
+        assert abs(sum(p.probability for p in emotion.probabilities) - 1) < 1e-4
+        assert result.features.duration_ms == result.end_ms - result.start_ms
+        assert result.random_weights
+    # Results arrive in segment order, each after its speech_ended event.
+    kinds = [(e.WhichOneof("event"), getattr(e, e.WhichOneof("event")).segment_id) for e in events[:-1]
+             if e.WhichOneof("event") in ("speech_ended", "segment_result")]
+    for index in range(len(truth)):
+        assert kinds.index(("speech_ended", index)) < kinds.index(("segment_result", index))
+    summary = events[-1].summary
+    assert events[-1].WhichOneof("event") == "summary"
+    assert summary.segment_count == len(truth)
+    assert summary.transcript and all(r.text in summary.transcript for r in results)
+    assert summary.dominant_emotion in EMOTION_LABELS
+    assert abs(sum(d.share for d in summary.emotion_distribution) - 1) < 1e-4
+    assert sum(d.duration_ms for d in summary.emotion_distribution) == summary.speech_duration_ms
+    assert summary.random_weights
+
+
+def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
+    events = run(stack.gateway.address, "zh_service",
+                 gateway_pb2.StreamConfig(mode=asr_pb2.SENSEVOICE, language="auto", use_itn=True))
+    results = results_of(events)
+    assert len(results) == 2
+    for result in results:
+        assert not result.errors
+        assert result.language and result.language_display_name
+        assert result.audio_event
+        assert [e.source for e in result.emotions] == ["sensevoice"]
+        assert "<|" not in result.text
+    with_sb = results_of(run(stack.gateway.address, "zh_single", gateway_pb2.StreamConfig(
+        mode=asr_pb2.SENSEVOICE, speechbrain_emotion=True)))
+    assert sorted(e.source for e in with_sb[0].emotions) == ["sensevoice", "speechbrain"]
+
+
+def test_analyze_file_equals_streaming(stack):
+    samples, rate = read_clip("zh_weather")
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="FLAC")
+    streamed = results_of(run(stack.gateway.address, "zh_weather"))
+    with grpc.insecure_channel(stack.gateway.address) as channel:
+        response = gateway_pb2_grpc.SpeechAnalysisStub(channel).AnalyzeFile(
+            gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
+    from_file = results_of(response.events)
+    assert len(from_file) == len(streamed) == 3
+    for a, b in zip(from_file, streamed):
+        assert (a.start_ms, a.end_ms, a.text) == (b.start_ms, b.end_ms, b.text)
+        assert [e.label for e in a.emotions] == [e.label for e in b.emotions]
+        for pa, pb in zip(a.emotions[0].probabilities, b.emotions[0].probabilities):
+            assert abs(pa.probability - pb.probability) < 1e-3
+
+
+def test_interim_results_are_bounded(stack):
+    events = run(stack.gateway.address, "zh_weather", gateway_pb2.StreamConfig(interim_results=True),
+                 realtime=True, chunk_ms=100)
+    interim = [e.interim_result for e in events if e.WhichOneof("event") == "interim_result"]
+    results = {r.segment_id: r for r in results_of(events)}
+    assert interim, "expected partial results while speaking in real time"
+    for partial in interim:
+        segment = results[partial.segment_id]
+        assert segment.start_ms < partial.end_ms <= segment.end_ms + 1100
+    speech_s = sum(r.end_ms - r.start_ms for r in results.values()) / 1000
+    assert len(interim) <= speech_s + len(results)
+
+
+def test_text_sentiment_when_enabled(stack):
+    events = run(stack.gateway.address, "zh_single", gateway_pb2.StreamConfig(text_sentiment=True))
+    (result,) = results_of(events)
+    assert result.sentiment.label in {"positive", "negative", "neutral"}
+    assert 0 <= result.sentiment.positive_probability <= 1
+    assert events[-1].summary.sentiment.label in {"positive", "negative", "neutral"}
+    plain = results_of(run(stack.gateway.address, "zh_single"))
+    assert not plain[0].HasField("sentiment")
+
+
+def test_wrong_mode_fails_the_stream(model_env, stack):
+    asr = start_server("services.asr.server", "asr-paraformer-only",
+                       env={**model_env, "ASR_MODE": "paraformer"})
+    gateway = start_server("gateway.server", "gateway-wrong-mode", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address,
+        "EMOTION_ADDRESS": stack.emotion.address})
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            run(gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=asr_pb2.SENSEVOICE))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "paraformer" in info.value.details()
+    finally:
+        gateway.stop()
+        asr.stop()
+
+
+def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
+    """Segments analysed while ASR is down carry an ASR error; the stream completes; after
+    the worker restarts on the same port a new stream succeeds without restarting the gateway."""
+    asr = start_server("services.asr.server", "asr-victim", env={**model_env, "ASR_MODE": "paraformer"})
+    port = asr.port
+    gateway = start_server("gateway.server", "gateway-faults", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address,
+        "EMOTION_ADDRESS": stack.emotion.address, "WORKER_TIMEOUT_S": "5"})
+    try:
+        events: list = []
+        samples, rate = read_clip("zh_weather", dtype="int16")
+
+        def stream():
+            with grpc.insecure_channel(gateway.address) as channel:
+                events.extend(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+                                      realtime=True, chunk_ms=100, timeout=120))
+
+        worker = threading.Thread(target=stream)
+        worker.start()
+        time.sleep(9.0)  # first segment (0.5-6.4 s) is done; kill during the second
+        asr.proc.kill()
+        asr.proc.wait()
+        worker.join(120)
+        results = results_of(events)
+        assert len(results) == 3 and events[-1].WhichOneof("event") == "summary"
+        assert not results[0].errors and results[0].text
+        for late in results[1:]:
+            assert any(err.startswith("asr:") for err in late.errors), late.errors
+            assert late.emotions  # emotion still answered
+        assert any(e.WhichOneof("event") == "error" for e in events)
+
+        asr = start_server("services.asr.server", "asr-restarted",
+                           env={**model_env, "ASR_MODE": "paraformer"}, args=["--port", str(port)])
+        recovered = results_of(run(gateway.address, "zh_single"))
+        assert recovered[0].text and not recovered[0].errors
+    finally:
+        gateway.stop()
+        asr.stop()
+
+
+def test_round_robin_over_replicas(model_env, stack):
+    """An address resolving to two ASR replicas: the gateway spreads segments over both."""
+    second = start_server("services.asr.server", "asr-replica", env={**model_env, "ASR_MODE": "both"},
+                          args=["--metrics-port", "0"])
+    gateway = start_server("gateway.server", "gateway-rr", env={
+        "VAD_ADDRESS": stack.vad.address,
+        "ASR_ADDRESS": f"ipv4:127.0.0.1:{stack.asr.port},127.0.0.1:{second.port}",
+        "EMOTION_ADDRESS": stack.emotion.address})
+    try:
+        before = stack.asr.log().count("Transcribe")
+        for _ in range(2):
+            assert all(not r.errors for r in results_of(run(gateway.address, "zh_weather")))
+        # Both replicas served some of the six segments.
+        assert second.log().count("Transcribe") > 0
+        assert stack.asr.log().count("Transcribe") > before
+    finally:
+        gateway.stop()
+        second.stop()
+
+
+def test_client_cancel_cancels_worker_calls(stack):
+    samples, rate = read_clip("zh_weather", dtype="int16")
+    with grpc.insecure_channel(stack.gateway.address) as channel:
+        call = gateway_pb2_grpc.SpeechAnalysisStub(channel).Analyze(
+            iter(list(__import__("gateway.client", fromlist=["x"]).audio_requests(
+                samples, rate, gateway_pb2.StreamConfig()))), timeout=60)
+        for event in call:
+            if event.WhichOneof("event") == "speech_ended":
+                call.cancel()
+                break
+    # The gateway survives and serves the next stream normally.
+    assert results_of(run(stack.gateway.address, "zh_single"))

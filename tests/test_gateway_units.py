@@ -1,0 +1,77 @@
+"""Pure-logic parts of the gateway: audio conversion, the segment buffer, the session summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from gateway.audio_input import AudioConverter
+from gateway.session import SampleBuffer, _Summary
+from protos.v1 import audio_pb2, gateway_pb2
+from services.common.errors import InvalidInput
+
+
+def test_streaming_resample_equals_whole_resample():
+    rng = np.random.default_rng(1)
+    audio = (rng.standard_normal(44100 * 2) * 0.1).astype(np.float32)
+    converter = AudioConverter(44100, audio_pb2.FLOAT32LE, 1)
+    pieces = [converter.convert(audio[i:i + 997].astype("<f4").tobytes()) for i in range(0, audio.size, 997)]
+    streamed = np.concatenate(pieces + [converter.finish()])
+    whole = soxr.resample(audio, 44100, 16000)
+    assert streamed.size == whole.size
+    assert np.allclose(streamed, whole, atol=1e-5)
+
+
+def test_pcm16_stereo_downmix():
+    left = np.full(160, 16384, dtype=np.int16)
+    right = np.zeros(160, dtype=np.int16)
+    frames = np.stack([left, right], axis=1).astype("<i2").tobytes()
+    out = AudioConverter(16000, audio_pb2.PCM16LE, 2).convert(frames)
+    assert out.dtype == np.float32 and out.shape == (160,)
+    assert np.allclose(out, 0.25)
+
+
+def test_partial_frame_rejected_with_frame_size():
+    with pytest.raises(InvalidInput, match="4 bytes per frame"):
+        AudioConverter(16000, audio_pb2.PCM16LE, 2).convert(b"\0" * 6)
+
+
+def test_sample_buffer_slices_and_trims():
+    buffer = SampleBuffer()
+    for start in range(0, 1000, 100):
+        buffer.append(np.arange(start, start + 100, dtype=np.float32))
+    assert np.array_equal(buffer.slice(250, 260), np.arange(250, 260, dtype=np.float32))
+    buffer.trim(500)
+    assert buffer.base == 500 and buffer.end == 1000
+    assert np.array_equal(buffer.slice(400, 510), np.arange(500, 510, dtype=np.float32))
+    buffer.trim(300)  # trimming backwards is a no-op
+    assert buffer.base == 500
+
+
+def _result(segment_id, start, end, text, label, probs):
+    return gateway_pb2.SegmentResult(
+        segment_id=segment_id, start_ms=start, end_ms=end, text=text,
+        emotions=[gateway_pb2.EmotionResult(source="speechbrain", label=label, probabilities=[
+            audio_pb2.EmotionScore(label=k, probability=v) for k, v in probs.items()])])
+
+
+def test_summary_is_duration_weighted():
+    summary = _Summary()
+    summary.add(_result(0, 0, 1000, "你好。", "hap", {"neu": 0.0, "hap": 1.0}))
+    summary.add(_result(1, 2000, 5000, "再见。", "sad", {"neu": 0.5, "sad": 0.5}))
+    proto = summary.to_proto(audio_ms=6000)
+    shares = {d.label: d.share for d in proto.emotion_distribution}
+    assert shares == pytest.approx({"hap": 0.25, "neu": 0.375, "sad": 0.375})
+    times = {d.label: d.duration_ms for d in proto.emotion_distribution}
+    assert times == {"hap": 1000, "neu": 0, "sad": 3000}
+    assert proto.transcript == "你好。再见。"
+    assert (proto.speech_duration_ms, proto.silence_duration_ms) == (4000, 2000)
+    assert proto.dominant_emotion in {"neu", "sad"}
+
+
+def test_summary_joins_english_with_spaces():
+    summary = _Summary()
+    summary.add(_result(0, 0, 1000, "Hello.", "neu", {"neu": 1.0}))
+    summary.add(_result(1, 1000, 2000, "Bye.", "neu", {"neu": 1.0}))
+    assert summary.to_proto(2000).transcript == "Hello. Bye."
