@@ -90,3 +90,12 @@ def wait_for_serving(server: ServerProcess, deadline: float) -> None:
             server.stop()
             raise RuntimeError(f"{server.name} never reported SERVING:\n{server.log()}")
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A currently free loopback port (for servers that must be told their port up front)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import socket
 import threading
 import time
 import urllib.request
@@ -18,13 +17,8 @@ import soxr
 from gateway.client import analyze
 from protos.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import read_clip
-from tests.procs import start_server
+from tests.procs import free_port, start_server
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

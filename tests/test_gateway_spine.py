@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -14,7 +17,7 @@ from gateway.client import analyze
 from protos.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
-from tests.procs import start_server
+from tests.procs import ROOT, free_port, start_server, wait_for_serving
 
 
 def segments_of(events) -> list[tuple[int, int]]:
@@ -119,19 +122,13 @@ def test_bad_stream_is_invalid_argument_and_others_unaffected(spine_gateway, man
 
 def test_gateway_serving_only_once_vad_is(tmp_path):
     """Health tells the truth: the gateway is NOT_SERVING until its VAD worker is SERVING."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        vad_port = probe.getsockname()[1]
+    vad_port = free_port()
     gateway = start_server("gateway.server", "gateway-health", wait_serving=False,
                            env={"VAD_ADDRESS": f"127.0.0.1:{vad_port}"})
     vad = None
     try:
         assert gateway.health() == health_pb2.HealthCheckResponse.NOT_SERVING
         vad = start_server("services.vad.server", "vad-late", args=["--port", str(vad_port)])
-        from tests.procs import wait_for_serving
-        import time
         wait_for_serving(gateway, time.monotonic() + 30)
         assert gateway.health() == health_pb2.HealthCheckResponse.SERVING
     finally:
@@ -142,6 +139,5 @@ def test_gateway_serving_only_once_vad_is(tmp_path):
 
 
 def test_gateway_does_not_import_torch():
-    import subprocess, sys
     code = "import sys, gateway.server, gateway.client; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__('tests.procs').procs.ROOT))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SHARED_AUDIO
-from tests.procs import ROOT, start_server
+from tests.procs import ROOT, free_port, start_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -19,11 +18,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 if CHROMIUM is None and os.environ.get("CI") != "true":
     pytest.skip("chromium not installed (scripts/test.sh installs it)", allow_module_level=True)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,650 @@
+"""Deployment files: docker-compose.yml, Dockerfile, deploy/k8s/, scripts/health_check.py.
+
+Everything is checked offline and in a few seconds:
+
+* docker-compose.yml is validated against the Compose Specification JSON
+  schema (vendored in tests/schemas/, see its README), both as written and
+  after ``${VAR:-default}`` interpolation, then checked for meaning: health
+  checks, memory limits, restart policies, read-only model mounts, start-up
+  order, and the same services/ports/environment as scripts/launch.py's
+  TOPOLOGY.
+* deploy/k8s/ is built with a minimal kustomize (below: ``resources``,
+  ``namespace``, ``images`` and JSON 6902 ``patches``, the only features the
+  kustomizations use; no kustomize binary is needed) and every object is
+  validated against the strict Kubernetes 1.32 schemas vendored from
+  kubernetes-validate. Where ``kubectl`` (with its built-in kustomize) is
+  installed, its build is compared with ours; ``docker compose config`` runs
+  where the compose plugin exists. Both are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import jsonschema
+import pytest
+import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from referencing import Registry, Resource
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+K8S = ROOT / "deploy" / "k8s"
+K8S_SCHEMAS = SCHEMAS / "kubernetes" / "v1.32.0-local-strict"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+
+def _load_launch():
+    spec = importlib.util.spec_from_file_location("deploy_test_launch", ROOT / "scripts" / "launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+launch = _load_launch()
+TOPOLOGY = launch.TOPOLOGY
+WORKERS = ("vad", "asr", "emotion")
+SCALABLE = ("asr", "emotion")
+ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS"}
+
+
+# --------------------------------------------------------------------------- compose interpolation
+
+class InterpolationError(ValueError):
+    pass
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 0
+    for index in range(start, len(text)):
+        if text.startswith("${", index):
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise InterpolationError(f"unclosed ${{ in {text!r}")
+
+
+def interpolate_text(text: str, environ: dict[str, str]) -> str:
+    """Compose's interpolation: $$, $VAR, ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?e}, ${VAR?e}, ${VAR:+a}, ${VAR+a}."""
+    out, index = [], 0
+    while index < len(text):
+        char = text[index]
+        if char != "$":
+            out.append(char)
+            index += 1
+        elif text.startswith("$$", index):
+            out.append("$")
+            index += 2
+        elif text.startswith("${", index):
+            end = _closing_brace(text, index)
+            out.append(_expand(text[index + 2:end], environ))
+            index = end + 1
+        else:
+            match = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)", text[index:])
+            if not match:
+                raise InterpolationError(f"bad $ in {text!r}")
+            out.append(environ.get(match.group(1), ""))
+            index += match.end()
+    return "".join(out)
+
+
+def _expand(body: str, environ: dict[str, str]) -> str:
+    match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?\Z", body, re.S)
+    if not match:
+        raise InterpolationError(f"bad variable ${{{body}}}")
+    name, op, arg = match.groups()
+    value = environ.get(name)
+    if op is None:
+        return value or ""
+    missing = value is None or (op.startswith(":") and value == "")
+    if op.endswith("-"):
+        return interpolate_text(arg, environ) if missing else value
+    if op.endswith("?"):
+        if missing:
+            raise InterpolationError(f"required variable {name} is missing: {arg}")
+        return value
+    return "" if missing else interpolate_text(arg, environ)  # + : alternative value
+
+
+def interpolate(node, environ: dict[str, str]):
+    """Interpolate every string value (not keys), as compose does before validating."""
+    if isinstance(node, dict):
+        return {key: interpolate(value, environ) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate(value, environ) for value in node]
+    if isinstance(node, str):
+        return interpolate_text(node, environ)
+    return node
+
+
+def test_interpolation_helper():
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate_text("${SET:-d}|${EMPTY:-d}|${EMPTY-d}|${UNSET-d}|$SET|$$SET", env) == "x|d||d|x|$SET"
+    assert interpolate_text("${UNSET:-${SET:-y}}:${SET:+alt}:${EMPTY:+alt}", env) == "x:alt:"
+    with pytest.raises(InterpolationError):
+        interpolate_text("${UNSET:?needed}", env)
+
+
+# --------------------------------------------------------------------------- compose
+
+@pytest.fixture(scope="module")
+def compose_raw() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose(compose_raw) -> dict:
+    """The compose model with every variable at its default (an empty environment)."""
+    return interpolate(compose_raw, {})
+
+
+@pytest.fixture(scope="module")
+def compose_validator():
+    schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _schema_errors(validator, instance) -> list[str]:
+    return [f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+            for error in validator.iter_errors(instance)]
+
+
+def test_vendored_compose_schema_is_the_compose_spec(compose_validator):
+    assert compose_validator.schema["title"] == "Compose Specification"
+
+
+@pytest.mark.parametrize("environ", [
+    {},
+    {"ASR_MODE": "sensevoice", "DEFAULT_MODE": "sensevoice", "ASR_MEMORY_LIMIT": "2g",
+     "ASR_MEMORY_RESERVATION": "1200m", "ASR_REPLICAS": "2", "MODELS_DIR": "."},
+], ids=["defaults", "sensevoice-offline-host"])
+def test_compose_file_matches_compose_spec_schema(compose_raw, compose_validator, environ):
+    assert _schema_errors(compose_validator, compose_raw) == []  # as written (strings where ints go)
+    assert _schema_errors(compose_validator, interpolate(compose_raw, environ)) == []
+
+
+def test_compose_schema_check_catches_mistakes(compose_raw, compose_validator):
+    """The validation is not vacuous: a typo and a wrong type are reported."""
+    broken = copy.deepcopy(compose_raw)
+    broken["services"]["asr"]["healthcheck"]["intervall"] = "10s"
+    broken["services"]["vad"]["depends_on"] = {"asr": {"condition": "healthy-ish", "extra": 1}}
+    errors = _schema_errors(compose_validator, broken)
+    assert any("intervall" in e for e in errors), errors
+    assert any("services/vad/depends_on" in e for e in errors), errors
+
+
+def _stack_services(compose: dict) -> dict:
+    return {name: spec for name, spec in compose["services"].items() if not spec.get("profiles")}
+
+
+def test_compose_services_are_the_launcher_topology(compose):
+    services = _stack_services(compose)
+    assert set(services) == set(TOPOLOGY)
+    for name, spec in TOPOLOGY.items():
+        assert services[name]["command"] == ["python", "-m", spec["module"]]
+
+
+def test_compose_ports_and_environment_match_the_launcher(compose):
+    """Same port variables/values and default environment as ``stack_env``; addresses name services."""
+    services = _stack_services(compose)
+    launcher = launch.stack_env({})
+    for name, spec in TOPOLOGY.items():
+        env = services[name]["environment"]
+        port = spec["port"]
+        assert env[spec["port_env"]] == str(port), name
+        for key, value in launcher[name].items():
+            if name == "gateway" and key in ADDRESS_ENV.values():
+                continue
+            assert env.get(key) == value, f"{name}: {key}={env.get(key)!r}, launcher has {value!r}"
+        assert services[name]["healthcheck"]["test"][-1] == f"127.0.0.1:{port}"
+        if name in WORKERS:
+            assert env["BIND_HOST"] == "0.0.0.0", "workers are reached over the compose network"
+            assert str(port) in services[name]["expose"]
+    gateway = services["gateway"]["environment"]
+    assert gateway["GATEWAY_HOST"] == "0.0.0.0"
+    for worker, var in ADDRESS_ENV.items():
+        # dns:/// so that gRPC's resolver returns every replica and round_robin spreads calls.
+        assert gateway[var] == f"dns:///{worker}:{TOPOLOGY[worker]['port']}"
+    assert str(TOPOLOGY["gateway"]["port"]) in [p.split(":")[-1] for p in services["gateway"]["ports"]]
+
+
+def test_compose_default_environment_is_overridable(compose_raw):
+    """Every launcher default (modes, EMOTION_LAZY_LOAD, ...) is ``${VAR:-default}`` in compose."""
+    for name, spec in TOPOLOGY.items():
+        for key in spec["env"]:
+            env = interpolate(compose_raw, {key: "overridden"})["services"][name]["environment"]
+            assert env[key] == "overridden", f"{name}: {key} is not taken from the environment"
+
+
+def test_every_compose_service_has_health_memory_and_restart(compose):
+    for name, service in _stack_services(compose).items():
+        test = service["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "python", "scripts/health_check.py"], name
+        assert service["healthcheck"].get("start_period"), f"{name}: model loading needs a start_period"
+        resources = service["deploy"]["resources"]
+        assert resources["limits"]["memory"] and resources["reservations"]["memory"], name
+        assert _bytes(resources["reservations"]["memory"]) < _bytes(resources["limits"]["memory"]), name
+        assert service["restart"] in {"always", "unless-stopped", "on-failure"}, name
+    assert (ROOT / "scripts" / "health_check.py").is_file()
+
+
+def _volume(entry: str) -> tuple[str, str, str]:
+    source, target, *mode = entry.split(":")
+    return source, target, (mode[0] if mode else "rw")
+
+
+def test_models_are_mounted_read_only_on_workers_only_writable_for_the_download_job(compose):
+    services = compose["services"]
+    for name in WORKERS:
+        env = services[name]["environment"]
+        assert [_volume(v) for v in services[name]["volumes"]] == [("models", "/models", "ro")], name
+        assert env["PROJECT_ROOT"] == "/models"
+        assert env["MODEL_CACHE_DIR"] == "/models/pretrained_models/model_cache"
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+            assert env[var] == "1", f"{name}: {var}"
+        assert services[name]["networks"] == ["backend"], "workers only on the network without egress"
+    assert compose["networks"]["backend"]["internal"] is True
+    assert "volumes" not in services["gateway"]
+    assert "models" in compose["volumes"]
+
+    job = services["download-models"]
+    assert job["profiles"] == ["download"]
+    assert job["restart"] == "no"
+    assert job["entrypoint"] == ["python", "scripts/download_models.py"]
+    assert [_volume(v) for v in job["volumes"]] == [("models", "/models", "rw")]
+    assert job["environment"]["HF_HUB_OFFLINE"] == "0"
+    for key in ("PROJECT_ROOT", "MODEL_CACHE_DIR"):
+        assert job["environment"][key] == services["asr"]["environment"][key]
+    assert job["deploy"]["resources"]["limits"]["memory"]
+
+
+def test_models_dir_switches_the_mount_to_a_host_directory(compose_raw):
+    services = interpolate(compose_raw, {"MODELS_DIR": "."})["services"]
+    for name in (*WORKERS, "download-models"):
+        assert _volume(services[name]["volumes"][0])[:2] == (".", "/models")
+
+
+def test_gateway_starts_after_healthy_workers(compose):
+    services = compose["services"]
+    assert services["gateway"]["depends_on"] == {w: {"condition": "service_healthy"} for w in WORKERS}
+    for name in WORKERS:
+        assert "depends_on" not in services[name]
+
+
+def test_scalable_workers_publish_no_fixed_host_port(compose):
+    for name in SCALABLE:
+        service = compose["services"][name]
+        assert "ports" not in service and "container_name" not in service, name
+        assert int(service["deploy"].get("replicas", 1)) == 1
+    assert "container_name" not in compose["services"]["gateway"]
+
+
+def test_compose_mode_switches(compose_raw):
+    env = {"ASR_MODE": "sensevoice", "DEFAULT_MODE": "sensevoice", "EMOTION_LAZY_LOAD": "1",
+           "ASR_MEMORY_LIMIT": "2g", "ASR_REPLICAS": "3"}
+    services = interpolate(compose_raw, env)["services"]
+    assert services["asr"]["environment"]["ASR_MODE"] == "sensevoice"
+    assert services["gateway"]["environment"]["DEFAULT_MODE"] == "sensevoice"
+    assert services["emotion"]["environment"]["EMOTION_LAZY_LOAD"] == "1"
+    assert services["asr"]["deploy"]["resources"]["limits"]["memory"] == "2g"
+    assert services["asr"]["deploy"]["replicas"] == "3"
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI not installed")
+def test_docker_compose_config_accepts_the_file():
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip("docker compose plugin not installed")
+    for args in ([], ["--profile", "download"]):
+        result = subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), *args, "config", "--quiet"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+def _dockerfile_env() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    runtime = text.split("\nFROM ")[-1]  # the last stage is what runs
+    env: dict[str, str] = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            env.update(dict(pair.split("=", 1) for pair in line[4:].split()))
+    return env
+
+
+def test_dockerfile_cpu_torch_non_root_and_model_paths(compose):
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("FROM python:3.11-slim") == 2
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    assert "bash scripts/install.sh" in text
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and not user[-1].startswith(("0", "root")), "the image must not run as root"
+    env = _dockerfile_env()
+    asr = compose["services"]["asr"]["environment"]
+    for key in ("PROJECT_ROOT", "MODEL_CACHE_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        assert env[key] == asr[key], key
+    assert env["PATH"].startswith("/app/.venv/bin:")
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "*" in ignored, ".dockerignore allow-lists what the image copies (no models, no .venv)"
+    for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
+        for source in line.split()[:-1]:
+            assert f"!{source.split('/')[0]}" in ignored, f"{source} is copied but .dockerignore leaves it out"
+
+
+# --------------------------------------------------------------------------- health check script
+
+@pytest.fixture()
+def health_server():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_health_check_script_exit_codes(health_server):
+    spec = importlib.util.spec_from_file_location("health_check", ROOT / "scripts" / "health_check.py")
+    health_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(health_check)
+    servicer, address = health_server
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert health_check.main([address]) == 1
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    assert health_check.main([address]) == 0
+    assert health_check.check(address, "no.such.Service") == "NOT_FOUND"
+    servicer.set("speech_analysis.v1.AsrService", health_pb2.HealthCheckResponse.SERVING)
+    assert health_check.main([address, "--service", "speech_analysis.v1.AsrService"]) == 0
+    server_gone = address.rsplit(":", 1)[0] + ":9"
+    assert health_check.main([server_gone, "--timeout-s", "1"]) == 1
+
+
+# --------------------------------------------------------------------------- minimal kustomize
+
+CLUSTER_SCOPED_KINDS = {"Namespace", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding"}
+#: Kustomization fields this builder understands. ``labels`` only adds metadata
+#: labels and is not applied here; anything else fails loudly, so a new feature
+#: in deploy/k8s/ needs support here (or kubectl) rather than passing unchecked.
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "namespace", "labels", "resources", "images", "patches"}
+
+
+def _pointer(path: str) -> list[str]:
+    return [part.replace("~1", "/").replace("~0", "~") for part in path.lstrip("/").split("/")]
+
+
+def _json_patch(document: dict, operations: list[dict]) -> None:
+    """RFC 6902 add/replace/remove/test, the operations the overlays use."""
+    for operation in operations:
+        *parents, last = _pointer(operation["path"])
+        node = document
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key = (len(node) if last == "-" else int(last)) if isinstance(node, list) else last
+        op = operation["op"]
+        if op == "test":
+            assert node[key] == operation["value"], f"patch test failed at {operation['path']}"
+        elif op == "replace":
+            node[key]  # must exist
+            node[key] = operation["value"]
+        elif op == "add":
+            if isinstance(node, list):
+                node.insert(key, operation["value"])
+            else:
+                node[key] = operation["value"]
+        elif op == "remove":
+            del node[key]
+        else:
+            raise AssertionError(f"unsupported patch op {op}")
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    """What ``kubectl kustomize DIR`` produces, for the features listed in KUSTOMIZATION_FIELDS."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(kustomization) - KUSTOMIZATION_FIELDS
+    assert not unknown, f"{directory}: kustomization fields not understood by this test: {unknown}"
+    objects: list[dict] = []
+    for entry in kustomization.get("resources", []):
+        path = (directory / entry).resolve()
+        if path.is_dir():
+            objects += kustomize_build(path)
+        else:
+            objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for patch in kustomization.get("patches", []):
+        target = patch["target"]
+        operations = yaml.safe_load((directory / patch["path"]).read_text())
+        matches = [o for o in objects if o["kind"] == target["kind"] and o["metadata"]["name"] == target["name"]]
+        assert len(matches) == 1, f"patch target {target} matched {len(matches)} objects"
+        _json_patch(matches[0], operations)
+    for image in kustomization.get("images", []):
+        for obj in objects:
+            for container in _containers(obj):
+                name, _, tag = container["image"].partition(":")
+                if name == image["name"]:
+                    container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag or 'latest')}"
+    if "namespace" in kustomization:
+        for obj in objects:
+            if obj["kind"] not in CLUSTER_SCOPED_KINDS:
+                obj["metadata"]["namespace"] = kustomization["namespace"]
+    return objects
+
+
+def _containers(obj: dict) -> list[dict]:
+    template = obj.get("spec", {}).get("template", {}).get("spec", {})
+    return template.get("containers", [])
+
+
+KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+
+
+def _k8s_schema_validator(obj: dict):
+    group_version = obj["apiVersion"]
+    stem = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", group_version)  # apps/v1 -> apps-v1
+    path = K8S_SCHEMAS / f"{obj['kind'].lower()}-{stem}.json"
+    assert path.is_file(), f"no vendored schema for {obj['kind']} {group_version}: add it in tests/schemas/update.py"
+    schema = json.loads(path.read_text())
+    definitions = json.loads((K8S_SCHEMAS / "_definitions.json").read_text())
+    registry = Registry().with_resources([
+        (schema["$id"], Resource.from_contents(schema)),
+        (definitions["$id"], Resource.from_contents(definitions)),
+    ])
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict]:
+    return kustomize_build(K8S / "base")
+
+
+def _by(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def _env(container: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_k8s_manifests_match_the_kubernetes_schemas(directory):
+    objects = kustomize_build(directory)
+    assert objects
+    for obj in objects:
+        errors = _schema_errors(_k8s_schema_validator(obj), obj)
+        assert errors == [], f"{obj['kind']}/{obj['metadata']['name']}: {errors}"
+
+
+def test_k8s_schema_check_catches_mistakes(base):
+    deployment = copy.deepcopy(_by(base, "Deployment")["asr"])
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["grpc"]["port"] = "grpc"  # must be a number
+    container["resources"]["limit"] = {}                  # typo: strict schema rejects it
+    errors = _schema_errors(_k8s_schema_validator(deployment), deployment)
+    assert any("readinessProbe/grpc/port" in e for e in errors), errors
+    assert any("limit" in e and "resources" in e for e in errors), errors
+
+
+def test_k8s_deployments_are_the_launcher_topology(base):
+    deployments = _by(base, "Deployment")
+    assert set(deployments) == set(TOPOLOGY)
+    launcher = launch.stack_env({})
+    for name, spec in TOPOLOGY.items():
+        (container,) = _containers(deployments[name])
+        port = spec["port"]
+        assert container["command"] == ["python", "-m", spec["module"]]
+        assert {"name": "grpc", "containerPort": port} in container["ports"]
+        env = _env(container)
+        assert env[spec["port_env"]] == str(port)
+        for key, value in launcher[name].items():
+            if not (name == "gateway" and key in ADDRESS_ENV.values()):
+                assert env.get(key) == value, f"{name}: {key}={env.get(key)!r}, launcher has {value!r}"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": port}, f"{name}: {probe} must be a native gRPC probe"
+        assert container["image"].startswith("speech-emotion:")
+        security = deployments[name]["spec"]["template"]["spec"]["securityContext"]
+        assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+
+
+def test_k8s_gateway_balances_over_headless_worker_services(base):
+    services = _by(base, "Service")
+    deployments = _by(base, "Deployment")
+    gateway_env = _env(_containers(deployments["gateway"])[0])
+    assert gateway_env["GATEWAY_HOST"] == "0.0.0.0"
+    for worker, var in ADDRESS_ENV.items():
+        service = services[worker]
+        namespace = service["metadata"]["namespace"]
+        port = TOPOLOGY[worker]["port"]
+        assert service["spec"]["clusterIP"] == "None", f"{worker}: headless, so DNS lists every replica"
+        assert service["spec"]["ports"][0]["port"] == port
+        pod_labels = deployments[worker]["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+        assert gateway_env[var] == f"dns:///{worker}.{namespace}.svc.cluster.local:{port}"
+        assert _env(_containers(deployments[worker])[0])["BIND_HOST"] == "0.0.0.0"
+    assert services["gateway"]["spec"].get("clusterIP") != "None"
+
+
+def test_k8s_models_claim_is_read_only_for_workers(base):
+    (claim,) = _by(base, "PersistentVolumeClaim")
+    deployments = _by(base, "Deployment")
+    for name in WORKERS:
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+        (mount,) = _containers(deployments[name])[0]["volumeMounts"]
+        assert mount == {"name": volume["name"], "mountPath": "/models", "readOnly": True}
+        env = _env(_containers(deployments[name])[0])
+        assert env["PROJECT_ROOT"] == "/models"
+        assert env["MODEL_CACHE_DIR"] == "/models/pretrained_models/model_cache"
+        assert env["HF_HUB_OFFLINE"] == "1"
+    assert "volumes" not in deployments["gateway"]["spec"]["template"]["spec"]
+
+    (job,) = _by(kustomize_build(K8S / "jobs" / "download-models"), "Job").values()
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": claim}
+    (container,) = pod["containers"]
+    assert container["volumeMounts"] == [{"name": pod["volumes"][0]["name"], "mountPath": "/models"}]
+    assert container["command"] == ["python", "scripts/download_models.py"]
+    assert _env(container)["HF_HUB_OFFLINE"] == "0"
+    assert job["metadata"]["namespace"] == _by(base, "Namespace").popitem()[0]
+
+
+def test_k8s_asr_hpa(base):
+    (hpa,) = _by(base, "HorizontalPodAutoscaler").values()
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "asr"}
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1
+    asr = _by(base, "Deployment")["asr"]
+    assert "replicas" not in asr["spec"], "the HPA owns the replica count"
+    metric = hpa["spec"]["metrics"][0]["resource"]
+    assert _containers(asr)[0]["resources"]["requests"][metric["name"]], "Utilization needs a request"
+
+
+#: Compose (b, k, m, g; optional trailing "b") and Kubernetes (Ki, Mi, Gi) memory units, in bytes.
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([a-zA-Z]*)", str(quantity)).groups()
+    unit = unit.lower()
+    return int(number) * _UNITS[unit[:-1] if len(unit) == 2 and unit.endswith("b") else unit]
+
+
+def test_compose_and_k8s_memory_figures_agree(compose, base):
+    """The bench/ figures are written twice (compose, k8s); they must not drift apart."""
+    deployments = _by(base, "Deployment")
+    for name in TOPOLOGY:
+        compose_resources = compose["services"][name]["deploy"]["resources"]
+        k8s_resources = _containers(deployments[name])[0]["resources"]
+        assert _bytes(compose_resources["limits"]["memory"]) == _bytes(k8s_resources["limits"]["memory"]), name
+        assert (_bytes(compose_resources["reservations"]["memory"])
+                == _bytes(k8s_resources["requests"]["memory"])), name
+    assert _bytes(compose["services"]["asr"]["deploy"]["resources"]["limits"]["memory"]) == 3 * 1024**3
+
+
+def test_k8s_sensevoice_overlay():
+    objects = kustomize_build(K8S / "overlays" / "sensevoice")
+    deployments = _by(objects, "Deployment")
+    asr = _containers(deployments["asr"])[0]
+    assert _env(asr)["ASR_MODE"] == "sensevoice"
+    assert _env(_containers(deployments["gateway"])[0])["DEFAULT_MODE"] == "sensevoice"
+    assert asr["resources"]["limits"]["memory"] == "2Gi"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with built-in kustomize) not installed")
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_kubectl_kustomize_agrees_with_the_test_builder(directory):
+    try:
+        result = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True,
+                                timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.skip("kubectl kustomize did not answer in 30 s")
+    assert result.returncode == 0, result.stderr
+    theirs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    ours = kustomize_build(directory)
+
+    def summary(objects):
+        return sorted((o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"),
+                       json.dumps([(c["image"], c.get("env"), c.get("resources")) for c in _containers(o)],
+                                  sort_keys=True))
+                      for o in objects)
+
+    assert summary(theirs) == summary(ours)
+
+
+# --------------------------------------------------------------------------- re-resolution
+
+def test_servers_age_out_connections_so_clients_re_resolve(monkeypatch):
+    """Scaled replicas only get traffic once clients re-resolve DNS: servers cap connection age."""
+    from services.common import grpc_server
+    from services.common.settings import ServerSettings
+
+    seen: list = []
+    real_server = grpc.aio.server
+
+    def recording_server(*args, **kwargs):
+        seen.append(dict(kwargs.get("options", [])))
+        return real_server(*args, **kwargs)
+
+    monkeypatch.setattr(grpc.aio, "server", recording_server)
+
+    async def build():
+        handle = await grpc_server.create_server(ServerSettings(host="127.0.0.1", port=0), lambda s: None, ())
+        await handle.server.stop(None)
+
+    asyncio.run(build())
+    (options,) = seen
+    assert 0 < options["grpc.max_connection_age_ms"] <= 300_000
+    assert "max_connection_age" in (ROOT / "docs" / "deploy.md").read_text()
