@@ -66,6 +66,7 @@ __all__ = [
     "missing_model_files",
     "load_speechbrain_model",
     "release_free_memory",
+    "probabilities_from_output",
 ]
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,7 @@ def release_free_memory() -> None:
         pass
 
 
-def _probabilities(out_prob: torch.Tensor) -> np.ndarray:
+def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
     """Class probabilities from what ``classify_batch`` returned.
 
     The release's ``softmax`` hyperparameter (``Softmax()``, apply_log False)
@@ -319,7 +320,7 @@ class SpeechBrainEmotionModel:
             raise TypeError("windows must be a (batch, samples) float32 array of equal-length windows")
         wavs = torch.from_numpy(np.ascontiguousarray(windows))
         out_prob, _score, _index, _text = self.classifier.classify_batch(wavs, torch.ones(wavs.shape[0]))
-        return _probabilities(out_prob)
+        return probabilities_from_output(out_prob)
 
 
 @contextlib.contextmanager

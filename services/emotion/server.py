@@ -1,0 +1,130 @@
+"""Emotion worker process: ``python -m services.emotion.server [--port N] [--port-file F]``.
+
+Checks that the SpeechBrain model directory
+(``<PROJECT_ROOT>/pretrained_models/emotion-recognition-wav2vec2-IEMOCAP``)
+is complete, exiting at once with the download command if it is not; switches
+the model hub clients offline; then loads the model (and warms it up) before
+reporting SERVING, or, with ``EMOTION_LAZY_LOAD=1``, reports SERVING at once
+and loads on the first request. Serves EmotionService with health and
+reflection until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from protos.v1 import emotion_pb2, emotion_pb2_grpc
+from services.common import grpc_server
+from services.common.batching import BatchOptions
+from services.common.settings import EmotionSettings, ModelSettings, load
+from services.emotion.engine import (
+    EmotionEngine,
+    EmotionOptions,
+    load_speechbrain_model,
+    missing_model_files,
+)
+from services.emotion.servicer import EmotionServicer
+
+log = logging.getLogger("services.emotion")
+
+_MODEL_SUBDIR = Path("pretrained_models") / "emotion-recognition-wav2vec2-IEMOCAP"
+
+
+def resolve_model_dir(models: ModelSettings) -> Path:
+    """The model directory, or SystemExit naming what is missing and how to fetch it."""
+    try:
+        from services.common import model_paths
+    except ImportError:
+        model_paths = None
+    if model_paths is not None:
+        layout = model_paths.resolve_models(Path(models.project_root), models.model_cache_dir)
+        message = layout.missing_message(["speechbrain_emotion"])
+        model_dir = layout.speechbrain_emotion.path
+    else:
+        model_dir = Path(models.project_root) / _MODEL_SUBDIR
+        missing = missing_model_files(model_dir)
+        message = (f"Model files are missing:\n  - speechbrain_emotion: {model_dir}\n"
+                   f"      missing: {', '.join(missing)}\n"
+                   "Fetch them (on a machine with network access) with:\n"
+                   "  python scripts/download_models.py --speechbrain") if missing else ""
+    if message:
+        log.error("%s", message)
+        raise SystemExit(1)
+    return model_dir
+
+
+def read_marker(model_dir: Path) -> dict | None:
+    try:
+        from services.common.fixture_marker import read_random_weights_marker
+    except ImportError:  # marker reader not available: read the JSON ourselves
+        import json
+
+        path = model_dir / "RANDOM_WEIGHTS.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_random_weights_marker(model_dir)
+
+
+def enable_offline() -> None:
+    # The model is local: huggingface_hub/transformers must never try the hub
+    # (an offline host would hang in retries). They read these variables once,
+    # at import, so this runs before speechbrain/transformers are imported
+    # (engine.py imports them only inside load_speechbrain_model).
+    try:
+        from services.common.offline import enable_offline_mode
+    except ImportError:
+        import os
+
+        os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        return
+    enable_offline_mode()
+
+
+async def main(argv: list[str]) -> None:
+    settings = load(EmotionSettings, argv)
+    models = load(ModelSettings)
+    grpc_server.configure_logging(settings.log_level, "emotion")
+    model_dir = resolve_model_dir(models)
+    enable_offline()
+    torch.set_num_threads(settings.torch_threads)
+
+    marker = read_marker(model_dir)
+    random_weights = marker is not None and bool(marker.get("random_weights", True))
+    if random_weights:
+        log.warning("emotion model %s holds RANDOM WEIGHTS (size=%s): results are meaningless; "
+                    "every response carries model_info.random_weights=true",
+                    model_dir, marker.get("size", "?"))
+
+    options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s)
+
+    def build_engine() -> EmotionEngine:
+        engine = EmotionEngine(load_speechbrain_model(model_dir), options)
+        engine.warm_up()
+        return engine
+
+    servicer = EmotionServicer(
+        build_engine, options,
+        BatchOptions(max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
+                     max_queue=settings.max_queue),
+        model_names=[model_dir.name], random_weights=random_weights)
+
+    async def load_model() -> None:
+        await servicer.load()
+
+    if settings.lazy_load:
+        log.info("EMOTION_LAZY_LOAD: the model loads on the first request")
+    await grpc_server.run(
+        settings, "emotion",
+        register=lambda server: emotion_pb2_grpc.add_EmotionServiceServicer_to_server(servicer, server),
+        service_names=[emotion_pb2.DESCRIPTOR.services_by_name["EmotionService"].full_name],
+        load=None if settings.lazy_load else load_model,
+        on_stop=servicer.stop,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

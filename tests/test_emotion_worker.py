@@ -1,0 +1,304 @@
+"""Emotion worker on the tiny random-weight SpeechBrain fixture.
+
+In-process engine tests (windowing, batch invariance, loading) and real
+worker processes over gRPC: an eager one, a lazily loading one and one with a
+queue of 1 (overload). The three processes start in parallel at the first
+test that needs one; the fixture model is built once per session.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+from protos.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
+from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME, build_emotion_model
+from services.common.audio import SAMPLE_RATE_HZ
+from services.common.errors import InvalidInput
+from services.emotion.engine import (
+    EmotionEngine,
+    EmotionOptions,
+    ModelNotFound,
+    load_speechbrain_model,
+    plan_windows,
+    probabilities_from_output,
+)
+from tests.procs import ROOT, ServerProcess, start_server, wait_for_serving
+
+EXPECTED_CLASSES = [("neu", "中性"), ("ang", "生气"), ("hap", "开心"), ("sad", "悲伤")]
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
+
+
+# ---- emotion fixtures ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def emotion_project_root(tmp_path_factory) -> Path:
+    """A PROJECT_ROOT whose pretrained_models/ holds the tiny emotion model."""
+    root = tmp_path_factory.mktemp("emotion-project")
+    build_emotion_model(root / "pretrained_models" / MODEL_DIRNAME, "tiny")
+    return root
+
+
+@pytest.fixture(scope="session")
+def emotion_model_dir(emotion_project_root) -> Path:
+    return emotion_project_root / "pretrained_models" / MODEL_DIRNAME
+
+
+@pytest.fixture(scope="session")
+def emotion_servers(emotion_project_root):
+    """eager / lazy / busy (queue of 1) workers, started together; each test waits for its own."""
+    env = {"PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1"}
+    variants = {
+        "eager": {},
+        "lazy": {"EMOTION_LAZY_LOAD": "1"},
+        "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
+    }
+    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
+        futures = {name: pool.submit(start_server, "services.emotion.server", f"emotion-{name}",
+                                     env={**env, **extra}, wait_serving=False)
+                   for name, extra in variants.items()}
+        servers = {}
+        for name, future in futures.items():
+            try:
+                servers[name] = future.result()
+            except Exception:
+                for server in servers.values():
+                    server.stop()
+                raise
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+def _serving(server: ServerProcess) -> ServerProcess:
+    wait_for_serving(server, time.monotonic() + 120)
+    return server
+
+
+@pytest.fixture(scope="session")
+def emotion_worker(emotion_servers) -> ServerProcess:
+    return _serving(emotion_servers["eager"])
+
+
+@pytest.fixture(scope="session")
+def tiny_emotion_model(emotion_model_dir, emotion_servers):
+    # emotion_servers only so the worker processes start loading while this one does
+    return load_speechbrain_model(emotion_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_emotion_model) -> EmotionEngine:
+    return EmotionEngine(tiny_emotion_model, EmotionOptions())
+
+
+def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> emotion_pb2.ClassifyResponse:
+    data = samples if isinstance(samples, bytes) else samples.astype("<f4").tobytes()
+    with grpc.insecure_channel(address) as channel:
+        return emotion_pb2_grpc.EmotionServiceStub(channel).Classify(
+            emotion_pb2.ClassifyRequest(audio=audio_pb2.AudioChunk(samples_f32le=data)), timeout=timeout_s)
+
+
+def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
+    return np.array([score.probability for score in response.probabilities])
+
+
+# ---- engine, in process ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("seconds, expected", [(0.1, 1), (3.0, 1), (10.0, 1), (10.5, 2), (18.0, 2),
+                                               (18.1, 3), (60.0, 8), (125.0, 16)])
+def test_window_plan(seconds, expected):
+    options = EmotionOptions()
+    n = int(round(seconds * SAMPLE_RATE_HZ))
+    plan = plan_windows(n, options)
+    assert len(plan) == expected
+    assert plan[0][0] == 0 and plan[-1][1] == n
+    if n > options.window_samples:
+        assert len(plan) == 1 + math.ceil((n - options.window_samples) / (options.window_samples - options.overlap_samples))
+        assert all(end - start == options.window_samples for start, end in plan)
+        assert all(prev_end - start >= options.overlap_samples for (_, prev_end), (start, _) in zip(plan, plan[1:]))
+
+
+def test_probabilities_from_log_probabilities_and_logits():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    expected = torch.softmax(logits.double(), dim=-1).numpy()
+    for output in (torch.softmax(logits, -1), torch.log_softmax(logits, -1), logits):
+        result = probabilities_from_output(output)
+        np.testing.assert_allclose(result, expected, atol=1e-6)
+        np.testing.assert_allclose(result.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_engine_rejects_short_and_empty_segments(tiny_engine):
+    results = tiny_engine.classify_batch([np.zeros(0, np.float32), noise(0.05, 1), noise(1.0, 2)])
+    assert isinstance(results[0], InvalidInput) and "empty" in str(results[0])
+    assert isinstance(results[1], InvalidInput) and "too short" in str(results[1])
+    assert not isinstance(results[2], Exception)
+
+
+def test_batch_gives_the_same_probabilities_as_alone(tiny_engine):
+    segments = [noise(1.0, 1), noise(2.3, 2), noise(1.0, 3), noise(12.0, 4), noise(0.4, 5)]
+    alone = [tiny_engine.classify(segment) for segment in segments]
+    together = tiny_engine.classify_batch(segments)
+    for one, batched in zip(alone, together):
+        assert batched.windows == one.windows
+        np.testing.assert_allclose([s.probability for s in batched.scores],
+                                   [s.probability for s in one.scores], atol=1e-4)
+        assert batched.label == one.label
+
+
+def test_equal_length_windows_share_one_model_call(tiny_emotion_model):
+    calls = []
+
+    class Counting:
+        labels = tiny_emotion_model.labels
+
+        def predict(self, windows):
+            calls.append(windows.shape)
+            return tiny_emotion_model.predict(windows)
+
+    engine = EmotionEngine(Counting(), EmotionOptions())
+    engine.classify_batch([noise(1.0, 1), noise(1.0, 2), noise(2.0, 3), noise(30.0, 4)])
+    # two 1 s segments in one call, the 2 s one alone, the four 10 s windows of 30 s
+    # split by max_batch_audio_s (20 s of audio per call)
+    assert sorted(calls) == sorted([(2, 16000), (1, 32000), (2, 160000), (2, 160000)])
+
+
+def test_padding_would_change_results(tiny_emotion_model):
+    """Why the engine never pads: the release's encoder is not padding-invariant."""
+    classifier = tiny_emotion_model.classifier
+    short, long = torch.from_numpy(noise(1.0, 1)), torch.from_numpy(noise(2.0, 2))
+    padded = torch.zeros(2, long.numel())
+    padded[0, :short.numel()], padded[1] = short, long
+    with torch.inference_mode():
+        alone = classifier.classify_batch(short[None])[0][0]
+        in_padded_batch = classifier.classify_batch(padded, torch.tensor([0.5, 1.0]))[0][0]
+    assert (alone - in_padded_batch).abs().max() > 1e-3
+
+
+def test_loads_the_fine_tuned_encoder_memory_mapped(tiny_emotion_model, emotion_model_dir):
+    checkpoint = torch.load(emotion_model_dir / "wav2vec2.ckpt", map_location="cpu")
+    loaded = tiny_emotion_model.classifier.mods.wav2vec2.state_dict()
+    assert set(checkpoint) <= set(loaded)
+    assert all(torch.equal(loaded[key], value) for key, value in checkpoint.items())
+    assert tiny_emotion_model.labels == LABELS
+
+
+def test_model_dir_still_loads_after_being_moved(tiny_engine, emotion_model_dir, tmp_path):
+    copy = tmp_path / "elsewhere" / MODEL_DIRNAME
+    shutil.copytree(emotion_model_dir, copy)
+    moved = EmotionEngine(load_speechbrain_model(copy), EmotionOptions())
+    segment = noise(1.5, 7)
+    np.testing.assert_allclose([s.probability for s in moved.classify(segment).scores],
+                               [s.probability for s in tiny_engine.classify(segment).scores], atol=1e-6)
+    assert not (copy / "wav2vec2_checkpoints").exists() and not (ROOT / "wav2vec2_checkpoints").exists()
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in emotion_model_dir.iterdir())
+
+
+def test_incomplete_model_dir_names_the_missing_file(emotion_model_dir, tmp_path):
+    copy = tmp_path / MODEL_DIRNAME
+    shutil.copytree(emotion_model_dir, copy)
+    (copy / "wav2vec2.ckpt").unlink()
+    with pytest.raises(ModelNotFound, match=r"wav2vec2\.ckpt.*download_models\.py --speechbrain"):
+        load_speechbrain_model(copy)
+
+
+# ---- worker processes ------------------------------------------------------------------------
+
+def test_classify_returns_four_probabilities(emotion_worker):
+    response = classify(emotion_worker.address, noise(2.0, 11))
+    assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
+    probs = probabilities(response)
+    assert abs(probs.sum() - 1) < 1e-5 and (probs >= 0).all()
+    best = int(np.argmax(probs))
+    assert (response.label, response.display_name) == EXPECTED_CLASSES[best]
+    assert response.confidence == pytest.approx(probs[best])
+    assert response.windows == 1 and response.compute_ms > 0
+    assert list(response.model_info.models) == [MODEL_DIRNAME]
+    assert response.model_info.random_weights is True
+    assert "RANDOM WEIGHTS" in emotion_worker.log()
+
+
+def test_concurrent_calls_match_sequential_calls(emotion_worker):
+    segments = [noise(0.5, 21), noise(1.3, 22), noise(2.0, 23), noise(3.7, 24), noise(1.3, 25), noise(12.0, 26)]
+    sequential = [probabilities(classify(emotion_worker.address, s)) for s in segments]
+    with concurrent.futures.ThreadPoolExecutor(len(segments)) as pool:
+        concurrent_ = list(pool.map(lambda s: probabilities(classify(emotion_worker.address, s)), segments))
+    for one, other in zip(sequential, concurrent_):
+        np.testing.assert_allclose(other, one, atol=1e-4)
+
+
+def test_long_segment_is_classified_in_windows(emotion_worker):
+    response = classify(emotion_worker.address, noise(60.0, 31))
+    assert response.windows == 8  # 1 + ceil((60 - 10) / (10 - 2))
+    assert abs(probabilities(response).sum() - 1) < 1e-5
+    assert classify(emotion_worker.address, noise(10.5, 32)).windows == 2
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"", "empty audio"),
+    (np.zeros(int(0.05 * SAMPLE_RATE_HZ), "<f4").tobytes(), "too short"),
+    (b"\x00" * 4001, "multiple of 4"),
+    (np.full(16000, np.nan, "<f4").tobytes(), "NaN"),
+])
+def test_bad_audio_is_invalid_argument(emotion_worker, payload, message):
+    with pytest.raises(grpc.RpcError) as error:
+        classify(emotion_worker.address, payload)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
+def test_overload_is_resource_exhausted(emotion_servers):
+    busy = _serving(emotion_servers["busy"])
+    segment = noise(60.0, 41)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(classify, busy.address, segment) for _ in range(8)]
+        codes = []
+        for future in futures:
+            try:
+                future.result()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    assert classify(busy.address, noise(1.0, 42)).windows == 1  # recovers once the queue drains
+
+
+def test_lazy_worker_loads_once_on_first_request(emotion_servers):
+    lazy = _serving(emotion_servers["lazy"])
+    assert "loading emotion model" not in lazy.log()  # SERVING without the model
+    first = [noise(1.0, 51)] * 4
+    with concurrent.futures.ThreadPoolExecutor(len(first)) as pool:
+        results = list(pool.map(lambda s: probabilities(classify(lazy.address, s)), first))
+    for result in results[1:]:
+        np.testing.assert_allclose(result, results[0], atol=1e-6)
+    classify(lazy.address, noise(2.0, 52))
+    log = lazy.log()
+    assert log.count("loading emotion model") == 1
+    assert log.count("emotion model loaded from") == 1
+    assert log.index("emotion SERVING") < log.index("loading emotion model")
+
+
+def test_missing_model_exits_with_download_command(tmp_path):
+    started = time.monotonic()
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "services.emotion.server", "--port", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert str(tmp_path / "pretrained_models" / MODEL_DIRNAME) in output
+    assert "python scripts/download_models.py --speechbrain" in output
+    assert time.monotonic() - started < 30
