@@ -173,8 +173,8 @@ def test_equal_length_windows_share_one_model_call(tiny_emotion_model):
     engine = EmotionEngine(Counting(), EmotionOptions())
     engine.classify_batch([noise(1.0, 1), noise(1.0, 2), noise(2.0, 3), noise(30.0, 4)])
     # two 1 s segments in one call, the 2 s one alone, the four 10 s windows of 30 s
-    # split by max_batch_audio_s (20 s of audio per call)
-    assert sorted(calls) == sorted([(2, 16000), (1, 32000), (2, 160000), (2, 160000)])
+    # one per call (max_batch_audio_s: 10 s of audio per call)
+    assert sorted(calls) == sorted([(2, 16000), (1, 32000)] + [(1, 160000)] * 4)
 
 
 def test_padding_would_change_results(tiny_emotion_model):

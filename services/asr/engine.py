@@ -1,0 +1,530 @@
+"""Speech recognition of finished segments: Paraformer (+ punctuation) and SenseVoice.
+
+The engine takes 1-D float32 16 kHz segments (the gateway has already cut the
+stream with a VAD) and returns :class:`Transcript` dataclasses. It never
+imports grpc. It is *not* thread-safe: FunASR's ``AutoModel.generate`` keeps
+per-call state on the model object, so every call must come from one thread
+(the server's :class:`~services.common.batching.BatchWorker`).
+
+Two modes, chosen per request among those the engine was loaded with:
+
+* ``paraformer``: SeACo-Paraformer-large decodes, CT-Transformer punctuates
+  each segment's text, and FSMN-VAD cuts segments longer than
+  ``max_segment_s`` into pieces whose timestamps are shifted back by their
+  offsets. The three are separate ``AutoModel`` instances: FunASR's combined
+  pipeline would re-run VAD on every already-segmented input. Hotwords go to
+  SeACo-Paraformer's ``hotword=`` (space-separated words).
+* ``sensevoice``: SenseVoiceSmall with a language hint and ITN switch; its
+  ``<|lang|><|emotion|><|event|><|itn|>`` tags become typed fields
+  (:mod:`services.asr.sensevoice_tags`) and never reach the text.
+
+Requests in one :meth:`AsrEngine.transcribe_batch` call must share
+:meth:`AsrRequest.batch_key` (mode, hotwords / language, ITN); their segments
+are decoded in one padded model call.
+
+Usage::
+
+    engine = load_engine(ModelDirs(paraformer=..., fsmn_vad=..., ct_punc=...),
+                         modes=("paraformer",), options=AsrOptions(threads=2))
+    engine.warm_up()
+    [result] = engine.transcribe_batch([AsrRequest(samples, mode="paraformer")])
+    result.text, result.tokens[0].start_ms
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import torch
+
+from services.asr.lean_loading import lean_checkpoint_loading, memory_mb, trim_heap
+from services.asr.sensevoice_tags import (
+    REQUEST_LANGUAGES,
+    Labelled,
+    parse_sensevoice,
+    strip_tags,
+)
+from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs, samples_to_ms
+from services.common.errors import InvalidInput, WrongMode
+from services.common.fixture_marker import is_random_weights
+from services.vad.fsmn import guard_fsmn_scores
+
+__all__ = [
+    "PARAFORMER",
+    "SENSEVOICE",
+    "MODES",
+    "modes_for",
+    "AsrOptions",
+    "ModelDirs",
+    "AsrRequest",
+    "TokenTime",
+    "Transcript",
+    "AsrEngine",
+    "load_engine",
+    "load_automodel",
+    "normalise_hotwords",
+    "normalise_language",
+]
+
+log = logging.getLogger(__name__)
+
+PARAFORMER = "paraformer"
+SENSEVOICE = "sensevoice"
+MODES: tuple[str, ...] = (PARAFORMER, SENSEVOICE)
+
+MAX_HOTWORDS = 100
+MAX_HOTWORD_CHARS = 32
+_MAX_PIECES_PER_CALL = 8  # bounds padding waste and peak memory of one model call
+
+
+def modes_for(setting: str) -> tuple[str, ...]:
+    """Served modes for an ``ASR_MODE`` value; the first is the default mode."""
+    value = setting.strip().lower()
+    if value == "both":
+        return (PARAFORMER, SENSEVOICE)
+    if value in MODES:
+        return (value,)
+    raise ValueError(f"ASR_MODE must be paraformer, sensevoice or both, got {setting!r}")
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    """How models are loaded and segments decoded."""
+
+    threads: int = 2
+    """torch intra-op threads (FunASR ``ncpu``)."""
+    max_segment_s: float = 30.0
+    """Longer segments are cut into pieces of at most this length (FSMN-VAD where loaded)."""
+    quantize_int8: bool = False
+    """Dynamic int8 quantization of every ``nn.Linear`` of the ASR models."""
+    lean_loading: bool = True
+    """Memory-map checkpoints and return freed heap between loads (see lean_loading)."""
+    min_segment_ms: int = 100
+    """Shorter segments (or pieces) cannot hold a word: answered with empty text, no model call."""
+    silence_peak_dbfs: float = -60.0
+    """Segments whose peak is below this are silence: empty text, no model call."""
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.max_segment_s < 1.0:
+            raise ValueError(f"max_segment_s must be >= 1, got {self.max_segment_s}")
+
+
+@dataclass(frozen=True)
+class ModelDirs:
+    """Local model directories (None for models this deployment does not use)."""
+
+    paraformer: Path | None = None
+    fsmn_vad: Path | None = None
+    ct_punc: Path | None = None
+    sensevoice: Path | None = None
+
+
+def normalise_hotwords(hotwords: Sequence[str]) -> tuple[str, ...]:
+    """Validated, de-duplicated hotwords in SeACo-Paraformer's word format.
+
+    Whitespace separates hotwords (the model takes one space-separated string),
+    so a phrase with spaces becomes several words. FunASR reads a hotword
+    string that ends in ``.txt`` as a file path and one starting with
+    ``http`` as a URL to download, so such words are refused.
+    """
+    words: list[str] = []
+    for item in hotwords:
+        for word in str(item).split():
+            lowered = word.lower()
+            if lowered.startswith("http") or lowered.endswith(".txt") or "/" in word or "\\" in word:
+                raise InvalidInput(f"hotword {word!r} looks like a URL or file path; send plain words")
+            if len(word) > MAX_HOTWORD_CHARS:
+                raise InvalidInput(f"hotword {word[:40]!r}... is longer than {MAX_HOTWORD_CHARS} characters")
+            if word not in words:
+                words.append(word)
+    if len(words) > MAX_HOTWORDS:
+        raise InvalidInput(f"{len(words)} hotwords given; at most {MAX_HOTWORDS} are allowed")
+    return tuple(words)
+
+
+def normalise_language(language: str) -> str:
+    value = (language or "auto").strip().lower()
+    if value not in REQUEST_LANGUAGES:
+        raise InvalidInput(f"language must be one of {', '.join(REQUEST_LANGUAGES)}, got {language!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class AsrRequest:
+    """One segment to transcribe (float32 mono 16 kHz)."""
+
+    samples: np.ndarray = field(repr=False)
+    mode: str
+    hotwords: tuple[str, ...] = ()
+    """Paraformer only; see :func:`normalise_hotwords`."""
+    language: str = "auto"
+    """SenseVoice only: auto, zh, en, yue, ja, ko."""
+    use_itn: bool = False
+    """SenseVoice only: inverse text normalisation."""
+
+    def batch_key(self) -> Hashable:
+        """Requests with equal keys can share one model call."""
+        if self.mode == PARAFORMER:
+            return (PARAFORMER, self.hotwords)
+        return (SENSEVOICE, self.language, self.use_itn)
+
+
+@dataclass(frozen=True)
+class TokenTime:
+    """A recognised token (character or word) and its time in the segment."""
+
+    token: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    """Final text: punctuated (Paraformer) or ITN'd as asked (SenseVoice); never tags."""
+    tokens: tuple[TokenTime, ...]
+    """Token times relative to the segment start, non-decreasing, within the segment."""
+    mode: str
+    language: Labelled | None = None
+    emotion: Labelled | None = None
+    event: Labelled | None = None
+    itn: bool | None = None
+    """SenseVoice: whether the model reported ITN applied (its ``<|withitn|>`` tag)."""
+    raw_text: str = ""
+    """Paraformer: the text before punctuation."""
+    pieces: int = 0
+    """Pieces the segment was decoded in (0: skipped as silent/too short)."""
+    compute_ms: float = 0.0
+    """Wall time of the model call that served this request (shared by a batch)."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_automodel(model_dir: Path, threads: int, lean: bool = True, **overrides: Any) -> Any:
+    """``funasr.AutoModel`` for a local model directory, without any hub access."""
+    from funasr import AutoModel
+
+    started = time.monotonic()
+    kwargs = dict(model=str(model_dir), device="cpu", ncpu=threads, disable_update=True,
+                  disable_pbar=True, disable_log=True, log_level="WARNING", **overrides)
+    if lean:
+        with lean_checkpoint_loading():
+            model = AutoModel(**kwargs)
+        trim_heap()
+    else:
+        model = AutoModel(**kwargs)
+    rss, peak = memory_mb()
+    log.info("loaded %s in %.1f s (rss %.0f MB, peak %.0f MB)", model_dir.name,
+             time.monotonic() - started, rss, peak)
+    return model
+
+
+def _quantize(model: Any) -> None:
+    model.model = torch.ao.quantization.quantize_dynamic(
+        model.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+    model.model.eval()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class _Piece:
+    request: int
+    offset_samples: int
+    samples: np.ndarray = field(repr=False)
+
+
+def _fixed_windows(samples: np.ndarray, window_samples: int) -> list[tuple[int, np.ndarray]]:
+    count = max(1, math.ceil(samples.size / window_samples))
+    size = math.ceil(samples.size / count)  # equal pieces, none tiny
+    return [(start, samples[start:start + size]) for start in range(0, samples.size, size)]
+
+
+def _join_texts(texts: Sequence[str]) -> str:
+    return strip_tags(" ".join(t for t in texts if t))
+
+
+def _tokens_from_result(result: dict, offset_ms: int, duration_ms: int,
+                        words: Sequence[str] | None = None) -> list[TokenTime]:
+    stamps = result.get("timestamp") or []
+    if words is None:
+        words = [w for w in str(result.get("text", "")).split(" ") if w]
+    if len(words) != len(stamps):
+        log.debug("timestamps dropped: %d tokens, %d stamps", len(words), len(stamps))
+        return []
+    tokens = []
+    for word, stamp in zip(words, stamps):
+        start = min(max(int(stamp[0]), 0), duration_ms)
+        end = min(max(int(stamp[1]), start), duration_ms)
+        tokens.append(TokenTime(word, start + offset_ms, end + offset_ms))
+    return tokens
+
+
+def _monotonic(tokens: list[TokenTime]) -> tuple[TokenTime, ...]:
+    fixed: list[TokenTime] = []
+    last_start = 0
+    for token in tokens:
+        start = max(token.start_ms, last_start)
+        fixed.append(TokenTime(token.token, start, max(token.end_ms, start)))
+        last_start = start
+    return tuple(fixed)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class AsrEngine:
+    """Loaded models for the served modes; see the module docstring."""
+
+    def __init__(self, modes: Sequence[str], options: AsrOptions, dirs: ModelDirs, *,
+                 asr: Any = None, punc: Any = None, vad: Any = None, sensevoice: Any = None):
+        self.modes = tuple(modes)
+        self.options = options
+        self.dirs = dirs
+        self._asr, self._punc, self._vad, self._sensevoice = asr, punc, vad, sensevoice
+        self._cap_samples = int(options.max_segment_s * SAMPLE_RATE_HZ)
+        self._min_samples = options.min_segment_ms * SAMPLE_RATE_HZ // 1000
+        used = [d for d in (dirs.paraformer, dirs.fsmn_vad, dirs.ct_punc, dirs.sensevoice) if d is not None]
+        self.random_weights = any(is_random_weights(d) for d in used)
+        self.random_weight_dirs = tuple(d for d in used if is_random_weights(d))
+
+    @property
+    def default_mode(self) -> str:
+        return self.modes[0]
+
+    def check_mode(self, mode: str | None) -> str:
+        """The mode to use for a request asking for ``mode`` (None: the default)."""
+        if mode is None:
+            return self.default_mode
+        if mode not in self.modes:
+            raise WrongMode(
+                f"this ASR worker serves {' and '.join(self.modes)} only, not {mode}; send mode "
+                f"{self.default_mode.upper()} or use a worker started with ASR_MODE={mode} or ASR_MODE=both")
+        return mode
+
+    def model_names(self, mode: str) -> tuple[str, ...]:
+        from services.common.model_paths import MODEL_SPECS
+
+        if mode == PARAFORMER:
+            return tuple(MODEL_SPECS[name].repo_id for name in ("paraformer", "ct_punc", "fsmn_vad"))
+        return (MODEL_SPECS["sensevoice"].repo_id,)
+
+    # ----------------------------------------------------------------- public API
+
+    def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
+        """Transcribe requests sharing one batch key; one result per request, in order."""
+        if not requests:
+            return []
+        keys = {request.batch_key() for request in requests}
+        if len(keys) != 1:
+            raise ValueError(f"a batch must share one batch key, got {keys}")
+        mode = self.check_mode(requests[0].mode)
+        for request in requests:
+            check_contract(request.samples)
+            if request.samples.size == 0:
+                raise InvalidInput("empty segment: no audio samples")
+        started = time.perf_counter()
+        if mode == PARAFORMER:
+            results = self._paraformer(requests)
+        else:
+            results = self._sensevoice_batch(requests)
+        compute_ms = (time.perf_counter() - started) * 1000
+        return [r if isinstance(r, Exception) else _with_compute(r, compute_ms) for r in results]
+
+    def transcribe(self, request: AsrRequest) -> Transcript:
+        result = self.transcribe_batch([request])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def warm_up(self) -> None:
+        """One short decode per mode so the first real request pays no start-up costs."""
+        noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE_HZ) * 0.03).astype(np.float32)
+        for mode in self.modes:
+            self.transcribe(AsrRequest(noise, mode=mode))
+        if self._punc is not None:
+            self._punc.generate(input="你好 世界")
+        if self._vad is not None:
+            self._split(np.tile(noise, 2), cap_samples=SAMPLE_RATE_HZ)
+
+    # ----------------------------------------------------------------- pieces
+
+    def _split(self, samples: np.ndarray, cap_samples: int | None = None) -> list[tuple[int, np.ndarray]]:
+        """(offset, piece) pairs covering a segment; pieces are at most the cap long."""
+        cap = cap_samples or self._cap_samples
+        if samples.size <= cap:
+            return [(0, samples)]
+        if self._vad is None:
+            return _fixed_windows(samples, cap)
+        cap_ms = cap * 1000 // SAMPLE_RATE_HZ
+        self._vad.model.vad_opts.max_single_segment_time = cap_ms
+        found = self._vad.generate(input=samples)[0]["value"]
+        pieces: list[tuple[int, np.ndarray]] = []
+        for start_ms, end_ms in found:
+            start = max(0, int(start_ms) * SAMPLE_RATE_HZ // 1000)
+            end = min(samples.size, int(end_ms) * SAMPLE_RATE_HZ // 1000)
+            if end <= start:
+                continue
+            for offset, piece in _fixed_windows(samples[start:end], cap):
+                pieces.append((start + offset, piece))
+        if not pieces:  # the gateway's VAD heard speech; do not drop it on FSMN's word
+            return _fixed_windows(samples, cap)
+        return pieces
+
+    def _audible(self, piece: np.ndarray) -> bool:
+        return piece.size >= self._min_samples and peak_dbfs(piece) >= self.options.silence_peak_dbfs
+
+    def _pieces(self, requests: Sequence[AsrRequest]) -> list[_Piece]:
+        pieces = []
+        for index, request in enumerate(requests):
+            if not self._audible(request.samples):
+                continue
+            for offset, piece in self._split(request.samples):
+                if self._audible(piece):
+                    pieces.append(_Piece(index, offset, piece))
+        return pieces
+
+    def _decode(self, model: Any, pieces: list[_Piece], **cfg: Any) -> list[dict]:
+        """One result dict per piece, decoding up to _MAX_PIECES_PER_CALL pieces per call."""
+        # Longest first so each padded call holds similar lengths; results go back in order.
+        order = sorted(range(len(pieces)), key=lambda i: -pieces[i].samples.size)
+        results: list[dict] = [{"text": ""}] * len(pieces)
+        for begin in range(0, len(order), _MAX_PIECES_PER_CALL):
+            chunk = order[begin:begin + _MAX_PIECES_PER_CALL]
+            inputs = [pieces[i].samples for i in chunk]
+            out = model.generate(input=inputs, batch_size=len(inputs), **cfg)
+            if not out:
+                # Paraformer returns no result at all when no input of the call fired a token.
+                out = [{"text": ""} for _ in inputs]
+            elif len(out) != len(inputs):
+                log.warning("model returned %d results for %d inputs; decoding one by one",
+                            len(out), len(inputs))
+                out = [(model.generate(input=x, batch_size=1, **cfg) or [{"text": ""}])[0]
+                       for x in inputs]
+            for i, result in zip(chunk, out):
+                results[i] = result
+        return results
+
+    # ----------------------------------------------------------------- paraformer
+
+    def _paraformer(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
+        hotwords = requests[0].hotwords
+        pieces = self._pieces(requests)
+        cfg: dict[str, Any] = {"hotword": " ".join(hotwords)} if hotwords else {}
+        decoded = self._decode(self._asr, pieces, **cfg) if pieces else []
+
+        texts: list[list[str]] = [[] for _ in requests]
+        tokens: list[list[TokenTime]] = [[] for _ in requests]
+        counts = [0] * len(requests)
+        for piece, result in zip(pieces, decoded):
+            text = str(result.get("text", "")).strip()
+            counts[piece.request] += 1
+            if not text:
+                continue
+            texts[piece.request].append(text)
+            tokens[piece.request] += _tokens_from_result(
+                result, samples_to_ms(piece.offset_samples), samples_to_ms(piece.samples.size))
+
+        results: list[Transcript | Exception] = []
+        for index, request in enumerate(requests):
+            raw = " ".join(texts[index])
+            try:
+                text = self._punctuate(raw)
+            except Exception as exc:  # noqa: BLE001 - fails only this request
+                log.exception("punctuation failed")
+                results.append(exc)
+                continue
+            results.append(Transcript(
+                text=text, tokens=_monotonic(tokens[index]), mode=PARAFORMER,
+                raw_text=strip_tags(raw), pieces=counts[index]))
+        return results
+
+    def _punctuate(self, raw: str) -> str:
+        if not raw.strip():
+            return ""
+        if self._punc is None:
+            return strip_tags(raw)
+        out = self._punc.generate(input=raw)
+        return strip_tags(str(out[0].get("text", ""))) if out else strip_tags(raw)
+
+    # ----------------------------------------------------------------- sensevoice
+
+    def _sensevoice_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
+        language, use_itn = requests[0].language, requests[0].use_itn
+        pieces = self._pieces(requests)
+        decoded = self._decode(self._sensevoice, pieces, language=language, use_itn=use_itn,
+                               output_timestamp=True) if pieces else []
+        per_request: list[list[tuple[_Piece, dict]]] = [[] for _ in requests]
+        for piece, result in zip(pieces, decoded):
+            per_request[piece.request].append((piece, result))
+
+        results: list[Transcript | Exception] = []
+        for index, request in enumerate(requests):
+            parsed = [parse_sensevoice(str(result.get("text", ""))) for _, result in per_request[index]]
+            tokens: list[TokenTime] = []
+            for (piece, result), p in zip(per_request[index], parsed):
+                words = result.get("words")
+                if words is not None:
+                    words = [strip_tags(str(w)) or str(w) for w in words]
+                tokens += _tokens_from_result(result, samples_to_ms(piece.offset_samples),
+                                              samples_to_ms(piece.samples.size), words=words or [])
+            first = next((p for p in parsed if p.language is not None), None)
+            results.append(Transcript(
+                text=_join_texts([p.text for p in parsed]),
+                tokens=_monotonic(tokens),
+                mode=SENSEVOICE,
+                language=first.language if first else None,
+                emotion=next((p.emotion for p in parsed if p.emotion is not None), None),
+                event=next((p.event for p in parsed if p.event is not None), None),
+                itn=next((p.itn for p in parsed if p.itn is not None), None),
+                pieces=len(parsed)))
+        return results
+
+
+def _with_compute(result: Transcript, compute_ms: float) -> Transcript:
+    from dataclasses import replace
+
+    return replace(result, compute_ms=compute_ms)
+
+
+def load_engine(dirs: ModelDirs, modes: Sequence[str], options: AsrOptions) -> AsrEngine:
+    """Load the models the served modes need, one at a time (peak memory is one model's)."""
+    modes = tuple(modes)
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown ASR mode {mode!r}")
+    torch.set_num_threads(options.threads)
+    asr = punc = vad = sensevoice = None
+    lean = options.lean_loading
+    if PARAFORMER in modes:
+        if dirs.paraformer is None or dirs.ct_punc is None or dirs.fsmn_vad is None:
+            raise ValueError("paraformer mode needs the paraformer, ct_punc and fsmn_vad directories")
+        asr = load_automodel(dirs.paraformer, options.threads, lean)
+        punc = load_automodel(dirs.ct_punc, options.threads, lean)
+        vad = load_automodel(dirs.fsmn_vad, options.threads, lean)
+    if SENSEVOICE in modes:
+        if dirs.sensevoice is None:
+            raise ValueError("sensevoice mode needs the sensevoice directory")
+        sensevoice = load_automodel(dirs.sensevoice, options.threads, lean)
+    if vad is not None:
+        guard_fsmn_scores(vad)
+    if options.quantize_int8:
+        for model in (asr, sensevoice):
+            if model is not None:
+                _quantize(model)
+        trim_heap()
+    engine = AsrEngine(modes, options, dirs, asr=asr, punc=punc, vad=vad, sensevoice=sensevoice)
+    rss, peak = memory_mb()
+    log.info("ASR engine ready for %s (rss %.0f MB, peak %.0f MB, int8 %s)",
+             "+".join(modes), rss, peak, options.quantize_int8)
+    return engine
