@@ -1,8 +1,6 @@
 """Emotion model: memory, real-time factor and batching, naive loader vs the worker's.
 
-Each measurement runs in a fresh child process (so imports, allocator state
-and peaks never leak between variants), alternating naive / worker for
-``--rounds`` rounds on the same model:
+Two loaders of the same model directory are compared:
 
 * ``naive``: ``foreign_class`` as the release's README shows it (plus the two
   overrides needed offline: the local ``wav2vec2-base`` and ``pretrained_path``),
@@ -11,19 +9,27 @@ and peaks never leak between variants), alternating naive / worker for
   encoder checkpoint, malloc_trim) + ``EmotionEngine`` (10 s windows, batches
   of equal-length windows), exactly what the worker runs.
 
-Memory comes from ``/proc/self/status`` (VmRSS = RssAnon + RssFile + RssShmem;
-VmHWM = peak RSS, reset between phases through ``/proc/self/clear_refs``).
-"load peak" is the peak while loading; "resident" is measured after the
-warm-up call that the worker makes before reporting SERVING (right after
-loading, the worker's memory-mapped weights are not paged in yet, so
-``rss_after_load`` flatters it). RTF = processing seconds per audio second,
-wall clock and process CPU time (the latter counts both threads, and is the
-figure to trust when other jobs compete for the cores).
+Memory: each loader in a fresh child process (imports, allocator state and
+peaks never leak between them), from ``/proc/self/status``: VmRSS (= RssAnon
++ RssFile), VmHWM (peak RSS, reset between phases through
+``/proc/self/clear_refs``). "load peak" is the peak while loading;
+"resident" is measured after the 1 s warm-up call the worker makes before
+reporting SERVING (right after loading, the worker's memory-mapped weights
+are not paged in yet, so ``rss_after_load`` flatters it).
+
+Speed: one child loads both and alternates them call by call, so both see the
+same competition for the cores (on a shared 2-core host that competition
+swings timings several-fold; alternating keeps the comparison fair). RTF =
+processing seconds per audio second, wall clock and process CPU time.
+
+Finally the real worker process (``services.emotion.server``) is started on
+the model and measured before and after 10 s and 60 s requests over gRPC.
 
 Usage (builds the full-size random-weight fixture, ~720 MB, if absent)::
 
-    .venv/bin/python bench/emotion_bench.py                       # full fixture, 2 threads, 2 rounds
+    .venv/bin/python bench/emotion_bench.py
     .venv/bin/python bench/emotion_bench.py --model-dir pretrained_models/emotion-recognition-wav2vec2-IEMOCAP
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/emotion_bench.py --no-memory --no-server
 
 Results are printed and written to ``bench/results/emotion_bench.json``.
 """
@@ -44,15 +50,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = ROOT / ".cache" / "full-models" / "emotion-recognition-wav2vec2-IEMOCAP"
 SAMPLE_RATE_HZ = 16_000
+MEMORY_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 
-# ---------------------------------------------------------------------------------- child side
+# ------------------------------------------------------------------------------- measurements
 
-def memory() -> dict[str, int]:
-    """Current RSS breakdown and peak, in MiB."""
-    status = Path("/proc/self/status").read_text()
-    fields = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
-    return {name: int(re.search(rf"^{name}:\s+(\d+) kB", status, re.M).group(1)) // 1024 for name in fields}
+def memory(pid: int | str = "self") -> dict[str, int]:
+    """RSS breakdown and peak of a process, in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {name: int(re.search(rf"^{name}:\s+(\d+) kB", status, re.M).group(1)) // 1024
+            for name in MEMORY_FIELDS}
 
 
 def reset_peak() -> None:
@@ -66,97 +73,101 @@ def audio(seconds: float, seed: int):
     return (rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)) * 0.1).astype(np.float32)
 
 
-def timed(fn, repeat: int) -> list[tuple[float, float]]:
-    """(wall seconds, process CPU seconds) per run. CPU time is the figure that
-    survives other jobs competing for the cores; wall time is what a caller sees."""
-    times = []
-    for _ in range(repeat):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        fn()
-        times.append((time.perf_counter() - started, time.process_time() - cpu_started))
-    return times
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
-def per_audio_s(times: list[tuple[float, float]], audio_s: float) -> dict[str, list[float]]:
-    return {"wall": [round(wall / audio_s, 3) for wall, _ in times],
-            "cpu": [round(cpu / audio_s, 3) for _, cpu in times]}
+# ----------------------------------------------------------------------------------- loaders
 
-
-def child(variant: str, model_dir: Path, threads: int, repeat: int) -> dict:
+def prepare_child(threads: int):
     os.environ["HF_HUB_OFFLINE"] = "1"  # as the worker: never ask the hub
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     sys.path.insert(0, str(ROOT))
     import torch
 
     torch.set_num_threads(threads)
-    # The imports both variants need, so "imports" is the same baseline for both.
+    # What both loaders import, so "imports" is the same baseline for both.
     import speechbrain.inference.interfaces  # noqa: F401
     import transformers.models.wav2vec2.modeling_wav2vec2  # noqa: F401
 
-    out: dict = {"variant": variant, "threads": threads, "imports": memory()}
+    return torch
+
+
+def load_naive(model_dir: Path):
+    """-> (classify one segment, classify a list one by one, None)"""
+    import torch
+    from speechbrain.inference.interfaces import foreign_class
+
+    classifier = foreign_class(
+        source=str(model_dir), pymodule_file="custom_interface.py",
+        classname="CustomEncoderWav2vec2Classifier", savedir=tempfile.mkdtemp(prefix="emotion-naive-"),
+        overrides={"wav2vec2_hub": str(model_dir / "wav2vec2-base"), "pretrained_path": str(model_dir)})
+
+    def one(samples):
+        with torch.inference_mode():
+            return classifier.classify_batch(torch.from_numpy(samples)[None])[0]
+
+    return one, lambda segments: [one(s) for s in segments], None
+
+
+def load_worker(model_dir: Path):
+    """-> (classify one segment, classify a list one by one, classify a list as one batch)"""
+    from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
+
+    engine = EmotionEngine(load_speechbrain_model(model_dir), EmotionOptions())
+    return engine.classify, lambda segments: [engine.classify(s) for s in segments], engine.classify_batch
+
+
+LOADERS = {"naive": load_naive, "worker": load_worker}
+
+
+# ------------------------------------------------------------------------------- child modes
+
+def child_memory(variant: str, model_dir: Path, threads: int) -> dict:
+    prepare_child(threads)
+    out: dict = {"variant": variant, "imports": memory()}
     reset_peak()
     started = time.monotonic()
-    if variant == "naive":
-        from speechbrain.inference.interfaces import foreign_class
-
-        savedir = tempfile.mkdtemp(prefix="emotion-naive-")
-        classifier = foreign_class(
-            source=str(model_dir), pymodule_file="custom_interface.py",
-            classname="CustomEncoderWav2vec2Classifier", savedir=savedir,
-            overrides={"wav2vec2_hub": str(model_dir / "wav2vec2-base"), "pretrained_path": str(model_dir)})
-
-        def classify_one(samples):
-            with torch.inference_mode():
-                return classifier.classify_batch(torch.from_numpy(samples)[None])[0]
-
-        def classify_many(segments):
-            return [classify_one(s) for s in segments]
-
-        batched = None
-    else:
-        from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
-
-        engine = EmotionEngine(load_speechbrain_model(model_dir), EmotionOptions())
-        classify_one = engine.classify
-
-        def classify_many(segments):
-            return [engine.classify(s) for s in segments]
-
-        batched = engine.classify_batch
+    one, _many, _batched = LOADERS[variant](model_dir)
     out["load_s"] = round(time.monotonic() - started, 2)
     out["after_load"] = memory()
-
-    reset_peak()
-    classify_one(audio(1.0, 0))  # the worker's warm-up
-    out["after_warmup"] = memory()
-
-    clip10 = audio(10.0, 1)
-    reset_peak()
-    out["rtf_10s"] = per_audio_s(timed(lambda: classify_one(clip10), repeat), 10.0)
-    out["after_10s"] = memory()
-
-    clip60 = audio(60.0, 2)
-    reset_peak()
-    out["rtf_60s"] = per_audio_s(timed(lambda: classify_one(clip60), max(1, repeat - 1)), 60.0)
-    out["after_60s"] = memory()
-
-    # Throughput on 8 segments of 2.5 s (equal length, e.g. fixed-size chunks),
-    # one at a time vs one classify_batch, alternating so both see the same load.
-    segments = [audio(2.5, 10 + i) for i in range(8)]
-    total_s = 2.5 * len(segments)
-    single, together = [], []
-    for _ in range(repeat):
-        single += timed(lambda: classify_many(segments), 1)
-        if batched is not None:
-            together += timed(lambda: batched(segments), 1)
-    out["one_at_a_time_rtf"] = per_audio_s(single, total_s)
-    if batched is not None:
-        out["batched_rtf"] = per_audio_s(together, total_s)
-    out["final"] = memory()
+    for phase, seconds in (("after_warmup", 1.0), ("after_10s", 10.0), ("after_60s", 60.0)):
+        reset_peak()
+        one(audio(seconds, int(seconds)))
+        out[phase] = memory()
     return out
 
 
-# --------------------------------------------------------------------------------- parent side
+def child_speed(model_dir: Path, threads: int, repeat: int) -> dict:
+    prepare_child(threads)
+    loaded = {variant: load(model_dir) for variant, load in LOADERS.items()}
+    for one, _many, _batched in loaded.values():
+        one(audio(1.0, 0))  # warm-up
+    out: dict = {"threads": threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+                 "loadavg_start": os.getloadavg()[0]}
+
+    def record(key: str, seconds_of_audio: float, wall_cpu: tuple[float, float]) -> None:
+        entry = out.setdefault(key, {"wall": [], "cpu": []})
+        entry["wall"].append(round(wall_cpu[0] / seconds_of_audio, 3))
+        entry["cpu"].append(round(wall_cpu[1] / seconds_of_audio, 3))
+
+    clip10, clip60 = audio(10.0, 1), audio(60.0, 2)
+    segments = [audio(2.5, 10 + i) for i in range(8)]  # equal length, e.g. fixed-size chunks
+    for _ in range(repeat):
+        for variant, (one, many, batched) in loaded.items():
+            record(f"{variant}_rtf_10s", 10.0, timed(lambda: one(clip10)))
+            record(f"{variant}_rtf_60s", 60.0, timed(lambda: one(clip60)))
+            record(f"{variant}_8x2.5s_one_at_a_time_rtf", 20.0, timed(lambda: many(segments)))
+            if batched is not None:
+                record(f"{variant}_8x2.5s_batched_rtf", 20.0, timed(lambda: batched(segments)))
+    out["loadavg_end"] = os.getloadavg()[0]
+    return out
+
+
+# -------------------------------------------------------------------------------- parent side
 
 def ensure_model(model_dir: Path) -> None:
     if (model_dir / "wav2vec2.ckpt").is_file():
@@ -168,76 +179,132 @@ def ensure_model(model_dir: Path) -> None:
     build_emotion_model(model_dir, "full")
 
 
-def run_child(variant: str, args) -> dict:
-    command = [sys.executable, __file__, "--child", variant, "--model-dir", str(args.model_dir),
-               "--threads", str(args.threads), "--repeat", str(args.repeat)]
+def run_child(args, *extra: str) -> dict:
+    command = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--threads", str(args.threads),
+               "--repeat", str(args.repeat), *extra]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{variant} child failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"child {extra} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def summarise(runs: list[dict]) -> dict:
-    def med(values):
-        return round(statistics.median(values), 3)
+def measure_server(args) -> dict:
+    """The real worker process (eager load + warm-up), before and after requests over gRPC."""
+    sys.path.insert(0, str(ROOT))
+    import grpc
 
-    def worst(key, field):
-        return max(run[key][field] for run in runs)
+    from protos.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
+    from tests.procs import start_server
 
-    def pooled(key, kind):
-        return [v for run in runs for v in run[key][kind]]
+    root = Path(tempfile.mkdtemp(prefix="emotion-bench-root-"))
+    (root / "pretrained_models").mkdir()
+    (root / "pretrained_models" / args.model_dir.name).symlink_to(args.model_dir, target_is_directory=True)
+    server = start_server("services.emotion.server", "emotion-bench",
+                          env={"PROJECT_ROOT": str(root), "TORCH_THREADS": str(args.threads)}, timeout_s=300)
+    out = {}
+    try:
+        out["serving"] = memory(server.proc.pid)
+        with grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 8 << 20)]) as channel:
+            stub = emotion_pb2_grpc.EmotionServiceStub(channel)
+            for seconds in (10.0, 60.0):
+                data = audio(seconds, 3).astype("<f4").tobytes()
+                started = time.perf_counter()
+                reply = stub.Classify(emotion_pb2.ClassifyRequest(audio=audio_pb2.AudioChunk(samples_f32le=data)),
+                                      timeout=600)
+                out[f"after_{int(seconds)}s"] = {**memory(server.proc.pid),
+                                                 "wall_s": round(time.perf_counter() - started, 2),
+                                                 "windows": reply.windows}
+    finally:
+        server.stop()
+    return out
 
-    summary = {
-        "imports_rss_mb": worst("imports", "VmRSS"),
-        "load_s": med([run["load_s"] for run in runs]),
-        "load_peak_mb": worst("after_load", "VmHWM"),
-        "rss_after_load_mb": worst("after_load", "VmRSS"),
-        "rss_after_warmup_mb": worst("after_warmup", "VmRSS"),
-        "anon_after_warmup_mb": worst("after_warmup", "RssAnon"),
-        "file_after_warmup_mb": worst("after_warmup", "RssFile"),
-        "peak_10s_mb": worst("after_10s", "VmHWM"),
-        "peak_60s_mb": worst("after_60s", "VmHWM"),
-        "rss_final_mb": worst("final", "VmRSS"),
-    }
-    for key in ("rtf_10s", "rtf_60s", "one_at_a_time_rtf", "batched_rtf"):
-        if key in runs[0]:
-            summary[f"{key}_wall_best"] = min(pooled(key, "wall"))
-            summary[f"{key}_wall_median"] = med(pooled(key, "wall"))
-            summary[f"{key}_cpu_median"] = med(pooled(key, "cpu"))
-    return summary
+
+def memory_table(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Worst figure over the rounds, per loader."""
+    def worst(variant, phase, field):
+        return max(run[phase][field] for run in runs[variant])
+
+    table = {}
+    for variant in runs:
+        table[variant] = {
+            "imports_rss": worst(variant, "imports", "VmRSS"),
+            "load_s (median)": statistics.median(run["load_s"] for run in runs[variant]),
+            "load_peak": worst(variant, "after_load", "VmHWM"),
+            "rss_after_load": worst(variant, "after_load", "VmRSS"),
+            "warmup_peak": worst(variant, "after_warmup", "VmHWM"),
+            "rss_after_warmup": worst(variant, "after_warmup", "VmRSS"),
+            "  anon": worst(variant, "after_warmup", "RssAnon"),
+            "  file": worst(variant, "after_warmup", "RssFile"),
+            "peak_10s_segment": worst(variant, "after_10s", "VmHWM"),
+            "peak_60s_segment": worst(variant, "after_60s", "VmHWM"),
+            "rss_after_60s": worst(variant, "after_60s", "VmRSS"),
+        }
+    return table
+
+
+def speed_table(speed: dict) -> dict[str, dict]:
+    table = {}
+    for key, values in speed.items():
+        if isinstance(values, dict):
+            table[key] = {"wall_median": statistics.median(values["wall"]), "wall_best": min(values["wall"]),
+                          "cpu_median": statistics.median(values["cpu"])}
+    return table
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="naive/worker child pairs, alternating")
-    parser.add_argument("--child", choices=("naive", "worker"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=4, help="alternating timing rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="memory children per loader")
+    parser.add_argument("--no-memory", dest="memory", action="store_false")
+    parser.add_argument("--no-speed", dest="speed", action="store_false")
+    parser.add_argument("--no-server", dest="server", action="store_false")
+    parser.add_argument("--child-memory", choices=sorted(LOADERS), help=argparse.SUPPRESS)
+    parser.add_argument("--child-speed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model_dir = args.model_dir.absolute()
 
-    if args.child:
-        print(json.dumps(child(args.child, args.model_dir, args.threads, args.repeat)))
+    if args.child_memory:
+        print(json.dumps(child_memory(args.child_memory, args.model_dir, args.threads)))
+        return 0
+    if args.child_speed:
+        print(json.dumps(child_speed(args.model_dir, args.threads, args.repeat)))
         return 0
 
     ensure_model(args.model_dir)
-    runs: dict[str, list[dict]] = {"naive": [], "worker": []}
-    for round_ in range(args.rounds):
-        for variant in ("naive", "worker"):
-            print(f"round {round_ + 1}/{args.rounds}: {variant} ...", flush=True)
-            runs[variant].append(run_child(variant, args))
-    summary = {variant: summarise(results) for variant, results in runs.items()}
-
-    print(f"\nmodel: {args.model_dir}  threads: {args.threads}  rounds: {args.rounds}  "
-          f"(MiB; peaks are the worst round, times the median)")
-    keys = list(summary["naive"]) + [k for k in summary["worker"] if k not in summary["naive"]]
-    print(f"{'':32s}{'naive':>10s}{'worker':>10s}")
-    for key in keys:
-        print(f"{key:32s}{summary['naive'].get(key, '-')!s:>10s}{summary['worker'].get(key, '-')!s:>10s}")
+    results: dict = {"model_dir": str(args.model_dir), "threads": args.threads}
+    print(f"model: {args.model_dir}  torch threads: {args.threads}  host cores: {os.cpu_count()}")
+    if args.memory:
+        runs: dict[str, list[dict]] = {variant: [] for variant in LOADERS}
+        for _ in range(args.rounds):
+            for variant in LOADERS:
+                runs[variant].append(run_child(args, "--child-memory", variant))
+        table = memory_table(runs)
+        results["memory"], results["memory_runs"] = table, runs
+        print(f"\nmemory, MiB (worst of {args.rounds} fresh processes each)")
+        print(f"{'':22s}" + "".join(f"{variant:>10s}" for variant in table))
+        for key in table["naive"]:
+            print(f"{key:22s}" + "".join(f"{table[variant][key]!s:>10s}" for variant in table))
+    if args.speed:
+        speed = run_child(args, "--child-speed")
+        table = speed_table(speed)
+        results["speed"], results["speed_raw"] = table, speed
+        print(f"\nspeed, seconds per audio second ({args.repeat} alternating rounds in one process; "
+              f"OMP_WAIT_POLICY {speed['omp_wait_policy']}; 1-min load average "
+              f"{speed['loadavg_start']:.1f} -> {speed['loadavg_end']:.1f})")
+        print(f"{'':36s}{'wall med':>10s}{'wall best':>10s}{'cpu med':>10s}")
+        for key, row in table.items():
+            print(f"{key:36s}{row['wall_median']:>10.3f}{row['wall_best']:>10.3f}{row['cpu_median']:>10.3f}")
+    if args.server:
+        server = measure_server(args)
+        results["server"] = server
+        print("\nworker process (services.emotion.server: eager load + warm-up, then gRPC requests), MiB")
+        for phase, figures in server.items():
+            print(f"  {phase:12s} " + "  ".join(f"{key} {value}" for key, value in figures.items()))
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "emotion_bench.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+    (results_dir / "emotion_bench.json").write_text(json.dumps(results, indent=2))
     return 0
 
 

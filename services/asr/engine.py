@@ -50,10 +50,10 @@ from services.asr.sensevoice_tags import (
     parse_sensevoice,
     strip_tags,
 )
-from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs, samples_to_ms
+from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs
 from services.common.errors import InvalidInput, WrongMode
 from services.common.fixture_marker import is_random_weights
-from services.vad.fsmn import guard_fsmn_scores
+from services.vad.fsmn import guard_fsmn_scores, set_max_segment_ms
 
 __all__ = [
     "PARAFORMER",
@@ -80,6 +80,7 @@ MODES: tuple[str, ...] = (PARAFORMER, SENSEVOICE)
 
 MAX_HOTWORDS = 100
 MAX_HOTWORD_CHARS = 32
+_SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 _MAX_PIECES_PER_CALL = 8  # bounds padding waste and peak memory of one model call
 
 
@@ -366,8 +367,7 @@ class AsrEngine:
             return [(0, samples)]
         if self._vad is None:
             return _fixed_windows(samples, cap)
-        cap_ms = cap * 1000 // SAMPLE_RATE_HZ
-        self._vad.model.vad_opts.max_single_segment_time = cap_ms
+        set_max_segment_ms(self._vad, cap * 1000 // SAMPLE_RATE_HZ)
         found = self._vad.generate(input=samples)[0]["value"]
         pieces: list[tuple[int, np.ndarray]] = []
         for start_ms, end_ms in found:
@@ -433,7 +433,7 @@ class AsrEngine:
                 continue
             texts[piece.request].append(text)
             tokens[piece.request] += _tokens_from_result(
-                result, samples_to_ms(piece.offset_samples), samples_to_ms(piece.samples.size))
+                result, piece.offset_samples // _SAMPLES_PER_MS, piece.samples.size // _SAMPLES_PER_MS)
 
         results: list[Transcript | Exception] = []
         for index, request in enumerate(requests):
@@ -476,8 +476,8 @@ class AsrEngine:
                 words = result.get("words")
                 if words is not None:
                     words = [strip_tags(str(w)) or str(w) for w in words]
-                tokens += _tokens_from_result(result, samples_to_ms(piece.offset_samples),
-                                              samples_to_ms(piece.samples.size), words=words or [])
+                tokens += _tokens_from_result(result, piece.offset_samples // _SAMPLES_PER_MS,
+                                              piece.samples.size // _SAMPLES_PER_MS, words=words or [])
             first = next((p for p in parsed if p.language is not None), None)
             results.append(Transcript(
                 text=_join_texts([p.text for p in parsed]),

@@ -46,8 +46,8 @@ from services.common.audio import SAMPLE_RATE_HZ, check_contract, samples_to_ms
 from services.common.settings import ModelSettings
 from services.vad.engine import SpeechEnded, SpeechStarted, VadEvent, VadOptions
 
-__all__ = ["FSMN_BLOCK_MS", "FsmnModel", "FsmnStream", "guard_fsmn_scores", "load_fsmn_model",
-           "load_fsmn_backend"]
+__all__ = ["FSMN_BLOCK_MS", "FsmnModel", "FsmnStream", "guard_fsmn_scores", "set_max_segment_ms",
+           "load_fsmn_model", "load_fsmn_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,16 @@ def guard_fsmn_scores(vad_model: Any) -> None:
         vad_model.model.encoder = _ClampedScores(vad_model.model.encoder)
 
 
+def set_max_segment_ms(vad_model: Any, max_segment_ms: float) -> None:
+    """Make FSMN cut segments at ``max_segment_ms`` at most.
+
+    FSMN cuts once a segment is *longer* than ``max_single_segment_time``, i.e.
+    one frame later, so the limit given to it is one frame shorter.
+    """
+    opts = vad_model.model.vad_opts
+    opts.max_single_segment_time = max(int(max_segment_ms) - int(opts.frame_in_ms), int(opts.frame_in_ms))
+
+
 def load_fsmn_model(model_dir: Path, threads: int) -> Any:
     """FunASR ``AutoModel`` for a local FSMN-VAD directory, guarded (no hub access)."""
     from funasr import AutoModel
@@ -101,10 +111,9 @@ class FsmnModel:
     def step(self, samples: np.ndarray, cache: dict, is_final: bool, options: VadOptions) -> list:
         """Feed whole blocks (or the final remainder) of one stream; FunASR's raw segments."""
         max_end_silence_ms = int(options.min_silence_duration_ms)
-        max_segment_ms = int(options.max_speech_duration_s * 1000)
         with self.lock:
             # vad_opts is shared by every stream: set this stream's values for this call.
-            self.automodel.model.vad_opts.max_single_segment_time = max_segment_ms
+            set_max_segment_ms(self.automodel, options.max_speech_duration_s * 1000)
             self.automodel.model.vad_opts.max_end_silence_time = max_end_silence_ms
             result = self.automodel.generate(
                 input=samples, cache=cache, is_final=is_final, chunk_size=FSMN_BLOCK_MS,

@@ -1,0 +1,247 @@
+"""The ASR worker through real gRPC, with tiny random-weight models.
+
+Two worker processes: one serving both modes (with a short 8 s split cap, so
+the 18.8 s clip must be split by FSMN-VAD), and one serving paraformer only
+with a queue of one (wrong-mode and overload refusals). Transcript *content*
+is meaningless with random weights; the tests check fields, timestamps,
+refusals and that options reach the model.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from protos.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
+from tests.conftest import read_clip
+from tests.procs import ROOT, start_server
+
+PUNCTUATION = set("，。？、,.?!！")
+# Tiny models gain nothing from two threads, and two OpenMP threads on a busy
+# two-core test host can stall each other for seconds per call.
+ONE_THREAD = {"TORCH_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def both_worker(model_env):
+    server = start_server("services.asr.server", "asr-both", env={
+        **model_env, **ONE_THREAD, "ASR_MODE": "both", "ASR_MAX_SEGMENT_S": "8", "METRICS_PORT": "0"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def paraformer_worker(model_env):
+    server = start_server("services.asr.server", "asr-paraformer", env={
+        **model_env, **ONE_THREAD, "ASR_MODE": "paraformer", "ASR_MAX_QUEUE": "1", "ASR_MAX_BATCH": "1",
+        "METRICS_PORT": "0"})
+    yield server
+    server.stop()
+
+
+def transcribe(address: str, samples: np.ndarray, timeout: float = 60, **fields) -> asr_pb2.TranscribeResponse:
+    request = asr_pb2.TranscribeRequest(
+        audio=audio_pb2.AudioChunk(samples_f32le=samples.astype("<f4").tobytes()), **fields)
+    with grpc.insecure_channel(address) as channel:
+        return asr_pb2_grpc.AsrServiceStub(channel).Transcribe(request, timeout=timeout)
+
+
+def refused(address: str, samples: np.ndarray, **fields) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        transcribe(address, samples, **fields)
+    return info.value
+
+
+def first_sentence() -> np.ndarray:
+    audio, _ = read_clip("zh_weather")
+    return audio[8000:102990]
+
+
+def test_paraformer_text_timestamps_and_model_info(both_worker):
+    segment = first_sentence()
+    response = transcribe(both_worker.address, segment, mode=asr_pb2.PARAFORMER, segment_start_ms=500)
+    assert response.mode == asr_pb2.PARAFORMER
+    assert response.text and set(response.text) & PUNCTUATION, response.text
+    assert response.model_info.random_weights
+    assert any("seaco_paraformer" in name for name in response.model_info.models)
+    assert response.compute_ms > 0
+    duration_ms = segment.size * 1000 // 16000
+    stamps = response.timestamps
+    assert stamps and [t.start_ms for t in stamps] == sorted(t.start_ms for t in stamps)
+    for stamp in stamps:
+        assert stamp.token and 0 <= stamp.start_ms <= stamp.end_ms <= duration_ms
+        assert (stamp.stream_start_ms, stamp.stream_end_ms) == (stamp.start_ms + 500, stamp.end_ms + 500)
+    assert not (response.language or response.audio_event or response.emotion.label)
+
+
+def test_unspecified_mode_is_the_first_served_mode(both_worker):
+    response = transcribe(both_worker.address, first_sentence())
+    assert response.mode == asr_pb2.PARAFORMER
+
+
+def test_hotwords_accepted_and_url_hotwords_refused(both_worker):
+    response = transcribe(both_worker.address, first_sentence(), mode=asr_pb2.PARAFORMER,
+                          hotwords=["天气", "公园"])
+    assert response.text
+    error = refused(both_worker.address, first_sentence(), mode=asr_pb2.PARAFORMER,
+                    hotwords=["http://example.com/hotwords"])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "hotword" in error.details()
+
+
+def test_long_segment_is_split_and_timestamps_pass_the_cap(both_worker):
+    audio, _ = read_clip("zh_weather")  # 18.8 s > the 8 s cap
+    response = transcribe(both_worker.address, audio, mode=asr_pb2.PARAFORMER, segment_start_ms=1000)
+    stamps = response.timestamps
+    assert stamps[-1].end_ms > 8000
+    assert stamps[-1].end_ms <= audio.size * 1000 // 16000
+    assert [t.start_ms for t in stamps] == sorted(t.start_ms for t in stamps)
+    assert all(t.stream_start_ms == t.start_ms + 1000 for t in stamps)
+
+
+def test_sensevoice_tags_are_fields_never_text(both_worker):
+    audio, _ = read_clip("zh_single")
+    response = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, language="auto")
+    assert response.mode == asr_pb2.SENSEVOICE
+    assert response.text and "<|" not in response.text and "|>" not in response.text
+    assert (response.language, response.language_display_name) == ("zh", "中文")
+    assert (response.emotion.label, response.emotion.display_name) == ("HAPPY", "开心")
+    assert response.emotion.probability == 1.0
+    assert (response.audio_event, response.audio_event_display_name) == ("Speech", "语音")
+    assert response.model_info.random_weights
+    assert response.model_info.models == ["FunAudioLLM/SenseVoiceSmall"]
+
+
+def test_sensevoice_itn_and_language_reach_the_model(both_worker):
+    audio, _ = read_clip("zh_single")
+    plain = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, use_itn=False)
+    itn = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, use_itn=True)
+    english = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, language="en")
+    assert plain.text != itn.text  # the fixture adds "。" only when asked for ITN
+    assert itn.text.endswith("。") and not plain.text.endswith("。")
+    assert (english.language, english.language_display_name) == ("en", "英文")
+    error = refused(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, language="klingon")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("mode", [asr_pb2.PARAFORMER, asr_pb2.SENSEVOICE])
+def test_empty_is_invalid_silent_and_tiny_are_empty_answers(both_worker, mode):
+    error = refused(both_worker.address, np.zeros(0, np.float32), mode=mode)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for samples in (np.zeros(16000, np.float32), np.full(10, 0.2, np.float32)):
+        response = transcribe(both_worker.address, samples, mode=mode)
+        assert response.text == "" and not response.timestamps
+        assert response.model_info.random_weights
+
+
+def test_malformed_audio_is_invalid(both_worker):
+    with grpc.insecure_channel(both_worker.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            asr_pb2_grpc.AsrServiceStub(channel).Transcribe(asr_pb2.TranscribeRequest(
+                audio=audio_pb2.AudioChunk(samples_f32le=b"\0" * 6)), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_concurrent_requests_all_answered(both_worker):
+    audio, _ = read_clip("zh_weather")
+    pieces = [audio[i * 40000:(i + 1) * 40000] for i in range(6)]
+    results: dict[int, asr_pb2.TranscribeResponse] = {}
+
+    def run(i):
+        mode = asr_pb2.PARAFORMER if i % 2 else asr_pb2.SENSEVOICE
+        results[i] = transcribe(both_worker.address, pieces[i], mode=mode, segment_start_ms=i * 2500)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(pieces))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == list(range(len(pieces)))
+    for i, response in results.items():
+        assert response.text
+        assert all(t.stream_start_ms == t.start_ms + i * 2500 for t in response.timestamps)
+
+
+def test_wrong_mode_is_failed_precondition_naming_served_mode(paraformer_worker):
+    error = refused(paraformer_worker.address, first_sentence(), mode=asr_pb2.SENSEVOICE)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "paraformer" in error.details()
+
+
+def model_calls(worker) -> int:
+    """Model calls the worker's batcher has made, from its Prometheus metrics."""
+    import re
+    import urllib.request
+
+    port = int(re.search(r"metrics on http://[^:]+:(\d+)/metrics", worker.log()).group(1))
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if (line.startswith("speech_request_latency_seconds_count{") and 'service="asr"' in line
+                and 'method="model_call"' in line):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def test_overload_is_resource_exhausted_and_refusals_cost_no_model_call(paraformer_worker):
+    audio, _ = read_clip("zh_weather")
+    before = model_calls(paraformer_worker)
+    codes: list[grpc.StatusCode] = []
+    lock = threading.Lock()
+
+    def run(i):
+        try:
+            transcribe(paraformer_worker.address, audio, mode=asr_pb2.PARAFORMER, segment_start_ms=i)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+        with lock:
+            codes.append(code)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert model_calls(paraformer_worker) - before == codes.count(grpc.StatusCode.OK)
+
+
+def test_request_expiring_in_the_queue_never_reaches_the_model(both_worker):
+    audio, _ = read_clip("zh_weather")
+    long_audio = np.concatenate([audio] * 6)  # 113 s, just under the 8 MB message limit
+    before = model_calls(both_worker)
+    # Different hotwords cannot share a model call: three calls keep the model busy.
+    busy = [threading.Thread(target=transcribe, args=(both_worker.address, long_audio),
+                             kwargs={"mode": asr_pb2.PARAFORMER, "hotwords": [word]})
+            for word in ("天气", "公园", "散步")]
+    for thread in busy:
+        thread.start()
+    time.sleep(0.3)
+    expired = refused(both_worker.address, audio, mode=asr_pb2.PARAFORMER, timeout=0.3)
+    for thread in busy:
+        thread.join(120)
+    assert expired.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    time.sleep(0.2)
+    assert model_calls(both_worker) - before == 3
+
+
+@pytest.mark.parametrize("mode, flag", [("paraformer", "--paraformer"), ("sensevoice", "--sensevoice")])
+def test_missing_models_exit_fast_naming_path_and_fetch_command(tmp_path, mode, flag):
+    env = {**os.environ, "MODEL_CACHE_DIR": str(tmp_path / "empty-cache"), "ASR_MODE": mode,
+           "PROJECT_ROOT": str(tmp_path)}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "services.asr.server", "--port", "0"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert elapsed < 15, elapsed
+    assert str(tmp_path / "empty-cache") in output
+    assert f"python scripts/download_models.py {flag}" in output
