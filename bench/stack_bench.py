@@ -132,8 +132,8 @@ FULL = Plan(
 QUICK = Plan(
     lengths_s=(2, 5), utterances_per_length=(1, 1),
     streams=(1, 2), stream_utterances_s=(3,),
-    scaling_s=(10, 30), naive_scaling_s=(10, 30),
-    int8_utterances_s=(2,), int8_scaling_s=10,
+    scaling_s=(10, 20), naive_scaling_s=(10,),
+    int8_utterances_s=(2,), int8_scaling_s=5, lead_s=0.5, tail_s=1.0,
 )
 
 # Utterance lengths of the speech-dense scaling audio, cycled.
@@ -221,7 +221,12 @@ def dense_lengths(total_s: float, gap_s: float, lead_s: float, tail_s: float) ->
 # ------------------------------------------------------------------------------------ the stack
 
 class Stack:
-    """The four processes, started through tests.procs (free ports, health SERVING)."""
+    """The four processes, started through tests.procs (free ports, health SERVING).
+
+    ``roles`` maps each role (vad, asr, emotion, gateway) to the server that
+    plays it now: the quick run starts a second ASR worker (int8) and gateway
+    next to the first, and switches roles instead of restarting.
+    """
 
     def __init__(self, models_dir: Path, work_dir: Path, log_dir: Path):
         self.models_dir = models_dir
@@ -234,56 +239,67 @@ class Stack:
         self.model_env = {"MODEL_CACHE_DIR": str(models_dir / "model_cache"), "PROJECT_ROOT": str(self.root)}
         self.servers: dict[str, Any] = {}
         self.load_s: dict[str, float] = {}
+        self.roles = {role: role for role in SERVICES}
 
     @property
     def pids(self) -> dict[str, int]:
-        return {name: server.proc.pid for name, server in self.servers.items()}
+        """Role -> pid of the process playing it."""
+        return {role: self.servers[name].proc.pid for role, name in self.roles.items() if name in self.servers}
 
-    def _start(self, names_modules: Sequence[tuple[str, str, dict]], timeout_s: float = 900) -> None:
+    def _start(self, specs: Sequence[tuple[str, str, dict]], timeout_s: float = 900) -> None:
         from tests.procs import start_server, wait_for_serving
 
         started = time.monotonic()
-        pending = {}
-        for name, module, env in names_modules:
-            pending[name] = start_server(module, f"bench-{name}", env=env, wait_serving=False,
-                                         timeout_s=timeout_s)
+        pending = {name: start_server(module, f"bench-{name}", env=env, wait_serving=False, timeout_s=timeout_s)
+                   for name, module, env in specs}
         for name, server in pending.items():
+            self.servers[name] = server  # stopped (and its log kept) even if it never serves
             wait_for_serving(server, time.monotonic() + timeout_s)
             self.load_s[name] = round(time.monotonic() - started, 1)
-            self.servers[name] = server
 
-    def start(self, asr_env: dict | None = None) -> None:
-        """Workers concurrently (as a deployment would start them), then the gateway."""
-        self._start([("vad", "services.vad.server", self.model_env),
-                     ("asr", "services.asr.server", {**self.model_env, "ASR_MODE": "paraformer",
-                                                      **(asr_env or {})}),
-                     ("emotion", "services.emotion.server", self.model_env)])
-        self._start_gateway()
+    def _asr_spec(self, name: str, asr_env: dict | None) -> tuple[str, str, dict]:
+        return (name, "services.asr.server", {**self.model_env, "ASR_MODE": "paraformer", **(asr_env or {})})
 
-    def _start_gateway(self) -> None:
-        self._start([("gateway", "gateway.server", {
-            "VAD_ADDRESS": self.servers["vad"].address, "ASR_ADDRESS": self.servers["asr"].address,
-            "EMOTION_ADDRESS": self.servers["emotion"].address, "WORKER_TIMEOUT_S": "60"})])
+    def _gateway_spec(self, name: str, asr_name: str) -> tuple[str, str, dict]:
+        return (name, "gateway.server", {
+            "VAD_ADDRESS": self.servers["vad"].address, "ASR_ADDRESS": self.servers[asr_name].address,
+            "EMOTION_ADDRESS": self.servers["emotion"].address, "WORKER_TIMEOUT_S": "60"})
 
-    def restart_asr(self, asr_env: dict) -> None:
-        """A new ASR worker (fresh port), and a gateway pointing at it."""
+    def start(self, side_asr_env: dict | None = None) -> None:
+        """Workers concurrently (as a deployment would start them), then the gateway.
+
+        With ``side_asr_env``, a second ASR worker ("asr_side") with that
+        environment and a second gateway ("gateway_side") in front of it start too.
+        """
+        specs = [("vad", "services.vad.server", self.model_env), self._asr_spec("asr", None),
+                 ("emotion", "services.emotion.server", self.model_env)]
+        if side_asr_env is not None:
+            specs.append(self._asr_spec("asr_side", side_asr_env))
+        self._start(specs)
+        gateways = [self._gateway_spec("gateway", "asr")]
+        if side_asr_env is not None:
+            gateways.append(self._gateway_spec("gateway_side", "asr_side"))
+        self._start(gateways)
+
+    def use_asr(self, asr_env: dict) -> None:
+        """Let an ASR worker with ``asr_env`` play the asr role: the side one if started, else a restart."""
+        if "asr_side" in self.servers:
+            self.roles.update(asr="asr_side", gateway="gateway_side")
+            return
         for name in ("gateway", "asr"):
             self._stop_one(name)
-        self._start([("asr", "services.asr.server", {**self.model_env, "ASR_MODE": "paraformer", **asr_env})])
-        self._start_gateway()
+        self._start([self._asr_spec("asr", asr_env)])
+        self._start([self._gateway_spec("gateway", "asr")])
 
     @property
     def address(self) -> str:
-        return self.servers["gateway"].address
+        return self.servers[self.roles["gateway"]].address
 
     def memory(self) -> dict[str, dict]:
-        out = {}
-        for name, pid in self.pids.items():
-            out[name] = {**procstat.memory_mib(pid), "Pss": procstat.pss_mib(pid)}
-        return out
+        return {role: {**procstat.memory_mib(pid), "Pss": procstat.pss_mib(pid)} for role, pid in self.pids.items()}
 
     def cpu(self) -> dict[str, float]:
-        return {name: procstat.cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {role: procstat.cpu_seconds(pid) for role, pid in self.pids.items()}
 
     def _stop_one(self, name: str) -> None:
         server = self.servers.pop(name, None)
@@ -298,7 +314,7 @@ class Stack:
         shutil.copy(server.log_path, target)
 
     def stop(self) -> None:
-        for name in ("gateway", "asr", "emotion", "vad"):
+        for name in ("gateway_side", "gateway", "asr_side", "asr", "emotion", "vad"):
             self._stop_one(name)
 
 
@@ -445,17 +461,23 @@ def latency_stats(latencies: Sequence[float]) -> dict:
 # ---------------------------------------------------------------------------------- the phases
 
 class Bench:
-    def __init__(self, plan: Plan, models_dir: Path, out_dir: Path, progress):
+    """Runs the phases and collects their figures in ``results``."""
+
+    def __init__(self, plan: Plan, models_dir: Path, out_dir: Path, progress, quick: bool):
         self.plan = plan
         self.models_dir = models_dir
         self.out_dir = out_dir
         self.progress = progress
-        self.pool = SpeechPool()
-        self.workloads: dict[str, Workload] = {}
+        self.quick = quick
         self.results: dict[str, Any] = {}
         (out_dir / "logs").mkdir(parents=True, exist_ok=True)
         (out_dir / "workloads").mkdir(parents=True, exist_ok=True)
         self.work_dir = Path(tempfile.mkdtemp(prefix="stack-bench-"))
+        self.root = self.work_dir / "project-root"
+        self.root.mkdir()
+        (self.root / "pretrained_models").symlink_to(models_dir, target_is_directory=True)
+        self.workloads = self.build_workloads()
+        self.naive_proc: subprocess.Popen | None = None
 
     def step(self, text: str) -> None:
         self.progress.set_description(text)
@@ -463,11 +485,28 @@ class Bench:
     def done(self) -> None:
         self.progress.update(1)
 
-    def workload(self, name: str, lengths: Sequence[float], lead_s: float | None = None) -> Workload:
+    def build_workloads(self) -> dict[str, Workload]:
+        """Every phase's audio, built up front (the naive monolith reads the same files)."""
         p = self.plan
-        w = build_workload(name, self.pool, lengths, p.gap_s, p.lead_s if lead_s is None else lead_s, p.tail_s)
-        self.workloads[name] = w
-        return w
+        pool = SpeechPool()
+        out: dict[str, Workload] = {}
+
+        def add(name: str, lengths: Sequence[float], lead_s: float) -> None:
+            out[name] = build_workload(name, pool, lengths, p.gap_s, lead_s, p.tail_s)
+
+        for length, count in zip(p.lengths_s, p.utterances_per_length):
+            add(f"length_{length:g}s", [length] * count, p.lead_s)
+        period_s = statistics.fmean(p.stream_utterances_s) + p.gap_s
+        for n in p.streams:
+            for i in range(n):  # starts staggered evenly over one utterance period
+                add(f"streams{n}_{i}", p.stream_utterances_s, p.lead_s + i * period_s / n)
+        for total in p.scaling_s:
+            add(f"scaling_{total:g}s", dense_lengths(total, p.gap_s, 0.5, p.tail_s), 0.5)
+        for variant in ("fp32", "int8"):
+            add(f"int8_{variant}_latency", p.int8_utterances_s, p.lead_s)
+            add(f"int8_{variant}_scaling_{p.int8_scaling_s:g}s",
+                dense_lengths(p.int8_scaling_s, p.gap_s, 0.5, p.tail_s), 0.5)
+        return out
 
     # ---- stack ----------------------------------------------------------------------
     def run_stack(self) -> None:
@@ -475,12 +514,13 @@ class Bench:
         stack = Stack(self.models_dir, self.work_dir, self.out_dir / "logs")
         try:
             self.step("starting the stack")
-            stack.start()
+            # The quick run starts the int8 worker alongside (no restart later): it is a sanity run.
+            stack.start(side_asr_env={"ASR_INT8": "1"} if self.quick else None)
             after_load = stack.memory()
-            self.results["stack_load_s"] = stack.load_s
+            self.results["stack_load_s"] = dict(stack.load_s)
             self.done()
             with CpuMeter(stack) as idle:
-                time.sleep(3.0)
+                time.sleep(1.0 if self.quick else 3.0)
             self.results["stack_idle"] = idle.summary()
             self.results["latency_stack"] = self.single_stream(stack)
             self.results["throughput_stack"] = self.throughput(stack)
@@ -495,7 +535,7 @@ class Bench:
         out = {}
         for length, count in zip(p.lengths_s, p.utterances_per_length):
             self.step(f"latency: {count} x {length:g} s, real time")
-            w = self.workload(f"length_{length:g}s", [length] * count)
+            w = self.workloads[f"length_{length:g}s"]
             with CpuMeter(stack) as meter:
                 run = run_stream(stack.address, w, realtime=True, chunk_ms=p.chunk_ms)
             lat = sorted(run.latencies().values())
@@ -508,12 +548,10 @@ class Bench:
 
     def throughput(self, stack: Stack) -> dict:
         p = self.plan
-        period_s = statistics.fmean(p.stream_utterances_s) + p.gap_s
         out: dict[str, Any] = {"stream_audio_s": None, "by_streams": {}}
         for n in p.streams:
             self.step(f"throughput: {n} concurrent real-time streams")
-            workloads = [self.workload(f"streams{n}_{i}", p.stream_utterances_s,
-                                       lead_s=p.lead_s + i * period_s / n) for i in range(n)]
+            workloads = [self.workloads[f"streams{n}_{i}"] for i in range(n)]
             out["stream_audio_s"] = round(workloads[0].audio_s, 2)
             runs: list[StreamRun | None] = [None] * n
 
@@ -549,7 +587,7 @@ class Bench:
         out: dict[str, Any] = {"by_length": {}}
         for total in lengths:
             self.step(f"{tag}: {total:g} s as fast as possible")
-            w = self.workload(f"{tag}_{total:g}s", dense_lengths(total, p.gap_s, 0.5, p.tail_s), lead_s=0.5)
+            w = self.workloads[f"{tag}_{total:g}s"]
             with CpuMeter(stack) as meter:
                 run = run_stream(stack.address, w, realtime=False, chunk_ms=p.chunk_ms,
                                  max_pending=p.max_pending_segments)
@@ -571,12 +609,12 @@ class Bench:
         out = {}
         for variant, env in (("fp32", None), ("int8", {"ASR_INT8": "1"})):
             if env is not None:
-                self.step("int8: restarting the ASR worker with ASR_INT8=1")
-                stack.restart_asr(env)
+                self.step("int8: ASR worker with ASR_INT8=1")
+                stack.use_asr(env)
             memory = stack.memory()["asr"]
             self.step(f"int8: {variant} latency")
-            w = self.workload(f"int8_{variant}_latency", p.int8_utterances_s)
-            run = run_stream(stack.address, w, realtime=True, chunk_ms=p.chunk_ms)
+            run = run_stream(stack.address, self.workloads[f"int8_{variant}_latency"], realtime=True,
+                             chunk_ms=p.chunk_ms)
             by_length: dict[str, list[float]] = {}
             for sid, latency in run.latencies().items():
                 start_s, end_s = run.ended[sid][1] / 1000, run.ended[sid][2] / 1000
@@ -584,7 +622,7 @@ class Bench:
                 by_length.setdefault(f"{length:g}", []).append(latency)
             scaling = self.scaling(stack, [p.int8_scaling_s], f"int8_{variant}_scaling")
             out[variant] = {"asr_memory_after_load": memory, "asr_memory_end": stack.memory()["asr"],
-                            "asr_load_s": stack.load_s.get("asr"),
+                            "asr_load_s": stack.load_s.get(stack.roles["asr"]),
                             "latency_by_length": {k: latency_stats(sorted(v)) for k, v in by_length.items()},
                             "latency_all": latency_stats(sorted(run.latencies().values())),
                             "segment_errors": run.segment_errors(), "error": run.error,
@@ -593,40 +631,47 @@ class Bench:
         return out
 
     # ---- naive ----------------------------------------------------------------------
-    def run_naive(self) -> None:
+    def start_naive(self) -> None:
+        """Start bench/naive_monolith.py on the same audio (a child process of its own)."""
         p = self.plan
-        self.step("naive monolith: load + re-transcription runs")
         sessions = []
         for total in p.naive_scaling_s:
-            name = f"scaling_{total:g}s"
-            sessions.append({"name": name, "wav": str(self._wav(name)), "retranscribe": True})
+            sessions.append({"name": f"scaling_{total:g}s", "wav": str(self._wav(f"scaling_{total:g}s")),
+                             "retranscribe": True})
         for length in p.lengths_s:
             name = f"length_{length:g}s"
             sessions.append({"name": name, "wav": str(self._wav(name)), "retranscribe": False})
+        # Stop processing of one throughput stream (they differ only in content and lead silence).
         sessions.append({"name": "stream", "wav": str(self._wav(f"streams{p.streams[0]}_0")), "retranscribe": False})
         job = {"interval_s": p.naive_interval_s, "cap_s": p.naive_cap_s, "sessions": sessions}
         job_path = self.out_dir / "workloads" / "naive_job.json"
         job_path.write_text(json.dumps(job, indent=2))
-        out_path = self.work_dir / "naive.json"
-        root = self.work_dir / "project-root"
-        root.mkdir(parents=True, exist_ok=True)
-        if not (root / "pretrained_models").exists():
-            (root / "pretrained_models").symlink_to(self.models_dir, target_is_directory=True)
-        command = [sys.executable, str(BENCH_DIR / "naive_monolith.py"), "--project-root", str(root),
+        self.naive_out = self.work_dir / "naive.json"
+        command = [sys.executable, str(BENCH_DIR / "naive_monolith.py"), "--project-root", str(self.root),
                    "--model-cache-dir", str(self.models_dir / "model_cache"), "--job", str(job_path),
-                   "--out", str(out_path)]
-        started, host = time.monotonic(), _host_busy_s()
-        with open(self.out_dir / "logs" / "naive.log", "wb") as log:
-            done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        if done.returncode != 0:
+                   "--out", str(self.naive_out)]
+        self.naive_started, self.naive_host = time.monotonic(), _host_busy_s()
+        self.naive_log = open(self.out_dir / "logs" / "naive.log", "wb")
+        self.naive_proc = subprocess.Popen(command, cwd=ROOT, stdout=self.naive_log, stderr=subprocess.STDOUT,
+                                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def finish_naive(self) -> None:
+        self.step("naive monolith: load, re-transcriptions, stop processing")
+        code = self.naive_proc.wait()
+        self.naive_log.close()
+        if code != 0:
             raise RuntimeError(f"naive monolith failed; see {self.out_dir / 'logs' / 'naive.log'}")
-        raw = json.loads(out_path.read_text())
-        raw["host_busy_cpu_s"] = round(_host_busy_s() - host, 2)
-        raw["wall_s"] = round(time.monotonic() - started, 1)
+        raw = json.loads(self.naive_out.read_text())
+        raw["host_busy_cpu_s"] = round(_host_busy_s() - self.naive_host, 2)
+        raw["wall_s"] = round(time.monotonic() - self.naive_started, 1)
         self.results["naive_raw"] = raw
         self.results["naive"] = self.naive_figures(raw)
         self.done()
+
+    def stop_naive(self) -> None:
+        if self.naive_proc is not None and self.naive_proc.poll() is None:
+            self.naive_proc.kill()
+            self.naive_proc.wait()
 
     def _wav(self, name: str) -> Path:
         path = self.out_dir / "workloads" / f"{name}.wav"
@@ -685,9 +730,11 @@ class Bench:
             if f"{total:g}" in scaling:
                 continue
             jobs = sum(cpu_model(t) for t in retranscription_ticks(total, p.naive_interval_s))
-            scaling[f"{total:g}"] = {"audio_s": total, "cpu_s": None, "measured": False,
-                                     "refused_over_cap_s": p.naive_cap_s,
-                                     "extrapolated_cpu_s": round(jobs + stop_model(total), 1)}
+            scaling[f"{total:g}"] = {
+                "audio_s": total, "cpu_s": None, "measured": False,
+                "note": (f"refused by the old server (over its {p.naive_cap_s:g} s cap)" if total > p.naive_cap_s
+                         else "not run in this mode"),
+                "extrapolated_cpu_s": round(jobs + stop_model(total), 1)}
         base = scaling[f"{p.scaling_s[0]:g}"]["cpu_s"]
         for item in scaling.values():
             value = item["cpu_s"] if item["cpu_s"] is not None else item["extrapolated_cpu_s"]
@@ -970,6 +1017,17 @@ def ensure_models(quick: bool, models: Path | None) -> Path:
 
 # ------------------------------------------------------------------------------------ main
 
+_DEFAULT_COUNTS = dict(zip(FULL.lengths_s, FULL.utterances_per_length))
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="sanity run on tiny models (~1 min)")
@@ -979,11 +1037,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive monolith")
     parser.add_argument("--readme", action="store_true", help="rewrite the summary in bench/README.md")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--lengths", type=_floats, help="utterance lengths for the latency test, e.g. 2,5,10,20")
+    parser.add_argument("--streams", type=_ints, help="concurrent stream counts, e.g. 1,2,4,8")
+    parser.add_argument("--scaling", type=_floats, help="scaling lengths in s (first is the reference), e.g. 10,60,300")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
 
     plan = QUICK if args.quick else FULL
+    if args.lengths:
+        plan = dataclasses.replace(plan, lengths_s=tuple(args.lengths), utterances_per_length=tuple(
+            _DEFAULT_COUNTS.get(length, 2) for length in args.lengths))
+    if args.streams:
+        plan = dataclasses.replace(plan, streams=tuple(args.streams))
+    if args.scaling:
+        plan = dataclasses.replace(plan, scaling_s=tuple(args.scaling), naive_scaling_s=tuple(
+            t for t in args.scaling if t <= plan.naive_cap_s))
     started = dt.datetime.now()
     out_dir = args.out or RESULTS_DIR / started.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -991,18 +1060,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = 1 + len(plan.lengths_s) + len(plan.streams) + len(plan.scaling_s) + 2 * 2 + int(args.naive)
     progress = tqdm(total=steps, unit="step", disable=not args.progress, file=sys.stderr,
                     bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
-    bench = Bench(plan, models_dir, out_dir, progress)
+    bench = Bench(plan, models_dir, out_dir, progress, args.quick)
     results: dict[str, Any] = {"meta": {
         "started": started.isoformat(timespec="seconds"), "quick": args.quick, "models": str(models_dir),
         "plan": dataclasses.asdict(plan), "machine": procstat.machine_info(),
-        "loadavg_start": os.getloadavg()[0], "command": " ".join([".venv/bin/python", "bench/stack_bench.py",
-                                                                 *(argv if argv is not None else sys.argv[1:])])}}
+        "loadavg_start": os.getloadavg()[0], "naive_concurrent_with_stack": args.quick and args.naive,
+        "command": " ".join([".venv/bin/python", "bench/stack_bench.py",
+                             *(argv if argv is not None else sys.argv[1:])])}}
     t0 = time.monotonic()
     try:
+        # Full run: one after the other, so neither disturbs the other's figures. The quick
+        # run (a sanity check that must finish in about a minute) runs them side by side.
+        if args.naive and args.quick:
+            bench.start_naive()
         bench.run_stack()
         if args.naive:
-            bench.run_naive()
+            if bench.naive_proc is None:
+                bench.start_naive()
+            bench.finish_naive()
     finally:
+        bench.stop_naive()
         progress.close()
         shutil.rmtree(bench.work_dir, ignore_errors=True)
     results.update(bench.results)

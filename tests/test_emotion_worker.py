@@ -2,8 +2,10 @@
 
 In-process engine tests (windowing, batch invariance, loading) and real
 worker processes over gRPC: an eager one, a lazily loading one and one with a
-queue of 1 (overload). The three processes start in parallel at the first
-test that needs one; the fixture model is built once per session.
+queue of 1 (overload). The three processes start in parallel (one torch
+thread each) at the first test that needs one, after the in-process tests, so
+the two never compete for the cores; the fixture model is built once per
+session.
 """
 
 from __future__ import annotations
@@ -96,8 +98,7 @@ def emotion_worker(emotion_servers) -> ServerProcess:
 
 
 @pytest.fixture(scope="session")
-def tiny_emotion_model(emotion_model_dir, emotion_servers):
-    # emotion_servers only so the worker processes start loading while this one does
+def tiny_emotion_model(emotion_model_dir):
     return load_speechbrain_model(emotion_model_dir)
 
 

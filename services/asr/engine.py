@@ -210,8 +210,13 @@ class Transcript:
 # --------------------------------------------------------------------------- loading
 
 
-def load_automodel(model_dir: Path, threads: int, lean: bool = True, **overrides: Any) -> Any:
-    """``funasr.AutoModel`` for a local model directory, without any hub access."""
+def load_automodel(model_dir: Path, threads: int, lean: bool = True, quantize: bool = False,
+                   **overrides: Any) -> Any:
+    """``funasr.AutoModel`` for a local model directory, without any hub access.
+
+    ``lean`` loads through :func:`lean_checkpoint_loading`; ``quantize`` turns
+    every ``nn.Linear`` into a dynamic int8 one right after loading.
+    """
     from funasr import AutoModel
 
     started = time.monotonic()
@@ -220,9 +225,12 @@ def load_automodel(model_dir: Path, threads: int, lean: bool = True, **overrides
     if lean:
         with lean_checkpoint_loading():
             model = AutoModel(**kwargs)
-        trim_heap()
     else:
         model = AutoModel(**kwargs)
+    if quantize:
+        _quantize(model)
+    if lean or quantize:
+        trim_heap()
     rss, peak = memory_mb()
     log.info("loaded %s in %.1f s (rss %.0f MB, peak %.0f MB)", model_dir.name,
              time.monotonic() - started, rss, peak)
@@ -230,9 +238,23 @@ def load_automodel(model_dir: Path, threads: int, lean: bool = True, **overrides
 
 
 def _quantize(model: Any) -> None:
-    model.model = torch.ao.quantization.quantize_dynamic(
-        model.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
-    model.model.eval()
+    """Dynamic int8 ``nn.Linear`` in place, then own every remaining float tensor.
+
+    The float weights came memory-mapped from the checkpoint; quantization has
+    read all of them, so their file pages would stay resident as long as any
+    tensor still maps the file. Copying the few remaining (non-Linear) tensors
+    drops the last reference and the mapping with it.
+    """
+    net = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8,
+                                                  inplace=True)
+    with torch.no_grad():
+        for module in net.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                setattr(module, name, torch.nn.Parameter(param.detach().clone(), requires_grad=False))
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                if buffer is not None:
+                    module._buffers[name] = buffer.clone()
+    net.eval()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -509,20 +531,15 @@ def load_engine(dirs: ModelDirs, modes: Sequence[str], options: AsrOptions) -> A
     if PARAFORMER in modes:
         if dirs.paraformer is None or dirs.ct_punc is None or dirs.fsmn_vad is None:
             raise ValueError("paraformer mode needs the paraformer, ct_punc and fsmn_vad directories")
-        asr = load_automodel(dirs.paraformer, options.threads, lean)
+        asr = load_automodel(dirs.paraformer, options.threads, lean, quantize=options.quantize_int8)
         punc = load_automodel(dirs.ct_punc, options.threads, lean)
         vad = load_automodel(dirs.fsmn_vad, options.threads, lean)
     if SENSEVOICE in modes:
         if dirs.sensevoice is None:
             raise ValueError("sensevoice mode needs the sensevoice directory")
-        sensevoice = load_automodel(dirs.sensevoice, options.threads, lean)
+        sensevoice = load_automodel(dirs.sensevoice, options.threads, lean, quantize=options.quantize_int8)
     if vad is not None:
         guard_fsmn_scores(vad)
-    if options.quantize_int8:
-        for model in (asr, sensevoice):
-            if model is not None:
-                _quantize(model)
-        trim_heap()
     engine = AsrEngine(modes, options, dirs, asr=asr, punc=punc, vad=vad, sensevoice=sensevoice)
     rss, peak = memory_mb()
     log.info("ASR engine ready for %s (rss %.0f MB, peak %.0f MB, int8 %s)",

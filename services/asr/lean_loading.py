@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import pickle
 import threading
@@ -79,7 +80,9 @@ def trim_heap() -> bool:
         return False
 
 
-def _load_checkpoint(path: str) -> Any:
+def _load_checkpoint(path: str, mmap: bool) -> Any:
+    if not mmap:
+        return torch.load(path, map_location="cpu", weights_only=True)
     try:
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError) as exc:
@@ -103,6 +106,7 @@ def lean_load_pretrained_model(
     oss_bucket: Any = None,
     scope_map: Any = (),
     excludes: Any = None,
+    mmap: bool = True,
     **_kwargs: Any,
 ) -> None:
     """Drop-in for FunASR's ``load_pretrained_model`` that neither copies nor holds two states.
@@ -110,11 +114,14 @@ def lean_load_pretrained_model(
     Same key rules as the original: ``scope_map`` prefix pairs plus the
     ``module.`` prefix, ``excludes`` prefixes, shape mismatches skipped when
     ``ignore_init_mismatch``, missing keys keep their initial values, and the
-    model's ``on_pretrained_model_loaded`` hook is called.
+    model's ``on_pretrained_model_loaded`` hook is called. ``mmap=False`` reads
+    the tensors into ordinary memory instead (still without copies): right for
+    weights that are replaced soon after, e.g. by int8 quantization, whose
+    file pages would otherwise stay resident.
     """
     if oss_bucket is not None or map_location != "cpu":
         raise ValueError("lean loading supports local checkpoints on CPU only")
-    src = _unwrap(_load_checkpoint(path))
+    src = _unwrap(_load_checkpoint(path, mmap))
     if isinstance(scope_map, str):
         scope_map = scope_map.split(",")
     scope_map = list(scope_map or []) + ["module.", "None"]
@@ -162,7 +169,7 @@ def lean_load_pretrained_model(
 
 
 @contextlib.contextmanager
-def lean_checkpoint_loading() -> Iterator[None]:
+def lean_checkpoint_loading(mmap: bool = True) -> Iterator[None]:
     """Use :func:`lean_load_pretrained_model` for ``AutoModel`` builds inside the block.
 
     ``AutoModel.build_model`` calls the loader through the name imported into
@@ -173,7 +180,7 @@ def lean_checkpoint_loading() -> Iterator[None]:
 
     with _swap_lock:
         original = auto_model.load_pretrained_model
-        auto_model.load_pretrained_model = lean_load_pretrained_model
+        auto_model.load_pretrained_model = functools.partial(lean_load_pretrained_model, mmap=mmap)
         try:
             yield
         finally:

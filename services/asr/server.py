@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -99,6 +100,11 @@ async def main(argv: list[str]) -> None:
                         "transcripts are meaningless (model_info.random_weights is set on every answer)",
                         ", ".join(str(d) for d in engine.random_weight_dirs))
         await batcher.run_exclusive(engine.warm_up)
+        # Millions of long-lived objects (FunASR imports every model module, tokenizers hold
+        # large vocabularies) would otherwise be re-scanned by every full collection while
+        # serving and once more at exit (seconds each): move them out of the collector's view.
+        gc.collect()
+        gc.freeze()
         servicer.engine = engine
         await batcher.start()
         log.info("serving modes %s (default %s), max_batch %d, max_queue %d",

@@ -1,0 +1,111 @@
+"""bench/stack_bench.py --quick end to end: real stack on tiny models, every section present and sane.
+
+The tiny model tree comes from the session fixture (built once per suite and
+cached), so the 90 s budget covers the benchmark itself, not the model build.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.procs import ROOT
+
+pytestmark = pytest.mark.slow
+
+BUDGET_S = 90
+
+
+@pytest.fixture(scope="module")
+def quick_results(tiny_models, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("stack-bench")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "bench/stack_bench.py", "--quick", "--no-progress", "--models", str(tiny_models),
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=BUDGET_S)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, f"stack_bench --quick failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert elapsed < BUDGET_S
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().startswith("Run ")
+    assert (out / "stack_bench.png").stat().st_size > 10_000
+    assert "**Targets**" in done.stdout
+    return results
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+def test_memory_per_service_and_total(quick_results):
+    memory = quick_results["memory"]
+    for name in ("vad", "asr", "emotion", "gateway"):
+        service = memory["services"][name]
+        assert _positive(service["rss_after_load_mib"]) and _positive(service["peak_load_mib"])
+        assert service["peak_end_mib"] >= service["rss_after_load_mib"] * 0.9
+    total = memory["total"]
+    assert total["rss_after_load_mib"] == pytest.approx(
+        sum(memory["services"][n]["rss_after_load_mib"] for n in memory["services"]), abs=0.5)
+    assert _positive(memory["naive"]["rss_after_load_mib"]) and _positive(memory["naive"]["peak_end_mib"])
+    assert _positive(memory["ratio_project_to_naive"]["rss_after_load_mib"])
+
+
+def test_latency_for_every_length(quick_results):
+    lengths = quick_results["meta"]["plan"]["lengths_s"]
+    latency = quick_results["latency_stack"]
+    assert sorted(float(k) for k in latency) == sorted(float(x) for x in lengths)
+    for key, figures in latency.items():
+        assert figures["n"] >= 1, f"no result for the {key} s utterances"
+        assert 0 < figures["p50_s"] <= figures["p95_s"] < 30
+        assert figures["target_s"] == pytest.approx(0.25 * float(key) + 0.3, abs=1e-3)
+        assert figures["vad"]["utterances"] >= 1 and figures["vad"]["vad_segments"] >= 1
+        assert figures["segment_errors"] == 0 and figures["error"] is None
+        naive = quick_results["naive"]["latency"][key]
+        assert _positive(naive["p50_s"]) and _positive(naive["stop_processing_s"])
+
+
+def test_throughput_per_stream_count(quick_results):
+    throughput = quick_results["throughput_stack"]
+    for n in quick_results["meta"]["plan"]["streams"]:
+        figures = throughput["by_streams"][str(n)]
+        assert figures["streams"] == n
+        assert 0 <= figures["refused_share"] <= 1
+        assert figures["p95_s"] is None or figures["p95_s"] > 0
+        assert 0 < figures["cpu"]["stack_cpu_use"] <= 1.5
+        assert _positive(quick_results["naive"]["throughput"]["by_streams"][str(n)]["p95_s"])
+    assert throughput["max_streams_p95_ok"] in [0, *quick_results["meta"]["plan"]["streams"]]
+
+
+def test_scaling_ratios(quick_results):
+    scaling = quick_results["scaling_stack"]["by_length"]
+    lengths = quick_results["meta"]["plan"]["scaling_s"]
+    assert list(scaling) == [f"{x:g}" for x in lengths]
+    first = scaling[f"{lengths[0]:g}"]
+    assert _positive(first["cpu_s"]) and first["ratio_to_first"] == 1.0
+    for figures in scaling.values():
+        assert _positive(figures["cpu_s"]) and _positive(figures["ratio_to_first"])
+        assert figures["segment_errors"] == 0 and figures["segments"] >= 1
+    naive = quick_results["naive"]["scaling"]["by_length"]
+    assert _positive(naive[f"{lengths[0]:g}"]["cpu_s"])
+    ratios = quick_results["ratios_project_to_naive"]
+    assert _positive(ratios["compute_by_length"][f"{lengths[0]:g}"])
+    assert all(_positive(v) for v in ratios["latency_p50_by_length"].values())
+
+
+def test_int8_side_by_side(quick_results):
+    int8 = quick_results["int8"]
+    for variant in ("fp32", "int8"):
+        assert _positive(int8[variant]["asr_memory_after_load"]["VmRSS"])
+        assert int8[variant]["latency_all"]["n"] >= 1
+        assert _positive(int8[variant]["compute"]["cpu_s"])
+
+
+def test_targets_and_machine(quick_results):
+    assert {t["target"].split(" ")[0] for t in quick_results["targets"]} >= {"whole", "final", ">="}
+    machine = quick_results["meta"]["machine"]
+    assert machine["nproc"] >= 1 and machine["mem_total_gib"] > 0 and machine["cpu_model"]
