@@ -33,6 +33,7 @@ Usage::
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -53,6 +54,7 @@ from services.asr.sensevoice_tags import (
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs
 from services.common.errors import InvalidInput, WrongMode
 from services.common.fixture_marker import is_random_weights
+from services.common.model_paths import MODEL_SPECS
 from services.vad.fsmn import guard_fsmn_scores, set_max_segment_ms
 
 __all__ = [
@@ -243,18 +245,22 @@ def _quantize(model: Any) -> None:
     The float weights came memory-mapped from the checkpoint; quantization has
     read all of them, so their file pages would stay resident as long as any
     tensor still maps the file. Copying the few remaining (non-Linear) tensors
-    drops the last reference and the mapping with it.
+    and collecting the replaced float modules releases the mapping.
     """
     net = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8,
                                                   inplace=True)
     with torch.no_grad():
         for module in net.modules():
+            if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
+                weight, bias = module._weight_bias()  # the packed bias still maps the file
+                module.set_weight_bias(weight, None if bias is None else bias.clone())
             for name, param in list(module.named_parameters(recurse=False)):
                 setattr(module, name, torch.nn.Parameter(param.detach().clone(), requires_grad=False))
             for name, buffer in list(module.named_buffers(recurse=False)):
                 if buffer is not None:
                     module._buffers[name] = buffer.clone()
     net.eval()
+    gc.collect()  # the float Linears sit in reference cycles (module -> qconfig -> closure -> module)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -336,8 +342,7 @@ class AsrEngine:
         return mode
 
     def model_names(self, mode: str) -> tuple[str, ...]:
-        from services.common.model_paths import MODEL_SPECS
-
+        """Repository ids of the models that serve ``mode`` (for ModelInfo.models)."""
         if mode == PARAFORMER:
             return tuple(MODEL_SPECS[name].repo_id for name in ("paraformer", "ct_punc", "fsmn_vad"))
         return (MODEL_SPECS["sensevoice"].repo_id,)
@@ -531,9 +536,11 @@ def load_engine(dirs: ModelDirs, modes: Sequence[str], options: AsrOptions) -> A
     if PARAFORMER in modes:
         if dirs.paraformer is None or dirs.ct_punc is None or dirs.fsmn_vad is None:
             raise ValueError("paraformer mode needs the paraformer, ct_punc and fsmn_vad directories")
-        asr = load_automodel(dirs.paraformer, options.threads, lean, quantize=options.quantize_int8)
+        # CT-punc first: its 471067-row embedding is the largest random init, and with
+        # lean loading nothing else is resident yet when it is built.
         punc = load_automodel(dirs.ct_punc, options.threads, lean)
         vad = load_automodel(dirs.fsmn_vad, options.threads, lean)
+        asr = load_automodel(dirs.paraformer, options.threads, lean, quantize=options.quantize_int8)
     if SENSEVOICE in modes:
         if dirs.sensevoice is None:
             raise ValueError("sensevoice mode needs the sensevoice directory")
