@@ -31,9 +31,13 @@ Usage (normally driven by ``bench/stack_bench.py``, which writes the job file)::
         --job job.json --out naive.json
 
 ``job.json``: ``{"interval_s": 2.0, "cap_s": 60.0, "sessions": [{"name": ...,
-"wav": path, "retranscribe": true}, ...]}``. Sessions with ``retranscribe``
-false only measure the stop processing (their re-transcription times are then
-modelled from a session that measured them, see :func:`job_time_model`).
+"wav": path, "retranscribe": true, "measured_ticks": 8}, ...]}``. With
+``measured_ticks`` only that many re-transcriptions, spread evenly over the
+recording, are run and the others interpolated (a 60 s recording needs 29 of
+them, 930 s of audio through the pipeline; their cost is close to linear in the
+buffer length). Sessions with ``retranscribe`` false only measure the stop
+processing (their re-transcription times are then modelled from a session that
+measured them, see :func:`job_time_model`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ __all__ = [
     "simulate_server",
     "job_time_model",
     "retranscription_ticks",
+    "sample_ticks",
     "main",
 ]
 
@@ -236,26 +241,45 @@ class NaiveServer:
         return {"segments_ms": segments, "text_chars": len(text), "labels": labels, **timings}
 
 
-def run_session(server: NaiveServer, samples, interval_s: float, retranscribe: bool) -> dict:
+def sample_ticks(ticks: Sequence[float], count: int | None) -> list[float]:
+    """``count`` ticks spread evenly over ``ticks`` (first and last included); all when None."""
+    if count is None or count >= len(ticks):
+        return list(ticks)
+    picks = {round(i * (len(ticks) - 1) / (count - 1)) for i in range(count)} if count > 1 else {len(ticks) - 1}
+    return [ticks[i] for i in sorted(picks)]
+
+
+def run_session(server: NaiveServer, samples, interval_s: float, retranscribe: bool,
+                measured_ticks: int | None = None) -> dict:
+    """Measure one recording: its re-transcriptions (all, or ``measured_ticks`` of them spread
+    over the recording, the rest interpolated) and the stop processing."""
     from procstat import reset_peak
 
     audio_s = samples.size / SAMPLE_RATE_HZ
     reset_peak("self")
     cpu_start = _cpu()
     jobs = []
-    if retranscribe:
-        for tick in retranscription_ticks(audio_s, interval_s):
-            _, wall, cpu = _timed(lambda: server.transcribe(samples[: int(tick * SAMPLE_RATE_HZ)]))
-            jobs.append({"buffer_s": tick, "wall_s": round(wall, 4), "cpu_s": round(cpu, 4)})
+    ticks = retranscription_ticks(audio_s, interval_s) if retranscribe else []
+    for tick in sample_ticks(ticks, measured_ticks):
+        _, wall, cpu = _timed(lambda: server.transcribe(samples[: int(tick * SAMPLE_RATE_HZ)]))
+        jobs.append({"buffer_s": tick, "wall_s": round(wall, 4), "cpu_s": round(cpu, 4)})
     stop, wall, cpu = _timed(lambda: server.stop(samples))
-    return {
+    out = {
         "audio_s": round(audio_s, 3),
+        "ticks": len(ticks),
         "retranscriptions": jobs,
         "stop": {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4),
                  **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in stop.items()}},
-        "cpu_s_total": round(_cpu() - cpu_start, 3),
+        "cpu_s_measured": round(_cpu() - cpu_start, 3),
         "memory_end": _memory(),
     }
+    # Compute of the whole session: every tick's job (measured, or interpolated between the
+    # measured buffer lengths) plus the stop processing.
+    cpu_model = job_time_model([(j["buffer_s"], j["cpu_s"]) for j in jobs])
+    measured = {j["buffer_s"]: j["cpu_s"] for j in jobs}
+    out["cpu_s_total"] = round(sum(measured.get(t, cpu_model(t)) for t in ticks) + out["stop"]["cpu_s"], 3)
+    out["all_ticks_measured"] = len(jobs) == len(ticks)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out["sessions"][session["name"]] = {"audio_s": samples.size / SAMPLE_RATE_HZ, "refused": True}
             continue
         out["sessions"][session["name"]] = run_session(server, samples, job["interval_s"],
-                                                       session.get("retranscribe", False))
+                                                       session.get("retranscribe", False),
+                                                       session.get("measured_ticks"))
         print(f"naive: {session['name']} done", file=sys.stderr, flush=True)
     out["memory_end"] = _memory()
     args.out.write_text(json.dumps(out, indent=2))

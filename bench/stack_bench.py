@@ -53,6 +53,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -114,26 +115,33 @@ class Plan:
     """One stream with these utterances, on fp32 and int8 ASR."""
     int8_scaling_s: float
     chunk_ms: int = 100
+    """Client chunk size at real-time pace."""
+    fast_chunk_ms: int = 20
+    """Client chunk size when streaming as fast as possible (the gateway client's default)."""
     gap_s: float = 1.0
     lead_s: float = 1.0
     tail_s: float = 1.5
     naive_interval_s: float = 2.0
     naive_cap_s: float = 60.0
-    max_pending_segments: int = 8
+    max_pending_segments: int = 4
     """Fast streaming holds back while this many segments are unanswered."""
+    naive_measured_ticks: int | None = 8
+    """Re-transcriptions the naive monolith runs per recording (rest interpolated); None: all."""
+    worker_timeout_s: float = 30.0
+    """Gateway WORKER_TIMEOUT_S (the deployed default)."""
 
 
 FULL = Plan(
-    lengths_s=(2, 5, 10, 20), utterances_per_length=(8, 5, 3, 2),
-    streams=(1, 2, 4, 8), stream_utterances_s=(3, 6, 4, 8, 5),
+    lengths_s=(2, 5, 10, 20), utterances_per_length=(4, 3, 2, 2),
+    streams=(1, 2, 4, 8), stream_utterances_s=(4, 5),
     scaling_s=(10, 60, 300), naive_scaling_s=(10, 60),
-    int8_utterances_s=(5, 10, 5, 10), int8_scaling_s=60,
+    int8_utterances_s=(5, 10), int8_scaling_s=30,
 )
 QUICK = Plan(
     lengths_s=(2, 5), utterances_per_length=(1, 1),
     streams=(1, 2), stream_utterances_s=(3,),
     scaling_s=(10, 20), naive_scaling_s=(10,),
-    int8_utterances_s=(2,), int8_scaling_s=5, lead_s=0.5, tail_s=1.0,
+    int8_utterances_s=(2,), int8_scaling_s=5, lead_s=0.5, tail_s=1.0, naive_measured_ticks=None,
 )
 
 # Utterance lengths of the speech-dense scaling audio, cycled.
@@ -228,7 +236,8 @@ class Stack:
     next to the first, and switches roles instead of restarting.
     """
 
-    def __init__(self, models_dir: Path, work_dir: Path, log_dir: Path):
+    def __init__(self, models_dir: Path, work_dir: Path, log_dir: Path, worker_timeout_s: float = 30.0,
+                 extra_env: dict | None = None):
         self.models_dir = models_dir
         self.root = work_dir / "project-root"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -236,7 +245,9 @@ class Stack:
         if not link.exists():
             link.symlink_to(models_dir, target_is_directory=True)
         self.log_dir = log_dir
-        self.model_env = {"MODEL_CACHE_DIR": str(models_dir / "model_cache"), "PROJECT_ROOT": str(self.root)}
+        self.worker_timeout_s = worker_timeout_s
+        self.model_env = {**(extra_env or {}), "MODEL_CACHE_DIR": str(models_dir / "model_cache"),
+                          "PROJECT_ROOT": str(self.root)}
         self.servers: dict[str, Any] = {}
         self.load_s: dict[str, float] = {}
         self.roles = {role: role for role in SERVICES}
@@ -250,11 +261,12 @@ class Stack:
         from tests.procs import start_server, wait_for_serving
 
         started = time.monotonic()
-        pending = {name: start_server(module, f"bench-{name}", env=env, wait_serving=False, timeout_s=timeout_s)
-                   for name, module, env in specs}
-        for name, server in pending.items():
-            self.servers[name] = server  # stopped (and its log kept) even if it never serves
-            wait_for_serving(server, time.monotonic() + timeout_s)
+        for name, module, env in specs:
+            # Registered at once: stopped (and its log kept) even if it never serves.
+            self.servers[name] = start_server(module, f"bench-{name}", env=env, wait_serving=False,
+                                              timeout_s=timeout_s)
+        for name, _, _ in specs:
+            wait_for_serving(self.servers[name], time.monotonic() + timeout_s)
             self.load_s[name] = round(time.monotonic() - started, 1)
 
     def _asr_spec(self, name: str, asr_env: dict | None) -> tuple[str, str, dict]:
@@ -262,28 +274,39 @@ class Stack:
 
     def _gateway_spec(self, name: str, asr_name: str) -> tuple[str, str, dict]:
         return (name, "gateway.server", {
+            **{k: v for k, v in self.model_env.items() if k not in ("MODEL_CACHE_DIR", "PROJECT_ROOT")},
             "VAD_ADDRESS": self.servers["vad"].address, "ASR_ADDRESS": self.servers[asr_name].address,
-            "EMOTION_ADDRESS": self.servers["emotion"].address, "WORKER_TIMEOUT_S": "60"})
+            "EMOTION_ADDRESS": self.servers["emotion"].address,
+            "WORKER_TIMEOUT_S": f"{self.worker_timeout_s:g}"})
 
-    def start(self, side_asr_env: dict | None = None) -> None:
-        """Workers concurrently (as a deployment would start them), then the gateway.
+    def start(self) -> None:
+        """Workers concurrently (as a deployment would start them), then the gateway."""
+        self._start([("vad", "services.vad.server", self.model_env), self._asr_spec("asr", None),
+                     ("emotion", "services.emotion.server", self.model_env)])
+        self._start([self._gateway_spec("gateway", "asr")])
+        self.cpu_after_load = self.cpu()
 
-        With ``side_asr_env``, a second ASR worker ("asr_side") with that
-        environment and a second gateway ("gateway_side") in front of it start too.
-        """
-        specs = [("vad", "services.vad.server", self.model_env), self._asr_spec("asr", None),
-                 ("emotion", "services.emotion.server", self.model_env)]
-        if side_asr_env is not None:
-            specs.append(self._asr_spec("asr_side", side_asr_env))
-        self._start(specs)
-        gateways = [self._gateway_spec("gateway", "asr")]
-        if side_asr_env is not None:
-            gateways.append(self._gateway_spec("gateway_side", "asr_side"))
-        self._start(gateways)
+    def start_side_asr(self, asr_env: dict) -> None:
+        """Start a second ASR worker ("asr_side") with ``asr_env`` and a gateway in front of it,
+        in the background; :meth:`use_asr` waits for them."""
+
+        def run() -> None:
+            try:
+                self._start([self._asr_spec("asr_side", asr_env)])
+                self._start([self._gateway_spec("gateway_side", "asr_side")])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in use_asr
+                self._side_error = exc
+
+        self._side_error: BaseException | None = None
+        self._side = threading.Thread(target=run, daemon=True)
+        self._side.start()
 
     def use_asr(self, asr_env: dict) -> None:
         """Let an ASR worker with ``asr_env`` play the asr role: the side one if started, else a restart."""
-        if "asr_side" in self.servers:
+        if getattr(self, "_side", None) is not None:
+            self._side.join()
+            if self._side_error is not None:
+                raise self._side_error
             self.roles.update(asr="asr_side", gateway="gateway_side")
             return
         for name in ("gateway", "asr"):
@@ -463,8 +486,10 @@ def latency_stats(latencies: Sequence[float]) -> dict:
 class Bench:
     """Runs the phases and collects their figures in ``results``."""
 
-    def __init__(self, plan: Plan, models_dir: Path, out_dir: Path, progress, quick: bool):
+    def __init__(self, plan: Plan, models_dir: Path, out_dir: Path, progress, quick: bool,
+                 extra_env: dict | None = None):
         self.plan = plan
+        self.extra_env = extra_env or {}
         self.models_dir = models_dir
         self.out_dir = out_dir
         self.progress = progress
@@ -478,6 +503,7 @@ class Bench:
         (self.root / "pretrained_models").symlink_to(models_dir, target_is_directory=True)
         self.workloads = self.build_workloads()
         self.naive_proc: subprocess.Popen | None = None
+        self.naive_wanted = True
 
     def step(self, text: str) -> None:
         self.progress.set_description(text)
@@ -511,22 +537,37 @@ class Bench:
     # ---- stack ----------------------------------------------------------------------
     def run_stack(self) -> None:
         p = self.plan
-        stack = Stack(self.models_dir, self.work_dir, self.out_dir / "logs")
+        stack = Stack(self.models_dir, self.work_dir, self.out_dir / "logs", p.worker_timeout_s, self.extra_env)
+        phases = self.results.setdefault("phase_wall_s", {})
+
+        def phase(name: str, fn: Callable[[], Any]) -> Any:
+            started = time.monotonic()
+            value = fn()
+            phases[name] = round(time.monotonic() - started, 1)
+            return value
+
         try:
             self.step("starting the stack")
-            # The quick run starts the int8 worker alongside (no restart later): it is a sanity run.
-            stack.start(side_asr_env={"ASR_INT8": "1"} if self.quick else None)
+            phase("start", stack.start)
             after_load = stack.memory()
             self.results["stack_load_s"] = dict(stack.load_s)
+            self.results["stack_load_cpu_s"] = {k: round(v, 2) for k, v in stack.cpu_after_load.items()}
             self.done()
+            if self.quick:
+                # A sanity run that must take about a minute: the naive monolith and the int8 ASR
+                # worker load while the real-time phases stream (which leave the cores idle with
+                # tiny models). The full run does everything one after the other.
+                stack.start_side_asr({"ASR_INT8": "1"})
+                if self.naive_wanted:
+                    self.start_naive()
             with CpuMeter(stack) as idle:
                 time.sleep(1.0 if self.quick else 3.0)
             self.results["stack_idle"] = idle.summary()
-            self.results["latency_stack"] = self.single_stream(stack)
-            self.results["throughput_stack"] = self.throughput(stack)
-            self.results["scaling_stack"] = self.scaling(stack, p.scaling_s, "scaling")
+            self.results["latency_stack"] = phase("latency", lambda: self.single_stream(stack))
+            self.results["throughput_stack"] = phase("throughput", lambda: self.throughput(stack))
+            self.results["scaling_stack"] = phase("scaling", lambda: self.scaling(stack, p.scaling_s, "scaling"))
             self.results["memory_stack"] = {"after_load": after_load, "end": stack.memory()}
-            self.results["int8"] = self.int8(stack)
+            self.results["int8"] = phase("int8", lambda: self.int8(stack))
         finally:
             stack.stop()
 
@@ -589,7 +630,7 @@ class Bench:
             self.step(f"{tag}: {total:g} s as fast as possible")
             w = self.workloads[f"{tag}_{total:g}s"]
             with CpuMeter(stack) as meter:
-                run = run_stream(stack.address, w, realtime=False, chunk_ms=p.chunk_ms,
+                run = run_stream(stack.address, w, realtime=False, chunk_ms=p.fast_chunk_ms,
                                  max_pending=p.max_pending_segments)
             out["by_length"][f"{total:g}"] = {
                 "audio_s": round(w.audio_s, 2), "speech_s": round(w.speech_s, 2),
@@ -637,7 +678,7 @@ class Bench:
         sessions = []
         for total in p.naive_scaling_s:
             sessions.append({"name": f"scaling_{total:g}s", "wav": str(self._wav(f"scaling_{total:g}s")),
-                             "retranscribe": True})
+                             "retranscribe": True, "measured_ticks": p.naive_measured_ticks})
         for length in p.lengths_s:
             name = f"length_{length:g}s"
             sessions.append({"name": name, "wav": str(self._wav(name)), "retranscribe": False})
@@ -653,7 +694,7 @@ class Bench:
         self.naive_started, self.naive_host = time.monotonic(), _host_busy_s()
         self.naive_log = open(self.out_dir / "logs" / "naive.log", "wb")
         self.naive_proc = subprocess.Popen(command, cwd=ROOT, stdout=self.naive_log, stderr=subprocess.STDOUT,
-                                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                           env={**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"})
 
     def finish_naive(self) -> None:
         self.step("naive monolith: load, re-transcriptions, stop processing")
@@ -719,9 +760,11 @@ class Bench:
         scaling = {}
         for total in p.naive_scaling_s:
             s = sessions[f"scaling_{total:g}s"]
-            scaling[f"{total:g}"] = {"audio_s": s["audio_s"], "cpu_s": s["cpu_s_total"], "measured": True,
-                                     "retranscription_cpu_s": round(sum(j["cpu_s"] for j in s["retranscriptions"]), 2),
-                                     "stop_cpu_s": s["stop"]["cpu_s"]}
+            scaling[f"{total:g}"] = {
+                "audio_s": s["audio_s"], "cpu_s": s["cpu_s_total"], "measured": True,
+                "retranscriptions_run": len(s["retranscriptions"]), "retranscriptions_total": s["ticks"],
+                "retranscription_cpu_s": round(s["cpu_s_total"] - s["stop"]["cpu_s"], 2),
+                "stop_cpu_s": s["stop"]["cpu_s"]}
         # Longer than the old server's cap: extrapolated from the measured job model, labelled.
         stops = sorted((sessions[f"scaling_{t:g}s"]["audio_s"], sessions[f"scaling_{t:g}s"]["stop"]["cpu_s"])
                        for t in p.naive_scaling_s)
@@ -1037,6 +1080,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive monolith")
     parser.add_argument("--readme", action="store_true", help="rewrite the summary in bench/README.md")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--worker-timeout-s", type=float, help="gateway WORKER_TIMEOUT_S (default: the deployed 30)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for every stack process and the naive monolith, "
+                             "e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)")
     parser.add_argument("--lengths", type=_floats, help="utterance lengths for the latency test, e.g. 2,5,10,20")
     parser.add_argument("--streams", type=_ints, help="concurrent stream counts, e.g. 1,2,4,8")
     parser.add_argument("--scaling", type=_floats, help="scaling lengths in s (first is the reference), e.g. 10,60,300")
@@ -1044,12 +1091,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tqdm import tqdm
 
+    # SIGTERM (e.g. a test's timeout) unwinds like Ctrl-C, so every started server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     plan = QUICK if args.quick else FULL
     if args.lengths:
         plan = dataclasses.replace(plan, lengths_s=tuple(args.lengths), utterances_per_length=tuple(
             _DEFAULT_COUNTS.get(length, 2) for length in args.lengths))
     if args.streams:
         plan = dataclasses.replace(plan, streams=tuple(args.streams))
+    if args.worker_timeout_s:
+        plan = dataclasses.replace(plan, worker_timeout_s=args.worker_timeout_s)
+    extra_env = dict(item.split("=", 1) for item in args.env)
     if args.scaling:
         plan = dataclasses.replace(plan, scaling_s=tuple(args.scaling), naive_scaling_s=tuple(
             t for t in args.scaling if t <= plan.naive_cap_s))
@@ -1060,24 +1112,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = 1 + len(plan.lengths_s) + len(plan.streams) + len(plan.scaling_s) + 2 * 2 + int(args.naive)
     progress = tqdm(total=steps, unit="step", disable=not args.progress, file=sys.stderr,
                     bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
-    bench = Bench(plan, models_dir, out_dir, progress, args.quick)
+    bench = Bench(plan, models_dir, out_dir, progress, args.quick, extra_env)
     results: dict[str, Any] = {"meta": {
         "started": started.isoformat(timespec="seconds"), "quick": args.quick, "models": str(models_dir),
         "plan": dataclasses.asdict(plan), "machine": procstat.machine_info(),
         "loadavg_start": os.getloadavg()[0], "naive_concurrent_with_stack": args.quick and args.naive,
+        "worker_timeout_s": plan.worker_timeout_s,
+        "extra_env": extra_env, "omp_wait_policy": extra_env.get("OMP_WAIT_POLICY",
+                                                                 os.environ.get("OMP_WAIT_POLICY", "(default)")),
         "command": " ".join([".venv/bin/python", "bench/stack_bench.py",
                              *(argv if argv is not None else sys.argv[1:])])}}
     t0 = time.monotonic()
     try:
         # Full run: one after the other, so neither disturbs the other's figures. The quick
         # run (a sanity check that must finish in about a minute) runs them side by side.
-        if args.naive and args.quick:
-            bench.start_naive()
+        bench.naive_wanted = args.naive
         bench.run_stack()
         if args.naive:
             if bench.naive_proc is None:
                 bench.start_naive()
+            started_wait = time.monotonic()
             bench.finish_naive()
+            bench.results["phase_wall_s"]["naive"] = round(time.monotonic() - started_wait, 1)
     finally:
         bench.stop_naive()
         progress.close()

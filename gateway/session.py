@@ -39,6 +39,9 @@ __all__ = ["SessionLimits", "SampleBuffer", "Session"]
 
 log = logging.getLogger(__name__)
 
+_VAD_LAG_MARGIN_SAMPLES = 60 * SAMPLE_RATE_HZ
+"""Audio kept while no segment is open (3.8 MB): far more than the VAD can lag behind."""
+
 INTERIM_INTERVAL_S = 1.0
 """At most one interim result per this much open speech (and never two in flight)."""
 
@@ -295,8 +298,10 @@ class Session:
                         "split the recording into several sessions")
                 self.buffer.append(samples)
                 if self._open_start is None:
-                    # No open segment: keep only what a segment starting now could reach back to.
-                    self.buffer.trim(self.buffer.end - 2 * SAMPLE_RATE_HZ)
+                    # No open segment as far as the VAD has told us; but the VAD lags behind
+                    # the client (its queue, gRPC flow-control windows), so a start it has yet
+                    # to report can lie well before buffer.end. Keep a generous margin.
+                    self.buffer.trim(self.buffer.end - _VAD_LAG_MARGIN_SAMPLES)
                 await to_vad.put(samples)
                 self._maybe_interim(out)
             await to_vad.put(None)
@@ -319,6 +324,9 @@ class Session:
                             segment_id=ended.segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms)))
                         end = ms_to_samples(ended.end_ms)
                         samples = self.buffer.slice(ms_to_samples(ended.start_ms), end)
+                        if samples.size < end - ms_to_samples(ended.start_ms):
+                            self.log.error("segment %d: only %d of %d samples still buffered",
+                                           ended.segment_id, samples.size, end - ms_to_samples(ended.start_ms))
                         self._open_start = None
                         self.buffer.trim(end)
                         await segment_tasks.put(asyncio.create_task(self.analyze_segment(

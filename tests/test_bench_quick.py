@@ -7,6 +7,7 @@ cached), so the 90 s budget covers the benchmark itself, not the model build.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,17 +25,24 @@ BUDGET_S = 90
 def quick_results(tiny_models, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("stack-bench")
     started = time.monotonic()
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "bench/stack_bench.py", "--quick", "--no-progress", "--models", str(tiny_models),
          "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=BUDGET_S)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=BUDGET_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: the benchmark stops the servers it started
+        stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f"stack_bench --quick took more than {BUDGET_S} s "
+                    f"(1-min load average {os.getloadavg()[0]:.1f}):\n{stderr[-3000:]}")
     elapsed = time.monotonic() - started
-    assert done.returncode == 0, f"stack_bench --quick failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert proc.returncode == 0, f"stack_bench --quick failed:\n{stdout[-3000:]}\n{stderr[-5000:]}"
     assert elapsed < BUDGET_S
     results = json.loads((out / "results.json").read_text())
     assert (out / "results.md").read_text().startswith("Run ")
     assert (out / "stack_bench.png").stat().st_size > 10_000
-    assert "**Targets**" in done.stdout
+    assert "**Targets**" in stdout
     return results
 
 

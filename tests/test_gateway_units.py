@@ -75,3 +75,22 @@ def test_summary_joins_english_with_spaces():
     summary.add(_result(0, 0, 1000, "Hello.", "neu", {"neu": 1.0}))
     summary.add(_result(1, 1000, 2000, "Bye.", "neu", {"neu": 1.0}))
     assert summary.to_proto(2000).transcript == "Hello. Bye."
+
+
+def test_fast_client_segments_keep_their_audio(spine_gateway):
+    """Regression: a client streaming much faster than real time runs ahead of the VAD's
+    events; the gateway must still hold each segment's audio when its end arrives."""
+    import grpc
+
+    from gateway.client import analyze
+    from protos.v1 import gateway_pb2_grpc
+    from tests.conftest import read_clip
+
+    samples, rate = read_clip("en_meeting", dtype="int16")
+    with grpc.insecure_channel(spine_gateway.address) as channel:
+        events = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+                              chunk_ms=200, timeout=60))
+    results = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
+    assert len(results) == 3
+    for result in results:  # silence (-120 dBFS) would mean the audio was already trimmed
+        assert result.features.loudness_dbfs > -60, result
