@@ -30,13 +30,16 @@ __all__ = ["TOPOLOGY", "stack_env", "main"]
 
 # name -> python module, its port variable and default port, default environment.
 # docker-compose.yml must describe the same services/ports/environment (tests/test_deploy.py).
+# OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spin-waiting between ops; the
+# torch workers share a small host's cores, and spinning made calls ~1.7x slower there.
+_TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 TOPOLOGY: dict[str, dict] = {
     "vad": {"module": "services.vad.server", "port_env": "VAD_PORT", "port": 50051,
-            "env": {"VAD_BACKEND": "silero"}},
+            "env": {"VAD_BACKEND": "silero", **_TORCH_ENV}},
     "asr": {"module": "services.asr.server", "port_env": "ASR_PORT", "port": 50052,
-            "env": {"ASR_MODE": "paraformer"}},
+            "env": {"ASR_MODE": "paraformer", **_TORCH_ENV}},
     "emotion": {"module": "services.emotion.server", "port_env": "EMOTION_PORT", "port": 50053,
-                "env": {"EMOTION_LAZY_LOAD": "0"}},
+                "env": {"EMOTION_LAZY_LOAD": "0", **_TORCH_ENV}},
     "gateway": {"module": "gateway.server", "port_env": "GATEWAY_PORT", "port": 50050,
                 "env": {"DEFAULT_MODE": "paraformer"}},
 }

@@ -59,7 +59,8 @@ def start_server(module: str, name: str, args: list[str] = (), env: dict | None 
     port_file = tmp / "port"
     log_path = tmp / "server.log"
     full_env = dict(os.environ)
-    full_env.update({"PYTHONUNBUFFERED": "1"})
+    # As the launcher and compose do for torch workers: no OpenMP spin-waiting on shared cores.
+    full_env.update({"PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"})
     full_env.update(env or {})
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
