@@ -50,7 +50,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import shutil
 import signal
@@ -923,8 +922,8 @@ def markdown(results: dict) -> str:
     reference = results["scaling_stack"]["reference_s"]
     sampled = [f"{k} s: {v['retranscriptions_run']} of {v['retranscriptions_total']}" for k, v in nsc.items()
                if v.get("measured") and v.get("retranscriptions_run", 0) < v.get("retranscriptions_total", 0)]
-    lines += ["", f"**Scaling** (CPU seconds of all stack processes, speech-dense audio streamed as fast as the "
-              f"stack takes it; naive: re-transcriptions every 2 s + stop processing"
+    lines += ["", "**Scaling** (CPU seconds of all stack processes, speech-dense audio streamed as fast as the "
+              "stack takes it; naive: re-transcriptions every 2 s + stop processing"
               + (f", re-transcriptions run {', '.join(sampled)}, the others interpolated" if sampled else "")
               + f"; over {results['meta']['plan']['naive_cap_s']:g} s the old server refused the recording: "
               "extrapolated figure in brackets)", "",

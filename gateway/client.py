@@ -7,7 +7,9 @@ Library use::
         for event in analyze(stub, samples, 16000, StreamConfig(...)):
             ...
 
-CLI: ``python -m gateway.client FILE [--address HOST:PORT] [--fast] [--json]``.
+CLI: ``python -m gateway.client FILE [--address HOST:PORT] [--fast] [--json] [--mic]``.
+Files in any format libsndfile reads (WAV, FLAC, OGG, MP3); ``--mic`` records
+from the default microphone with the optional ``sounddevice`` package.
 """
 
 from __future__ import annotations
@@ -63,6 +65,43 @@ def analyze(stub: gateway_pb2_grpc.SpeechAnalysisStub, samples: np.ndarray, samp
     yield from stub.Analyze(requests, metadata=metadata, timeout=timeout)
 
 
+def _progress(samples: np.ndarray, rate: int, requests: Iterator[gateway_pb2.AnalyzeRequest],
+              enabled: bool) -> Iterator[gateway_pb2.AnalyzeRequest]:
+    """A progress bar (on stderr) over the audio sent."""
+    if not enabled:
+        yield from requests
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=round(len(samples) / rate, 1), unit="s", desc="sent", file=sys.stderr,
+              bar_format="{desc} {n:.1f}/{total:.1f} s |{bar}|", leave=False) as bar:
+        for request in requests:
+            if request.WhichOneof("payload") == "audio":
+                frames = len(request.audio) // (2 * (samples.shape[1] if samples.ndim == 2 else 1))
+                bar.update(round(frames / rate, 3))
+            yield request
+
+
+def _microphone(rate: int = 16000, chunk_ms: int = 100) -> Iterator[bytes]:
+    """PCM16 mono chunks from the default input device until Ctrl-C."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise SystemExit(f"--mic needs the sounddevice package and PortAudio ({exc}); "
+                         "pip install sounddevice, apt-get install libportaudio2") from None
+    try:
+        with sounddevice.RawInputStream(samplerate=rate, channels=1, dtype="int16",
+                                        blocksize=rate * chunk_ms // 1000) as stream:
+            print("recording from the default microphone; Ctrl-C to stop", file=sys.stderr)
+            while True:
+                data, _overflowed = stream.read(rate * chunk_ms // 1000)
+                yield bytes(data)
+    except KeyboardInterrupt:
+        return
+    except sounddevice.PortAudioError as exc:
+        raise SystemExit(f"no usable microphone: {exc}") from None
+
+
 def _describe(event: gateway_pb2.AnalyzeEvent) -> str:
     kind = event.WhichOneof("event")
     if kind == "speech_started":
@@ -95,11 +134,17 @@ def _describe(event: gateway_pb2.AnalyzeEvent) -> str:
     return str(event)
 
 
+def _chain(*iterators):
+    for iterator in iterators:
+        yield from iterator
+
+
 def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
 
     parser = argparse.ArgumentParser(description="Stream an audio file to the speech-emotion gateway.")
-    parser.add_argument("file", type=Path)
+    parser.add_argument("file", type=Path, nargs="?", help="audio file (omit with --mic)")
+    parser.add_argument("--mic", action="store_true", help="record from the default microphone")
     parser.add_argument("--address", default="127.0.0.1:50050")
     parser.add_argument("--mode", choices=["paraformer", "sensevoice"], default=None)
     parser.add_argument("--fast", action="store_true", help="send as fast as possible, not at real time")
@@ -108,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-ca", type=Path, help="PEM root certificate: use TLS")
     args = parser.parse_args(argv)
 
-    samples, rate = sf.read(args.file, dtype="int16", always_2d=True)
+    if args.mic == (args.file is not None):
+        parser.error("give either FILE or --mic")
     config = gateway_pb2.StreamConfig()
     if args.mode:
         config.mode = asr_pb2.PARAFORMER if args.mode == "paraformer" else asr_pb2.SENSEVOICE
@@ -117,7 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
     try:
         stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
-        for event in analyze(stub, samples, rate, config, realtime=not args.fast, metadata=metadata):
+        if args.mic:
+            mic_config = gateway_pb2.StreamConfig()
+            mic_config.CopyFrom(config)
+            mic_config.sample_rate_hz, mic_config.encoding, mic_config.channels = 16000, audio_pb2.PCM16LE, 1
+            requests = _chain([gateway_pb2.AnalyzeRequest(config=mic_config)],  # config first, then live audio
+                              (gateway_pb2.AnalyzeRequest(audio=chunk) for chunk in _microphone()))
+        else:
+            try:
+                samples, rate = sf.read(args.file, dtype="int16", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+                return 2
+            requests = _progress(samples, rate, audio_requests(samples, rate, config, realtime=not args.fast),
+                                 enabled=not args.json and sys.stderr.isatty())
+        for event in stub.Analyze(requests, metadata=metadata):
             if args.json:
                 print(json.dumps(json_format.MessageToDict(event), ensure_ascii=False), flush=True)
             else:

@@ -2,6 +2,7 @@
 
 The tiny model tree comes from the session fixture (built once per suite and
 cached), so the 90 s budget covers the benchmark itself, not the model build.
+The naive monolith's timeline model is checked on hand-computed cases first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 
 from tests.procs import ROOT
 
-pytestmark = pytest.mark.slow
+sys.path.insert(0, str(ROOT / "bench"))
+from naive_monolith import NaiveStream, job_time_model, retranscription_ticks, simulate_server  # noqa: E402
 
 BUDGET_S = 90
 
@@ -50,6 +52,7 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and value > 0
 
 
+@pytest.mark.slow
 def test_memory_per_service_and_total(quick_results):
     memory = quick_results["memory"]
     for name in ("vad", "asr", "emotion", "gateway"):
@@ -63,6 +66,7 @@ def test_memory_per_service_and_total(quick_results):
     assert _positive(memory["ratio_project_to_naive"]["rss_after_load_mib"])
 
 
+@pytest.mark.slow
 def test_latency_for_every_length(quick_results):
     lengths = quick_results["meta"]["plan"]["lengths_s"]
     latency = quick_results["latency_stack"]
@@ -77,6 +81,7 @@ def test_latency_for_every_length(quick_results):
         assert _positive(naive["p50_s"]) and _positive(naive["stop_processing_s"])
 
 
+@pytest.mark.slow
 def test_throughput_per_stream_count(quick_results):
     throughput = quick_results["throughput_stack"]
     for n in quick_results["meta"]["plan"]["streams"]:
@@ -89,6 +94,7 @@ def test_throughput_per_stream_count(quick_results):
     assert throughput["max_streams_p95_ok"] in [0, *quick_results["meta"]["plan"]["streams"]]
 
 
+@pytest.mark.slow
 def test_scaling_ratios(quick_results):
     scaling = quick_results["scaling_stack"]["by_length"]
     lengths = quick_results["meta"]["plan"]["scaling_s"]
@@ -105,6 +111,7 @@ def test_scaling_ratios(quick_results):
     assert all(_positive(v) for v in ratios["latency_p50_by_length"].values())
 
 
+@pytest.mark.slow
 def test_int8_side_by_side(quick_results):
     int8 = quick_results["int8"]
     for variant in ("fp32", "int8"):
@@ -113,7 +120,47 @@ def test_int8_side_by_side(quick_results):
         assert _positive(int8[variant]["compute"]["cpu_s"])
 
 
+@pytest.mark.slow
 def test_targets_and_machine(quick_results):
     assert {t["target"].split(" ")[0] for t in quick_results["targets"]} >= {"whole", "final", ">="}
     machine = quick_results["meta"]["machine"]
     assert machine["nproc"] >= 1 and machine["mem_total_gib"] > 0 and machine["cpu_model"]
+
+
+# ---- the naive monolith's timeline model (no processes) -------------------------------------
+
+def test_ticks_every_interval_before_the_end():
+    assert retranscription_ticks(10.0, 2.0) == [2.0, 4.0, 6.0, 8.0]
+    assert retranscription_ticks(9.5, 2.0) == [2.0, 4.0, 6.0, 8.0]
+    assert len(retranscription_ticks(60.0, 2.0)) == 29
+
+
+def test_job_model_interpolates_and_extrapolates():
+    model = job_time_model([(2.0, 1.0), (10.0, 5.0)])
+    assert model(6.0) == pytest.approx(3.0)
+    assert model(20.0) == pytest.approx(10.0)
+
+
+def test_results_after_stop_when_jobs_keep_up():
+    stream = NaiveStream(offset_s=0.0, audio_s=10.0, jobs=[(t, 0.5) for t in (2, 4, 6, 8)], stop_s=3.0,
+                         segment_ends_s=[4.0, 9.0])
+    busy = simulate_server([stream])
+    assert busy == pytest.approx(5.0)
+    assert stream.result_at_s == pytest.approx(13.0)
+    assert stream.latencies() == pytest.approx([9.0, 4.0])
+
+
+def test_backlog_delays_the_stop_processing():
+    # Each re-transcription takes 3 s but arrives every 2 s: the last (tick 8) finishes at 14.
+    stream = NaiveStream(offset_s=0.0, audio_s=10.0, jobs=[(t, 3.0) for t in (2, 4, 6, 8)], stop_s=1.0,
+                         segment_ends_s=[9.0])
+    simulate_server([stream])
+    assert stream.result_at_s == pytest.approx(15.0)
+    assert stream.latencies() == pytest.approx([6.0])
+
+
+def test_streams_share_one_model():
+    a = NaiveStream(offset_s=0.0, audio_s=4.0, jobs=[(2.0, 1.0)], stop_s=2.0, segment_ends_s=[3.0])
+    b = NaiveStream(offset_s=0.0, audio_s=4.0, jobs=[(2.0, 1.0)], stop_s=2.0, segment_ends_s=[3.0])
+    simulate_server([a, b])
+    assert sorted([a.result_at_s, b.result_at_s]) == pytest.approx([6.0, 8.0])

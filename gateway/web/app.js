@@ -75,7 +75,7 @@ $("connect").onclick = () => {
   socket.binaryType = "arraybuffer";
   socket.onopen = () => { setStatus("connected"); $("start").disabled = false; $("connect").disabled = true; };
   socket.onmessage = onMessage;
-  socket.onclose = () => { setStatus("disconnected"); $("start").disabled = true; $("stop").disabled = true; $("connect").disabled = false; };
+  socket.onclose = () => { setStatus(window.analysis.closed ? "session finished; disconnected" : "disconnected"); $("start").disabled = true; $("stop").disabled = true; $("connect").disabled = false; };
 };
 
 $("start").onclick = async () => {
