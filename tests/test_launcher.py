@@ -1,0 +1,54 @@
+"""scripts/launch.py: the whole stack as separate processes under honcho, on tiny models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+
+from gateway.client import analyze
+from protos.v1 import gateway_pb2_grpc
+from tests.conftest import read_clip
+from tests.procs import ROOT, free_port
+
+
+def test_launcher_starts_serves_and_stops_everything(model_env):
+    ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT")}
+    env = {**os.environ, **model_env, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1"}
+    launcher = subprocess.Popen([sys.executable, "scripts/launch.py"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not any("stack ready" in line for line in lines):
+            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
+            lines.append(launcher.stdout.readline())
+        # Logs are prefixed per process; the models are the random-weight ones, and they say so.
+        for name in ("vad", "asr", "emotion", "gateway"):
+            assert any(name in line.split("|")[0] for line in lines if "|" in line), (name, lines)
+        assert any("random" in line.lower() and "weight" in line.lower() for line in lines)
+        samples, rate = read_clip("zh_single", dtype="int16")
+        with grpc.insecure_channel(f"127.0.0.1:{ports['GATEWAY_PORT']}") as channel:
+            events = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate, timeout=60))
+        (result,) = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
+        assert result.text and result.emotions and result.random_weights and not result.errors
+        launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        launcher.wait(60)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+    rest = launcher.stdout.read()
+    # Every process was stopped, none left listening.
+    for port in ports.values():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                raise AssertionError(f"port {port} still serving after Ctrl-C")
+            except grpc.FutureTimeoutError:
+                pass
+    assert "stopped" in rest
