@@ -41,7 +41,13 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
         launcher.wait(60)
     finally:
         if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
+            # SIGTERM lets honcho stop its children (each runs in its own process group,
+            # so killing honcho outright would orphan them); SIGKILL only as a last resort.
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(launcher.pid, signal.SIGKILL)
     rest = launcher.stdout.read()
     # Every process was stopped, none left listening.
     for port in ports.values():
