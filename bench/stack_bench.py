@@ -123,7 +123,9 @@ class Plan:
     naive_interval_s: float = 2.0
     naive_cap_s: float = 60.0
     max_pending_segments: int = 4
-    """Fast streaming holds back while this many segments are unanswered."""
+    """Fast streaming holds back while this many segments are unanswered..."""
+    max_ahead_of_vad_s: float = 20.0
+    """... and while it is this far ahead of the last VAD event (see run_stream)."""
     naive_measured_ticks: int | None = 8
     """Re-transcriptions the naive monolith runs per recording (rest interpolated); None: all."""
     worker_timeout_s: float = 30.0
@@ -401,11 +403,28 @@ class StreamRun:
     def segment_errors(self) -> int:
         return sum(1 for _, errors in self.results.values() if errors)
 
+    def error_codes(self) -> dict[str, int]:
+        """Segments with errors, by the first gRPC status code named in their errors."""
+        codes: dict[str, int] = {}
+        for _, errors in self.results.values():
+            if errors:
+                code = next((part for error in errors for part in error.replace(":", " ").split()
+                             if part.isupper() and "_" in part), "OTHER")
+                codes[code] = codes.get(code, 0) + 1
+        return codes
+
 
 def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
-               max_pending: int | None = None, timeout_s: float = 1800) -> StreamRun:
-    """Stream ``workload`` through Analyze; with ``max_pending``, hold back while that many
-    segments are waiting for their result (fast mode flow control)."""
+               max_pending: int | None = None, max_ahead_s: float | None = None,
+               timeout_s: float = 1800) -> StreamRun:
+    """Stream ``workload`` through Analyze.
+
+    Fast mode flow control: with ``max_pending``, hold back while that many
+    segments wait for their result; with ``max_ahead_s``, never send audio more
+    than that far beyond the last VAD event received (the gateway keeps a
+    bounded margin of audio the VAD has not reported on yet, so a client far
+    ahead of a busy VAD loses segments).
+    """
     import grpc
 
     from gateway.client import audio_requests
@@ -414,13 +433,21 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
     run = StreamRun()
     pending = threading.Condition()
     outstanding = [0]
+    vad_position_s = [0.0]  # end of the latest VAD event, in the stream
+    sent_s = [0.0]
+
+    def may_send() -> bool:
+        if max_pending is not None and outstanding[0] >= max_pending:
+            return False
+        return max_ahead_s is None or sent_s[0] - vad_position_s[0] <= max_ahead_s
 
     def requests():
         for request in audio_requests(workload.samples, SAMPLE_RATE_HZ, gateway_pb2.StreamConfig(),
                                       chunk_ms=chunk_ms, realtime=realtime):
-            if max_pending is not None:
+            if request.WhichOneof("payload") == "audio" and (max_pending is not None or max_ahead_s is not None):
                 with pending:
-                    pending.wait_for(lambda: outstanding[0] < max_pending, timeout=timeout_s)
+                    pending.wait_for(may_send, timeout=timeout_s)
+                sent_s[0] += len(request.audio) / 2 / SAMPLE_RATE_HZ
             yield request
 
     started = time.monotonic()
@@ -431,11 +458,17 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
             for event in stub.Analyze(requests(), timeout=timeout_s):
                 now = time.monotonic()
                 kind = event.WhichOneof("event")
-                if kind == "speech_ended":
+                if kind == "speech_started":
+                    with pending:
+                        vad_position_s[0] = max(vad_position_s[0], event.speech_started.start_ms / 1000)
+                        pending.notify_all()
+                elif kind == "speech_ended":
                     e = event.speech_ended
                     run.ended[e.segment_id] = (now, e.start_ms, e.end_ms)
                     with pending:
                         outstanding[0] += 1
+                        vad_position_s[0] = max(vad_position_s[0], e.end_ms / 1000)
+                        pending.notify_all()
                 elif kind == "segment_result":
                     r = event.segment_result
                     run.results[r.segment_id] = (now, list(r.errors))
@@ -447,6 +480,7 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
         finally:
             with pending:  # never leave the request thread waiting
                 outstanding[0] = -10**9
+                vad_position_s[0] = float("inf")
                 pending.notify_all()
     run.wall_s = time.monotonic() - started
     return run
@@ -468,6 +502,14 @@ def match_segments(workload: Workload, run: StreamRun) -> dict:
         "extra_segments": len(set(segments) - matched),
         "segment_lengths_s": [round(e - s, 2) for s, e in segments.values()],
     }
+
+
+def _merge_counts(counts) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in counts:
+        for key, value in item.items():
+            out[key] = out.get(key, 0) + value
+    return out
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -581,8 +623,8 @@ class Bench:
             lat = sorted(run.latencies().values())
             out[f"{length:g}"] = {"length_s": length, **latency_stats(lat), "latencies_s": [round(x, 3) for x in lat],
                                   "target_s": round(latency_target_s(length), 3),
-                                  "segment_errors": run.segment_errors(), "error": run.error,
-                                  "vad": match_segments(w, run), "cpu": meter.summary()}
+                                  "segment_errors": run.segment_errors(), "error_codes": run.error_codes(),
+                                  "error": run.error, "vad": match_segments(w, run), "cpu": meter.summary()}
             self.done()
         return out
 
@@ -611,6 +653,7 @@ class Bench:
                 "refused_streams": len(refused), "refused_share": round(len(refused) / n, 3),
                 "refusal_codes": sorted({r.error for r in runs if r.error}),
                 "segment_errors": sum(r.segment_errors() for r in runs),
+                "error_codes": _merge_counts(r.error_codes() for r in runs),
                 "segments": sum(len(r.results) for r in runs),
                 "vad_one_to_one": all(match_segments(w, r)["one_to_one"] for w, r in zip(workloads, runs)),
                 "cpu": meter.summary(),
@@ -630,11 +673,11 @@ class Bench:
             w = self.workloads[f"{tag}_{total:g}s"]
             with CpuMeter(stack) as meter:
                 run = run_stream(stack.address, w, realtime=False, chunk_ms=p.fast_chunk_ms,
-                                 max_pending=p.max_pending_segments)
+                                 max_pending=p.max_pending_segments, max_ahead_s=p.max_ahead_of_vad_s)
             out["by_length"][f"{total:g}"] = {
                 "audio_s": round(w.audio_s, 2), "speech_s": round(w.speech_s, 2),
                 "utterances": len(w.utterances), "segments": len(run.results),
-                "segment_errors": run.segment_errors(), "error": run.error,
+                "segment_errors": run.segment_errors(), "error_codes": run.error_codes(), "error": run.error,
                 "cpu_s": round(meter.stack_s, 2), "wall_s": round(meter.wall_s, 2),
                 "cpu_s_per_audio_s": round(meter.stack_s / w.audio_s, 4), "cpu": meter.summary()}
             self.done()
@@ -865,6 +908,12 @@ def fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
+def _errors(figures: dict) -> str:
+    codes = figures.get("error_codes") or {}
+    detail = ", ".join(f"{code} {count}" for code, count in sorted(codes.items()))
+    return f"{figures['segment_errors']}" + (f" ({detail})" if detail else "")
+
+
 def ratio(a, b) -> str:
     return f"{a / b:.2f}" if a is not None and b else "n/a"
 
@@ -911,7 +960,7 @@ def markdown(results: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for key, s in tp["by_streams"].items():
         nv = ntp.get(key, {})
-        lines.append(f"| {key} | {fmt(s['p50_s'])} | {fmt(s['p95_s'])} | {s['refused_share']:.0%} | {s['segment_errors']} | "
+        lines.append(f"| {key} | {fmt(s['p50_s'])} | {fmt(s['p95_s'])} | {s['refused_share']:.0%} | {_errors(s)} | "
                      f"{s['cpu']['stack_cpu_use']:.0%} | {fmt(s['cpu']['other_processes_cpu_s'], 0)} | "
                      f"{fmt(nv.get('p95_s'))} | {ratio(s['p95_s'], nv.get('p95_s'))} |")
     lines.append(f"| largest N with p95 <= 3 s | {tp['max_streams_p95_ok']} | | | | | | "
@@ -934,7 +983,7 @@ def markdown(results: dict) -> str:
         extrapolated = nv.get("cpu_s") is None and bool(nv)
         naive_cpu = fmt(nv.get("cpu_s"), 1) if not extrapolated else f"n/a ({fmt(nv.get('extrapolated_cpu_s'), 0)})"
         naive_ratio = fmt(nv.get("ratio_to_first")) if not extrapolated else f"({fmt(nv.get('ratio_to_first'))})"
-        lines.append(f"| {key} s | {fmt(s['cpu_s'], 1)} | {fmt(s['wall_s'], 1)} | {s['segment_errors']} | "
+        lines.append(f"| {key} s | {fmt(s['cpu_s'], 1)} | {fmt(s['wall_s'], 1)} | {_errors(s)} | "
                      f"{fmt(s['ratio_to_first'])} | {naive_cpu} | {naive_ratio} | {ratio(s['cpu_s'], nv.get('cpu_s'))} |")
 
     i8 = results.get("int8")
