@@ -694,7 +694,7 @@ class Bench:
             if env is not None:
                 self.step("int8: ASR worker with ASR_INT8=1")
                 stack.use_asr(env)
-            memory = stack.memory()["asr"]
+            memory = stack.memory()["asr"]  # fp32: after the main phases; the render uses the load figures
             self.step(f"int8: {variant} latency")
             run = run_stream(stack.address, self.workloads[f"int8_{variant}_latency"], realtime=True,
                              chunk_ms=p.chunk_ms)
@@ -991,8 +991,13 @@ def markdown(results: dict) -> str:
         f32, q8 = i8["fp32"], i8["int8"]
         lines += ["", "**ASR fp32 vs int8** (ASR_INT8=1; same reduced workload on both, back to back)", "",
                   "| | fp32 | int8 | int8/fp32 |", "|---|---|---|---|"]
-        rows = [("ASR resident after load, MiB", f32["asr_memory_after_load"]["VmRSS"], q8["asr_memory_after_load"]["VmRSS"]),
-                ("ASR peak during load, MiB", f32["asr_memory_after_load"]["VmHWM"], q8["asr_memory_after_load"]["VmHWM"]),
+        # fp32: the worker measured right after its load at the start of the run; int8: right
+        # after its own load. "at end" is after the same reduced workload on each.
+        asr = results["memory"]["services"]["asr"]
+        rows = [("ASR resident after load, MiB", asr["rss_after_load_mib"], q8["asr_memory_after_load"]["VmRSS"]),
+                ("ASR peak during load, MiB", asr["peak_load_mib"], q8["asr_memory_after_load"]["VmHWM"]),
+                ("ASR resident at end, MiB", f32["asr_memory_end"]["VmRSS"], q8["asr_memory_end"]["VmRSS"]),
+                ("ASR peak at end, MiB", f32["asr_memory_end"]["VmHWM"], q8["asr_memory_end"]["VmHWM"]),
                 ("latency p50, all segments, s", f32["latency_all"]["p50_s"], q8["latency_all"]["p50_s"])]
         for key in f32["latency_by_length"]:
             rows.append((f"latency p50, {key} s utterances, s", f32["latency_by_length"][key]["p50_s"],
@@ -1002,7 +1007,8 @@ def markdown(results: dict) -> str:
         rows.append(("ASR worker CPU s in that run", f32["compute"]["cpu"]["per_service_cpu_s"]["asr"],
                      q8["compute"]["cpu"]["per_service_cpu_s"]["asr"]))
         for label, a, b in rows:
-            lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ratio(b, a)} |")
+            digits = 0 if "MiB" in label else 2
+            lines.append(f"| {label} | {fmt(a, digits)} | {fmt(b, digits)} | {ratio(b, a)} |")
 
     lines += ["", "**Targets**", "", "| target | measured | met |", "|---|---|---|"]
     for t in results["targets"]:

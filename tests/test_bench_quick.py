@@ -20,7 +20,7 @@ from tests.procs import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 from naive_monolith import NaiveStream, job_time_model, retranscription_ticks, simulate_server  # noqa: E402
 
-BUDGET_S = 90
+BUDGET_S = 300  # a hang guard on a loaded 2-core host, not a speed target (that is the benchmark itself)
 
 
 @pytest.fixture(scope="module")
