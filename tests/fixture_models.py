@@ -4,7 +4,8 @@
 (``model_cache/`` with the FunASR models, ``emotion-recognition-wav2vec2-IEMOCAP/``)
 holding tiny random-weight models. It lives in
 ``<project>/.cache/test-models/tiny-<BUILDER_VERSION>/`` and is rebuilt only when
-``BUILDER_VERSION`` changes (older ``tiny-*`` trees are then removed).
+``BUILDER_VERSION`` (scripts/fixtures/common.py) changes; delete the directory
+to force a rebuild.
 
 Parallel pytest sessions (or xdist workers) serialise on a file lock; the tree
 is built in a temporary sibling directory and renamed into place, so a reader
@@ -70,7 +71,8 @@ def _build(target: Path) -> None:
     timings = build_all(tmp, "tiny", groups=("paraformer", "sensevoice"))
     emotion = build_emotion_if_available(tmp, "tiny") is not None
     info = {"builder_version": BUILDER_VERSION, "size": "tiny", "emotion": emotion,
-            "seconds": round(time.perf_counter() - started, 1), "timings_s": timings}
+            "seconds": round(time.perf_counter() - started, 1),
+            "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (tmp / BUILD_INFO_FILENAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -93,9 +95,8 @@ def tiny_models_dir() -> Path:
 
             info["emotion"] = build_emotion_if_available(target, "tiny") is not None
             info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        for stale in CACHE_DIR.glob("tiny-*"):
-            if stale != target and stale.is_dir() and stale.name[5:].isdigit():
-                shutil.rmtree(stale, ignore_errors=True)
+        # trees of older builder versions are left alone (11 MB each): a concurrent session
+        # still on the old version may be reading one
         for leftover in CACHE_DIR.glob(".tiny-*.building-*"):  # builds killed midway
             shutil.rmtree(leftover, ignore_errors=True)
     _resolved = target

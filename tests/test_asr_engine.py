@@ -191,6 +191,7 @@ def test_sensevoice_tags_itn_and_language_reach_the_model(engine):
     for result in (plain, itn, english):
         assert result.text and "<|" not in result.text
         assert result.emotion is not None and result.event is not None
+        assert result.tokens == ()  # SenseVoice timestamps are off by default
     assert (plain.itn, itn.itn) == (False, True)
     assert plain.text != itn.text
     assert plain.language.code == "zh" and english.language.code == "en"

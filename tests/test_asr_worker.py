@@ -32,7 +32,8 @@ ONE_THREAD = {"TORCH_THREADS": "1"}
 @pytest.fixture(scope="module")
 def both_worker(model_env):
     server = start_server("services.asr.server", "asr-both", env={
-        **model_env, **ONE_THREAD, "ASR_MODE": "both", "ASR_MAX_SEGMENT_S": "8", "METRICS_PORT": "0"})
+        **model_env, **ONE_THREAD, "ASR_MODE": "both", "ASR_MAX_SEGMENT_S": "8", "METRICS_PORT": "0",
+        "ASR_SENSEVOICE_TIMESTAMPS": "1"})
     yield server
     server.stop()
 
@@ -116,6 +117,10 @@ def test_sensevoice_tags_are_fields_never_text(both_worker):
     assert (response.audio_event, response.audio_event_display_name) == ("Speech", "语音")
     assert response.model_info.random_weights
     assert response.model_info.models == ["FunAudioLLM/SenseVoiceSmall"]
+    duration_ms = audio.size * 1000 // 16000  # ASR_SENSEVOICE_TIMESTAMPS=1 on this worker
+    stamps = response.timestamps
+    assert stamps and [t.start_ms for t in stamps] == sorted(t.start_ms for t in stamps)
+    assert all(0 <= t.start_ms <= t.end_ms <= duration_ms and t.token for t in stamps)
 
 
 def test_sensevoice_itn_and_language_reach_the_model(both_worker):
@@ -174,18 +179,22 @@ def test_wrong_mode_is_failed_precondition_naming_served_mode(paraformer_worker)
     assert "paraformer" in error.details()
 
 
-def model_calls(worker) -> int:
-    """Model calls the worker's batcher has made, from its Prometheus metrics."""
+def metric(worker, name: str, **labels: str) -> float:
+    """One sample of the worker's Prometheus metrics (0 when absent)."""
     import re
     import urllib.request
 
     port = int(re.search(r"metrics on http://[^:]+:(\d+)/metrics", worker.log()).group(1))
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     for line in text.splitlines():
-        if (line.startswith("speech_request_latency_seconds_count{") and 'service="asr"' in line
-                and 'method="model_call"' in line):
-            return int(float(line.split()[-1]))
-    return 0
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def model_calls(worker) -> int:
+    """Model calls the worker's batcher has made."""
+    return int(metric(worker, "speech_request_latency_seconds_count", service="asr", method="model_call"))
 
 
 def test_overload_is_resource_exhausted_and_refusals_cost_no_model_call(paraformer_worker):
@@ -218,18 +227,21 @@ def test_request_expiring_in_the_queue_never_reaches_the_model(both_worker):
     long_audio = np.concatenate([audio] * 6)  # 113 s, just under the 8 MB message limit
     before = model_calls(both_worker)
     # Different hotwords cannot share a model call: three calls keep the model busy.
+    words = ("天气", "公园", "散步")
     busy = [threading.Thread(target=transcribe, args=(both_worker.address, long_audio),
-                             kwargs={"mode": asr_pb2.PARAFORMER, "hotwords": [word]})
-            for word in ("天气", "公园", "散步")]
+                             kwargs={"mode": asr_pb2.PARAFORMER, "hotwords": [word]}) for word in words]
     for thread in busy:
         thread.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while metric(both_worker, "speech_queue_depth", service="asr") < 1:  # model busy, backlog queued
+        assert time.monotonic() < deadline, "the busy requests never queued up"
+        time.sleep(0.02)
     expired = refused(both_worker.address, audio, mode=asr_pb2.PARAFORMER, timeout=0.3)
     for thread in busy:
         thread.join(120)
     assert expired.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     time.sleep(0.2)
-    assert model_calls(both_worker) - before == 3
+    assert model_calls(both_worker) - before == len(words)
 
 
 @pytest.mark.parametrize("mode, flag", [("paraformer", "--paraformer"), ("sensevoice", "--sensevoice")])

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from protos.v1 import asr_pb2, asr_pb2_grpc
-from services.asr.engine import AsrOptions, AsrRequest, ModelDirs, load_engine, modes_for
+from services.asr.engine import AsrOptions, ModelDirs, load_engine, modes_for
 from services.asr.servicer import AsrServicer
 from services.common import grpc_server
-from services.common.batching import BatchOptions, BatchWorker
+from services.common.batching import BatchOptions
 from services.common.model_paths import ModelFilesMissing, required_models, resolve_models
 from services.common.offline import enable_offline_mode
 from services.common.settings import AsrSettings, ModelSettings, load
@@ -84,14 +84,11 @@ async def main(argv: list[str]) -> None:
     enable_offline_mode()  # before FunASR/ModelScope are imported (load_engine imports them)
 
     options = AsrOptions(threads=settings.torch_threads, max_segment_s=settings.max_segment_s,
-                         quantize_int8=settings.quantize_int8, lean_loading=settings.lean_loading)
-    servicer: AsrServicer
-    batcher = BatchWorker(
-        "asr", lambda items: servicer.process_batch(items),
-        BatchOptions(max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
-                     max_queue=settings.max_queue),
-        key=AsrRequest.batch_key)
-    servicer = AsrServicer(batcher)
+                         quantize_int8=settings.quantize_int8, lean_loading=settings.lean_loading,
+                         sensevoice_timestamps=settings.sensevoice_timestamps)
+    servicer = AsrServicer(BatchOptions(max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
+                                        max_queue=settings.max_queue))
+    batcher = servicer.batcher
 
     async def load_models() -> None:
         engine = await batcher.run_exclusive(functools.partial(load_engine, dirs, modes, options))

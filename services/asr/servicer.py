@@ -25,7 +25,7 @@ from services.asr.engine import (
     normalise_language,
 )
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
-from services.common.batching import BatchWorker
+from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import InvalidInput, NotReady, ServiceError, grpc_errors
 from services.common.metrics import REQUESTS, REQUEST_LATENCY_S
 
@@ -66,12 +66,13 @@ def _response(result: Transcript, segment_start_ms: int, models: Sequence[str],
 class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
     """Transcribe: validate, queue on the batch worker, convert the result."""
 
-    def __init__(self, batcher: BatchWorker):
+    def __init__(self, batch_options: BatchOptions):
         self.engine: AsrEngine | None = None  # set once models are loaded and warm
-        self.batcher = batcher
+        # The one model thread: loading and warm-up run on it too (run_exclusive).
+        self.batcher: BatchWorker[AsrRequest, Transcript] = BatchWorker(
+            "asr", self._process_batch, batch_options, key=AsrRequest.batch_key)
 
-    def process_batch(self, requests: list[AsrRequest]) -> list[Transcript | Exception]:
-        """The batch worker's model-thread callback."""
+    def _process_batch(self, requests: list[AsrRequest]) -> list[Transcript | Exception]:
         assert self.engine is not None
         return self.engine.transcribe_batch(requests)
 
