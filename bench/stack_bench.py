@@ -123,9 +123,7 @@ class Plan:
     naive_interval_s: float = 2.0
     naive_cap_s: float = 60.0
     max_pending_segments: int = 4
-    """Fast streaming holds back while this many segments are unanswered..."""
-    max_ahead_of_vad_s: float = 20.0
-    """... and while it is this far ahead of the last VAD event (see run_stream)."""
+    """Fast streaming holds back while this many segments are unanswered (see run_stream)."""
     naive_measured_ticks: int | None = 8
     """Re-transcriptions the naive monolith runs per recording (rest interpolated); None: all."""
     worker_timeout_s: float = 30.0
@@ -415,15 +413,13 @@ class StreamRun:
 
 
 def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
-               max_pending: int | None = None, max_ahead_s: float | None = None,
-               timeout_s: float = 1800) -> StreamRun:
+               max_pending: int | None = None, timeout_s: float = 1800) -> StreamRun:
     """Stream ``workload`` through Analyze.
 
     Fast mode flow control: with ``max_pending``, hold back while that many
-    segments wait for their result; with ``max_ahead_s``, never send audio more
-    than that far beyond the last VAD event received (the gateway keeps a
-    bounded margin of audio the VAD has not reported on yet, so a client far
-    ahead of a busy VAD loses segments).
+    segments wait for their result, so the run measures compute rather than the
+    workers' queue limits. (The gateway itself holds back a client that runs
+    more than MAX_VAD_LAG_S ahead of the VAD.)
     """
     import grpc
 
@@ -433,21 +429,16 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
     run = StreamRun()
     pending = threading.Condition()
     outstanding = [0]
-    vad_position_s = [0.0]  # end of the latest VAD event, in the stream
-    sent_s = [0.0]
 
     def may_send() -> bool:
-        if max_pending is not None and outstanding[0] >= max_pending:
-            return False
-        return max_ahead_s is None or sent_s[0] - vad_position_s[0] <= max_ahead_s
+        return max_pending is None or outstanding[0] < max_pending
 
     def requests():
         for request in audio_requests(workload.samples, SAMPLE_RATE_HZ, gateway_pb2.StreamConfig(),
                                       chunk_ms=chunk_ms, realtime=realtime):
-            if request.WhichOneof("payload") == "audio" and (max_pending is not None or max_ahead_s is not None):
+            if request.WhichOneof("payload") == "audio" and max_pending is not None:
                 with pending:
                     pending.wait_for(may_send, timeout=timeout_s)
-                sent_s[0] += len(request.audio) / 2 / SAMPLE_RATE_HZ
             yield request
 
     started = time.monotonic()
@@ -458,16 +449,11 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
             for event in stub.Analyze(requests(), timeout=timeout_s):
                 now = time.monotonic()
                 kind = event.WhichOneof("event")
-                if kind == "speech_started":
-                    with pending:
-                        vad_position_s[0] = max(vad_position_s[0], event.speech_started.start_ms / 1000)
-                        pending.notify_all()
-                elif kind == "speech_ended":
+                if kind == "speech_ended":
                     e = event.speech_ended
                     run.ended[e.segment_id] = (now, e.start_ms, e.end_ms)
                     with pending:
                         outstanding[0] += 1
-                        vad_position_s[0] = max(vad_position_s[0], e.end_ms / 1000)
                         pending.notify_all()
                 elif kind == "segment_result":
                     r = event.segment_result
@@ -480,7 +466,6 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
         finally:
             with pending:  # never leave the request thread waiting
                 outstanding[0] = -10**9
-                vad_position_s[0] = float("inf")
                 pending.notify_all()
     run.wall_s = time.monotonic() - started
     return run
@@ -673,7 +658,7 @@ class Bench:
             w = self.workloads[f"{tag}_{total:g}s"]
             with CpuMeter(stack) as meter:
                 run = run_stream(stack.address, w, realtime=False, chunk_ms=p.fast_chunk_ms,
-                                 max_pending=p.max_pending_segments, max_ahead_s=p.max_ahead_of_vad_s)
+                                 max_pending=p.max_pending_segments)
             out["by_length"][f"{total:g}"] = {
                 "audio_s": round(w.audio_s, 2), "speech_s": round(w.speech_s, 2),
                 "utterances": len(w.utterances), "segments": len(run.results),

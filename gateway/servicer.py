@@ -78,7 +78,7 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
 
             async for event in session.events(client_audio()):
                 yield event
-            session.log.info("finished")
+            session.log.info(session.finished_line())
             REQUESTS.labels("gateway", method, "OK").inc()
 
     @grpc_errors
@@ -124,6 +124,6 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
                     yield tail
 
             events = [event async for event in session.events(file_audio())]
-            session.log.info("finished")
+            session.log.info(session.finished_line())
             REQUESTS.labels("gateway", "AnalyzeFile", "OK").inc()
             return gateway_pb2.AnalyzeFileResponse(events=events)

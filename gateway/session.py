@@ -12,8 +12,11 @@ Data flow (all asyncio, no model code in the gateway)::
 
 Every finished segment is cut from the buffer and analysed exactly once, so
 total compute is linear in the audio length. The buffer only keeps audio that
-a future segment can still need. Cancelling the session (client gone) cancels
-the in-flight worker calls with it.
+a future segment can still need, as the VAD worker's progress events tell
+(``keep_from_ms``), and the session stops reading client audio while it is
+more than ``max_vad_lag_s`` ahead of the VAD, so a file streamed as fast as
+the network allows costs bounded memory and loses nothing. Cancelling the
+session (client gone) cancels the in-flight worker calls with it.
 """
 
 from __future__ import annotations
@@ -39,9 +42,6 @@ __all__ = ["SessionLimits", "SampleBuffer", "Session"]
 
 log = logging.getLogger(__name__)
 
-_VAD_LAG_MARGIN_SAMPLES = 60 * SAMPLE_RATE_HZ
-"""Audio kept while no segment is open (3.8 MB): far more than the VAD can lag behind."""
-
 INTERIM_INTERVAL_S = 1.0
 """At most one interim result per this much open speech (and never two in flight)."""
 
@@ -63,6 +63,8 @@ class SessionLimits:
     max_session_s: float
     worker_timeout_s: float
     default_mode: int  # asr_pb2.AsrMode
+    max_vad_lag_s: float = 30.0
+    """The session stops reading client audio while it is this far ahead of the VAD."""
 
 
 class SampleBuffer:
@@ -72,11 +74,13 @@ class SampleBuffer:
         self._chunks: list[np.ndarray] = []
         self.base = 0   # stream sample index of the first kept sample
         self.end = 0    # stream sample index after the last sample
+        self.peak = 0   # most samples ever held at once
 
     def append(self, samples: np.ndarray) -> None:
         if samples.size:
             self._chunks.append(samples)
             self.end += samples.size
+            self.peak = max(self.peak, self.end - self.base)
 
     def slice(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(start, self.base), min(stop, self.end)
@@ -170,6 +174,13 @@ class Session:
         self._open_id = 0
         self._interim_task: asyncio.Task | None = None
         self._last_interim_end = 0  # sample index covered by the last interim request
+        self._vad_processed = 0  # samples the VAD worker has reported processed
+        self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
+
+    def finished_line(self) -> str:
+        """What the log says when the session ends."""
+        return (f"finished: {self.buffer.end / SAMPLE_RATE_HZ:.1f} s of audio, {self.summary.segments} "
+                f"segments, buffer peak {self.buffer.peak / SAMPLE_RATE_HZ:.1f} s")
 
     # ---- worker calls -------------------------------------------------------------
     def _timeout(self) -> float:
@@ -290,18 +301,20 @@ class Session:
             while (samples := await to_vad.get()) is not None:
                 yield vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)))
 
+        max_lag = int(self.limits.max_vad_lag_s * SAMPLE_RATE_HZ)
+
         async def pump_client() -> None:
             async for samples in client_audio:
                 if self.buffer.end + samples.size > max_samples:
                     raise Overloaded(
                         f"session longer than the limit of {self.limits.max_session_s:.0f} s of audio; "
                         "split the recording into several sessions")
+                # Back-pressure: a client far faster than real time (a file upload) waits for
+                # the VAD here, and gRPC flow control holds it, so the buffer stays bounded.
+                while self.buffer.end - self._vad_processed > max_lag:
+                    self._vad_progress.clear()
+                    await self._vad_progress.wait()
                 self.buffer.append(samples)
-                if self._open_start is None:
-                    # No open segment as far as the VAD has told us; but the VAD lags behind
-                    # the client (its queue, gRPC flow-control windows), so a start it has yet
-                    # to report can lie well before buffer.end. Keep a generous margin.
-                    self.buffer.trim(self.buffer.end - _VAD_LAG_MARGIN_SAMPLES)
                 await to_vad.put(samples)
                 self._maybe_interim(out)
             await to_vad.put(None)
@@ -311,7 +324,15 @@ class Session:
             try:
                 async for vad_event in call:
                     kind = vad_event.WhichOneof("event")
-                    if kind == "speech_started":
+                    if kind == "progress":
+                        # Audio before keep_from can never be part of a segment any more.
+                        keep_from = ms_to_samples(vad_event.progress.keep_from_ms)
+                        if self._open_start is not None:
+                            keep_from = min(keep_from, self._open_start)
+                        self.buffer.trim(keep_from)
+                        self._vad_processed = ms_to_samples(vad_event.progress.processed_ms)
+                        self._vad_progress.set()
+                    elif kind == "speech_started":
                         started = vad_event.speech_started
                         self._open_start = ms_to_samples(started.start_ms)
                         self._open_id = started.segment_id

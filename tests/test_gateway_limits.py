@@ -212,3 +212,49 @@ def test_tls_and_bearer_token(vad_worker, tmp_path):
                 health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=3)
     finally:
         server.stop()
+
+
+def test_fast_client_with_stalled_vad_is_held_back_and_loses_no_audio():
+    """A recording streamed as fast as possible while the VAD worker stalls (SIGSTOP, as a
+    starved process would): the gateway stops reading the client (MAX_VAD_LAG_S) instead of
+    buffering its whole lead or dropping audio a segment still needs.
+
+    Its own VAD worker, since this test freezes it. ASR/emotion point at closed ports, so
+    segment results carry worker errors; their audio features show the audio was there.
+    """
+    import os
+    import re
+    import signal
+
+    vad = start_server("services.vad.server", "vad-stalled")
+    gateway = start_server("gateway.server", "gateway-lag", env={
+        "VAD_ADDRESS": vad.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
+        "WORKER_TIMEOUT_S": "5", "MAX_VAD_LAG_S": "2"})
+    resume = threading.Timer(1.5, os.kill, (vad.proc.pid, signal.SIGCONT))
+    try:
+        clip, rate = read_clip("en_meeting", dtype="int16")  # 3 segments, 1.2 s apart across copies
+        copies = 8  # 84 s: longer than any fixed buffer margin the gateway could keep
+        channel, stub = stub_for(gateway.address)
+        results = []
+        with channel:
+            for event in analyze(stub, np.concatenate([clip] * copies), rate, chunk_ms=200, timeout=120):
+                kind = event.WhichOneof("event")
+                if kind == "speech_ended" and not resume.is_alive() and not results:
+                    os.kill(vad.proc.pid, signal.SIGSTOP)
+                    resume.start()
+                elif kind == "segment_result":
+                    results.append(event.segment_result)
+        assert len(results) == 3 * copies
+        for result in results:  # silence (-120 dBFS) would mean the audio was already released
+            assert result.features.loudness_dbfs > -60, result
+        deadline = time.monotonic() + 10
+        while not (match := re.search(r"buffer peak ([\d.]+) s", gateway.log())):
+            assert time.monotonic() < deadline, gateway.log()
+            time.sleep(0.05)
+        # lag limit + the open segment (< 4 s) + one chunk and one progress interval
+        assert float(match.group(1)) <= 2 + 4 + 0.5, gateway.log()
+    finally:
+        resume.cancel()
+        os.kill(vad.proc.pid, signal.SIGCONT)
+        gateway.stop()
+        vad.stop()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from protos.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+from tests.audio_helpers import check_progress_events
 from tests.conftest import read_clip
 from tests.procs import start_server
 
@@ -33,12 +34,16 @@ def requests(audio: np.ndarray, chunk_samples: int, config: vad_pb2.VadConfig):
         yield vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=chunk))
 
 
-def stream_events(address: str, audio: np.ndarray, chunk_samples: int = 320, **config) -> list:
+def stream_events(address: str, audio: np.ndarray, chunk_samples: int = 320, progress: bool = False,
+                  **config) -> list:
+    """(kind, message) pairs; Progress events (their timing depends on the chunk size) only
+    with ``progress``."""
     config = vad_pb2.VadConfig(backend=vad_pb2.FSMN, **config)
     with grpc.insecure_channel(address) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
-        return [(e.WhichOneof("event"), getattr(e, e.WhichOneof("event")))
-                for e in stub.StreamVad(requests(audio, chunk_samples, config), timeout=60)]
+        events = [(e.WhichOneof("event"), getattr(e, e.WhichOneof("event")))
+                  for e in stub.StreamVad(requests(audio, chunk_samples, config), timeout=60)]
+    return events if progress else [(kind, e) for kind, e in events if kind != "progress"]
 
 
 def segments(events: list) -> list[tuple[int, int, int]]:
@@ -73,6 +78,14 @@ def test_events_well_formed_and_chunk_size_invariant(fsmn_vad_worker, clip):
     assert segments(events), "the fixture FSMN should find some speech in a speech clip"
     for chunk in (1000, 16000 * 7, audio.size):
         assert stream_events(fsmn_vad_worker.address, audio, chunk_samples=chunk) == events
+
+
+@pytest.mark.parametrize("clip", ["zh_weather", "en_meeting", "zh_service"])
+def test_progress_events_never_release_audio_a_later_segment_needs(fsmn_vad_worker, clip):
+    audio, _ = read_clip(clip)
+    for chunk_samples in (320, 1600):
+        events = stream_events(fsmn_vad_worker.address, audio, chunk_samples, progress=True)
+        check_progress_events(events, audio.size * 1000 // 16000, max(chunk_samples / 16, 200))  # 200 ms blocks
 
 
 def test_max_speech_duration_cuts_segments(fsmn_vad_worker):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from protos.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
-from tests.audio_helpers import frame_agreement, truth_segments_ms
+from tests.audio_helpers import check_progress_events, frame_agreement, truth_segments_ms
 from tests.conftest import read_clip
 
 
@@ -26,6 +26,17 @@ def stream_segments(address: str, audio: np.ndarray, config=None) -> list[tuple[
         events = list(stub.StreamVad(vad_requests(audio, config=config), timeout=60))
     return [(e.speech_ended.start_ms, e.speech_ended.end_ms) for e in events
             if e.WhichOneof("event") == "speech_ended"]
+
+
+@pytest.mark.parametrize("clip", ["zh_weather", "zh_service", "en_meeting", "zh_single"])
+def test_progress_events_never_release_audio_a_later_segment_needs(vad_worker, clip):
+    audio, _ = read_clip(clip)
+    for chunk_samples in (320, 1600):
+        with grpc.insecure_channel(vad_worker.address) as channel:
+            stub = vad_pb2_grpc.VadServiceStub(channel)
+            events = [(e.WhichOneof("event"), getattr(e, e.WhichOneof("event")))
+                      for e in stub.StreamVad(vad_requests(audio, chunk_samples), timeout=60)]
+        check_progress_events(events, audio.size * 1000 // 16000, chunk_samples / 16)
 
 
 @pytest.mark.parametrize("clip", ["zh_weather", "zh_service", "en_meeting", "zh_single"])

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from protos.v1 import audio_pb2 as protos_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/v1/vad.proto\x12\x12speech_analysis.v1\x1a\x15protos/v1/audio.proto\"\xc6\x01\n\tVadConfig\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x1e.speech_analysis.v1.VadBackend\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x1e\n\x16min_speech_duration_ms\x18\x03 \x01(\r\x12\x1f\n\x17min_silence_duration_ms\x18\x04 \x01(\r\x12\x15\n\rspeech_pad_ms\x18\x05 \x01(\r\x12\x1d\n\x15max_speech_duration_s\x18\x06 \x01(\x02\"y\n\nVadRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.speech_analysis.v1.VadConfigH\x00\x12/\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1e.speech_analysis.v1.AudioChunkH\x00\x42\t\n\x07payload\"3\n\x0bSpeechStart\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\"A\n\tSpeechEnd\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\"\x85\x01\n\x08VadEvent\x12\x39\n\x0espeech_started\x18\x01 \x01(\x0b\x32\x1f.speech_analysis.v1.SpeechStartH\x00\x12\x35\n\x0cspeech_ended\x18\x02 \x01(\x0b\x32\x1d.speech_analysis.v1.SpeechEndH\x00\x42\x07\n\x05\x65vent*?\n\nVadBackend\x12\x1b\n\x17VAD_BACKEND_UNSPECIFIED\x10\x00\x12\n\n\x06SILERO\x10\x01\x12\x08\n\x04\x46SMN\x10\x02\x32[\n\nVadService\x12M\n\tStreamVad\x12\x1e.speech_analysis.v1.VadRequest\x1a\x1c.speech_analysis.v1.VadEvent(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/v1/vad.proto\x12\x12speech_analysis.v1\x1a\x15protos/v1/audio.proto\"\xc6\x01\n\tVadConfig\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x1e.speech_analysis.v1.VadBackend\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x1e\n\x16min_speech_duration_ms\x18\x03 \x01(\r\x12\x1f\n\x17min_silence_duration_ms\x18\x04 \x01(\r\x12\x15\n\rspeech_pad_ms\x18\x05 \x01(\r\x12\x1d\n\x15max_speech_duration_s\x18\x06 \x01(\x02\"y\n\nVadRequest\x12/\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1d.speech_analysis.v1.VadConfigH\x00\x12/\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1e.speech_analysis.v1.AudioChunkH\x00\x42\t\n\x07payload\"3\n\x0bSpeechStart\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\"A\n\tSpeechEnd\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\"6\n\x08Progress\x12\x14\n\x0cprocessed_ms\x18\x01 \x01(\x04\x12\x14\n\x0ckeep_from_ms\x18\x02 \x01(\x04\"\xb7\x01\n\x08VadEvent\x12\x39\n\x0espeech_started\x18\x01 \x01(\x0b\x32\x1f.speech_analysis.v1.SpeechStartH\x00\x12\x35\n\x0cspeech_ended\x18\x02 \x01(\x0b\x32\x1d.speech_analysis.v1.SpeechEndH\x00\x12\x30\n\x08progress\x18\x03 \x01(\x0b\x32\x1c.speech_analysis.v1.ProgressH\x00\x42\x07\n\x05\x65vent*?\n\nVadBackend\x12\x1b\n\x17VAD_BACKEND_UNSPECIFIED\x10\x00\x12\n\n\x06SILERO\x10\x01\x12\x08\n\x04\x46SMN\x10\x02\x32[\n\nVadService\x12M\n\tStreamVad\x12\x1e.speech_analysis.v1.VadRequest\x1a\x1c.speech_analysis.v1.VadEvent(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.v1.vad_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VADBACKEND']._serialized_start=646
-  _globals['_VADBACKEND']._serialized_end=709
+  _globals['_VADBACKEND']._serialized_start=752
+  _globals['_VADBACKEND']._serialized_end=815
   _globals['_VADCONFIG']._serialized_start=67
   _globals['_VADCONFIG']._serialized_end=265
   _globals['_VADREQUEST']._serialized_start=267
@@ -42,8 +42,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SPEECHSTART']._serialized_end=441
   _globals['_SPEECHEND']._serialized_start=443
   _globals['_SPEECHEND']._serialized_end=508
-  _globals['_VADEVENT']._serialized_start=511
-  _globals['_VADEVENT']._serialized_end=644
-  _globals['_VADSERVICE']._serialized_start=711
-  _globals['_VADSERVICE']._serialized_end=802
+  _globals['_PROGRESS']._serialized_start=510
+  _globals['_PROGRESS']._serialized_end=564
+  _globals['_VADEVENT']._serialized_start=567
+  _globals['_VADEVENT']._serialized_end=750
+  _globals['_VADSERVICE']._serialized_start=817
+  _globals['_VADSERVICE']._serialized_end=908
 # @@protoc_insertion_point(module_scope)

@@ -58,10 +58,20 @@ class SpeechEnd(_message.Message):
     end_ms: int
     def __init__(self, segment_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ...) -> None: ...
 
+class Progress(_message.Message):
+    __slots__ = ("processed_ms", "keep_from_ms")
+    PROCESSED_MS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    processed_ms: int
+    keep_from_ms: int
+    def __init__(self, processed_ms: _Optional[int] = ..., keep_from_ms: _Optional[int] = ...) -> None: ...
+
 class VadEvent(_message.Message):
-    __slots__ = ("speech_started", "speech_ended")
+    __slots__ = ("speech_started", "speech_ended", "progress")
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
     SPEECH_ENDED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     speech_started: SpeechStart
     speech_ended: SpeechEnd
-    def __init__(self, speech_started: _Optional[_Union[SpeechStart, _Mapping]] = ..., speech_ended: _Optional[_Union[SpeechEnd, _Mapping]] = ...) -> None: ...
+    progress: Progress
+    def __init__(self, speech_started: _Optional[_Union[SpeechStart, _Mapping]] = ..., speech_ended: _Optional[_Union[SpeechEnd, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...

@@ -116,6 +116,9 @@ class GatewaySettings(ServerSettings):
     max_sessions: int = _field(16, "MAX_SESSIONS", "Concurrent Analyze streams before RESOURCE_EXHAUSTED.")
     max_session_s: float = _field(4 * 3600.0, "MAX_SESSION_S", "Longest audio one stream may send, in seconds.")
     worker_timeout_s: float = _field(30.0, "WORKER_TIMEOUT_S", "Deadline for one ASR/emotion call.")
+    max_vad_lag_s: float = _field(30.0, "MAX_VAD_LAG_S",
+                                  "A stream stops reading client audio while this far ahead of the VAD "
+                                  "(back-pressure for faster-than-real-time clients; >= 1).")
     auth_token: str | None = _field(None, "AUTH_TOKEN", "If set, clients must send 'authorization: Bearer <token>'.")
     tls_cert: str | None = _field(None, "TLS_CERT", "PEM certificate; with TLS_KEY enables TLS.")
     tls_key: str | None = _field(None, "TLS_KEY", "PEM private key.")

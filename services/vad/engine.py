@@ -101,6 +101,11 @@ class VadStream(Protocol):
 
     def flush(self) -> list[VadEvent]: ...
 
+    def progress(self) -> tuple[int, int]:
+        """(samples processed, ``keep_from``): no segment reported from now on starts
+        before sample ``keep_from``, so a client may drop audio before it."""
+        ...
+
 
 class _Segmenter:
     """Turns per-window speech probabilities into start/end events (sample units)."""
@@ -176,6 +181,18 @@ class _Segmenter:
             self.last_speech_end = window_end
         return events
 
+    def keep_from(self, processed: int) -> int:
+        """Earliest sample a segment reported later can start at, after ``processed`` samples.
+
+        An open segment keeps its (padded) start. Otherwise the next onset is the start of
+        a window not yet pushed: at ``processed`` or later, except the zero-filled last
+        window of :meth:`SileroStream.flush`, which may begin up to a window earlier; the
+        segment then starts ``pad`` before its onset, but never before ``prev_end``.
+        """
+        if self.triggered:
+            return self.start
+        return max(processed - self.window - self.pad, self.prev_end, 0)
+
     def flush(self, total_samples: int) -> list[VadEvent]:
         events: list[VadEvent] = []
         if self.triggered:
@@ -246,6 +263,9 @@ class SileroStream:
                 self.consumed += WINDOW_SAMPLES
                 events += self.segmenter.push(prob, self.consumed)
         return events
+
+    def progress(self) -> tuple[int, int]:
+        return self.consumed, self.segmenter.keep_from(self.consumed)
 
     def flush(self) -> list[VadEvent]:
         total = self.consumed + self.pending.size

@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from services.common.audio import SAMPLE_RATE_HZ, check_contract, samples_to_ms
+from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples, samples_to_ms
 from services.common.settings import ModelSettings
 from services.vad.engine import SpeechEnded, SpeechStarted, VadEvent, VadOptions
 
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 FSMN_BLOCK_MS = 200
 _BLOCK_SAMPLES = FSMN_BLOCK_MS * SAMPLE_RATE_HZ // 1000
+FSMN_START_LOOKBACK_MS = 2000
+"""Bound on how far before the audio fed so far FSMN can date a new segment's start."""
 
 
 class _ClampedScores(torch.nn.Module):
@@ -152,6 +154,15 @@ class FsmnStream:
             self.fed += take
             events += self._convert(raw)
         return events + self._maybe_start()
+
+    def progress(self) -> tuple[int, int]:
+        """FSMN reports a segment's start once enough speech frames confirm it, dated back
+        to where speech began (its look-back, window and decision delay, under a second
+        with FunASR's defaults); ``FSMN_START_LOOKBACK_MS`` bounds that generously."""
+        if self.open_start_ms is not None:
+            return self.fed, ms_to_samples(self.open_start_ms)
+        keep_ms = max(samples_to_ms(self.fed) - FSMN_START_LOOKBACK_MS, self.prev_end_ms, 0)
+        return self.fed, ms_to_samples(keep_ms)
 
     def flush(self) -> list[VadEvent]:
         if self.finished:

@@ -10,7 +10,7 @@ from typing import AsyncIterator, Callable
 import grpc
 
 from protos.v1 import vad_pb2, vad_pb2_grpc
-from services.common.audio import samples_from_f32le
+from services.common.audio import ms_to_samples, samples_from_f32le, samples_to_ms
 from services.common.errors import InvalidInput, NotReady, Overloaded, grpc_errors
 from services.common.metrics import ACTIVE_STREAMS, REQUESTS
 from services.vad.engine import SpeechEnded, SpeechStarted, VadEvent, VadOptions, VadStream
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 StreamFactory = Callable[[str, VadOptions], VadStream]
 
 _BACKENDS = {vad_pb2.SILERO: "silero", vad_pb2.FSMN: "fsmn"}
+PROGRESS_INTERVAL_SAMPLES = ms_to_samples(250)
+"""A Progress event goes out once at least this much more audio has been processed."""
 
 
 def _event_to_proto(event: VadEvent) -> vad_pb2.VadEvent:
@@ -70,12 +72,18 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
                 raise InvalidInput("the first VadRequest must carry a config")
             backend = _BACKENDS.get(first.config.backend, self.default_backend)
             stream = self.factory(backend, self._options(first.config))
+            reported = 0  # samples processed as of the last Progress event
             async for request in request_iterator:
                 if request.WhichOneof("payload") != "audio":
                     raise InvalidInput("only the first VadRequest may carry a config")
                 samples = samples_from_f32le(request.audio.samples_f32le)
                 for event in await loop.run_in_executor(self.executor, stream.accept, samples):
                     yield _event_to_proto(event)
+                processed, keep_from = stream.progress()
+                if processed - reported >= PROGRESS_INTERVAL_SAMPLES:
+                    reported = processed
+                    yield vad_pb2.VadEvent(progress=vad_pb2.Progress(
+                        processed_ms=samples_to_ms(processed), keep_from_ms=samples_to_ms(keep_from)))
             for event in await loop.run_in_executor(self.executor, stream.flush):
                 yield _event_to_proto(event)
             REQUESTS.labels("vad", "StreamVad", "OK").inc()
