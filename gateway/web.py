@@ -15,7 +15,6 @@ the page's static files, ``/ws`` for the WebSocket). Protocol on ``/ws``:
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging

@@ -207,3 +207,35 @@ def test_wrong_mode_and_empty_audio_are_refused(layout):
     with pytest.raises(InvalidInput):
         engine.transcribe(AsrRequest(np.zeros(0, np.float32), mode=SENSEVOICE))
     assert engine.random_weights
+
+
+@pytest.mark.parametrize("remap_min_bytes", [None, 0])
+def test_int8_engine_quantizes_every_linear_and_keeps_large_tensors_mapped(layout, monkeypatch,
+                                                                          remap_min_bytes):
+    """ASR_INT8: every nn.Linear of Paraformer, CT-punc and SenseVoice is dynamic int8 and the
+    pipelines still run. Large float tensors (the full CT-punc embedding; with the threshold
+    at 0 here, every one) come from a fresh mapping of the checkpoint with its exact values."""
+    import services.asr.engine as engine_module
+    from services.asr.lean_loading import load_state_dict_mmap
+
+    if remap_min_bytes is not None:
+        monkeypatch.setattr(engine_module, "_REMAP_MIN_BYTES", remap_min_bytes)
+    dirs = ModelDirs(paraformer=layout.paraformer.path, fsmn_vad=layout.fsmn_vad.path,
+                     ct_punc=layout.ct_punc.path, sensevoice=layout.sensevoice.path)
+    threads = torch.get_num_threads()
+    try:
+        engine = load_engine(dirs, (PARAFORMER, SENSEVOICE),
+                             AsrOptions(threads=1, max_segment_s=6.0, quantize_int8=True))
+    finally:
+        torch.set_num_threads(threads)
+    for automodel in (engine._asr, engine._punc, engine._sensevoice):
+        net = automodel.model
+        assert not any(type(m) is torch.nn.Linear for m in net.modules())
+        assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in net.modules())
+    checkpoint = load_state_dict_mmap(engine._punc.kwargs["init_param"])
+    assert torch.equal(engine._punc.model.embed.weight, checkpoint["embed.weight"])
+    audio, _ = read_clip("zh_weather")
+    result = engine.transcribe(AsrRequest(audio[8000:102990], mode=PARAFORMER))
+    assert result.text and set(result.text) & PUNCTUATION, result.text
+    sensevoice = engine.transcribe(AsrRequest(audio[8000:102990], mode=SENSEVOICE))
+    assert sensevoice.language is not None and "<|" not in sensevoice.text

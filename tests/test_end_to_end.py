@@ -11,7 +11,6 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 import soundfile as sf
 

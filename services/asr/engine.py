@@ -44,7 +44,8 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import torch
 
-from services.asr.lean_loading import lean_checkpoint_loading, memory_mb, trim_heap
+from services.asr.lean_loading import lean_checkpoint_loading
+from services.common.memory import memory_mb, trim_heap
 from services.asr.sensevoice_tags import (
     REQUEST_LANGUAGES,
     Labelled,
@@ -242,27 +243,47 @@ def load_automodel(model_dir: Path, threads: int, lean: bool = True, quantize: b
     return model
 
 
+_REMAP_MIN_BYTES = 64 << 20
+"""Float tensors this large stay memory-mapped after quantization (see _quantize)."""
+
+
 def _quantize(model: Any) -> None:
-    """Dynamic int8 ``nn.Linear`` in place, then own every remaining float tensor.
+    """Dynamic int8 ``nn.Linear`` in place, then release the checkpoint's mapping.
 
     The float weights came memory-mapped from the checkpoint; quantization has
-    read all of them, so their file pages would stay resident as long as any
-    tensor still maps the file. Copying the few remaining (non-Linear) tensors
-    and collecting the replaced float modules releases the mapping.
+    read all of them, so their file pages stay resident as long as any tensor
+    still maps the file. The remaining small float tensors are copied; large
+    ones (CT-Transformer's 471067 x 516 embedding: 970 MB, of which a decode
+    touches a few rows) are taken from a *fresh* mapping of the checkpoint, in
+    which nothing has been read yet. Then the first mapping has no users left.
     """
+    from services.asr.lean_loading import load_state_dict_mmap
+
     net = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8,
                                                   inplace=True)
+    fresh: dict[str, torch.Tensor] | None = None
     with torch.no_grad():
-        for module in net.modules():
+        for prefix, module in net.named_modules():
             if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
                 weight, bias = module._weight_bias()  # the packed bias still maps the file
                 module.set_weight_bias(weight, None if bias is None else bias.clone())
             for name, param in list(module.named_parameters(recurse=False)):
-                setattr(module, name, torch.nn.Parameter(param.detach().clone(), requires_grad=False))
+                key = f"{prefix}.{name}" if prefix else name
+                value = None
+                if param.nbytes >= _REMAP_MIN_BYTES:
+                    if fresh is None:
+                        fresh = load_state_dict_mmap(model.kwargs["init_param"])
+                    value = fresh.get(key)
+                    if value is None or value.shape != param.shape or value.dtype != param.dtype:
+                        log.warning("%s: no matching tensor in the checkpoint; copying it", key)
+                        value = None
+                setattr(module, name, torch.nn.Parameter(
+                    param.detach().clone() if value is None else value, requires_grad=False))
             for name, buffer in list(module.named_buffers(recurse=False)):
                 if buffer is not None:
                     module._buffers[name] = buffer.clone()
     net.eval()
+    del fresh  # the tensors taken from it keep their part of the new mapping
     gc.collect()  # the float Linears sit in reference cycles (module -> qconfig -> closure -> module)
 
 
@@ -365,10 +386,13 @@ class AsrEngine:
             if request.samples.size == 0:
                 raise InvalidInput("empty segment: no audio samples")
         started = time.perf_counter()
-        if mode == PARAFORMER:
-            results = self._paraformer(requests)
-        else:
-            results = self._sensevoice_batch(requests)
+        try:
+            if mode == PARAFORMER:
+                results = self._paraformer(requests)
+            else:
+                results = self._sensevoice_batch(requests)
+        finally:
+            trim_heap()  # activations freed by the call; glibc would keep them resident
         compute_ms = (time.perf_counter() - started) * 1000
         return [r if isinstance(r, Exception) else _with_compute(r, compute_ms) for r in results]
 
@@ -539,7 +563,7 @@ def load_engine(dirs: ModelDirs, modes: Sequence[str], options: AsrOptions) -> A
             raise ValueError("paraformer mode needs the paraformer, ct_punc and fsmn_vad directories")
         # CT-punc first: its 471067-row embedding is the largest random init, and with
         # lean loading nothing else is resident yet when it is built.
-        punc = load_automodel(dirs.ct_punc, options.threads, lean)
+        punc = load_automodel(dirs.ct_punc, options.threads, lean, quantize=options.quantize_int8)
         vad = load_automodel(dirs.fsmn_vad, options.threads, lean)
         asr = load_automodel(dirs.paraformer, options.threads, lean, quantize=options.quantize_int8)
     if SENSEVOICE in modes:

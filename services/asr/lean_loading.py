@@ -12,9 +12,9 @@ and 4.4 GB resident for weights of about 1.8 GB.
 (``torch.load(mmap=True, weights_only=True)``) and its tensors become the
 model's parameters (``load_state_dict(assign=True)``), so nothing is copied.
 Pages are read from the file on first touch; rows of CT-Transformer's 471067-row
-embedding that no text ever uses are never read at all. :func:`trim_heap`
-(glibc ``malloc_trim(0)``) returns freed heap memory to the system between
-model loads.
+embedding that no text ever uses are never read at all.
+``services.common.memory.trim_heap`` (glibc ``malloc_trim(0)``) returns freed
+heap memory to the system between model loads.
 
 Remove the swap when FunASR's loader stops copying (check
 ``load_pretrained_model`` for ``copy.deepcopy``) or exposes ``mmap``/``assign``
@@ -31,8 +31,6 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import logging
 import pickle
@@ -45,39 +43,12 @@ import torch
 __all__ = [
     "lean_checkpoint_loading",
     "lean_load_pretrained_model",
-    "trim_heap",
-    "memory_mb",
+    "load_state_dict_mmap",
 ]
 
 log = logging.getLogger(__name__)
 
 _swap_lock = threading.Lock()
-
-
-def memory_mb() -> tuple[float, float]:
-    """(resident, peak resident) of this process in MB, from /proc/self/status."""
-    values = {"VmRSS": 0.0, "VmHWM": 0.0}
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in values:
-                    values[key] = int(rest.split()[0]) / 1024  # kB -> MB
-    except OSError:
-        pass
-    return values["VmRSS"], values["VmHWM"]
-
-
-def trim_heap() -> bool:
-    """Give freed heap memory back to the OS (glibc ``malloc_trim(0)``); False if unavailable."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 def _load_checkpoint(path: str, mmap: bool) -> Any:
@@ -89,6 +60,11 @@ def _load_checkpoint(path: str, mmap: bool) -> Any:
         # Legacy (non-zip) checkpoints cannot be memory-mapped.
         log.info("cannot mmap %s (%s); reading it into memory", path, exc)
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_state_dict_mmap(path: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict, memory-mapped where the format allows."""
+    return _unwrap(_load_checkpoint(path, mmap=True))
 
 
 def _unwrap(state: Any) -> dict[str, torch.Tensor]:

@@ -34,8 +34,6 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import logging
 import math
 import shutil
@@ -51,6 +49,7 @@ import torch
 
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
 from services.common.errors import InvalidInput
+from services.common.memory import trim_heap
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -66,7 +65,6 @@ __all__ = [
     "check_segment",
     "missing_model_files",
     "load_speechbrain_model",
-    "release_free_memory",
     "probabilities_from_output",
 ]
 
@@ -252,7 +250,7 @@ class EmotionEngine:
 
         # Activations of the calls above were freed into glibc's arenas, which keep
         # them (~100 MB after a 10 s window); ~20 ms per call to hand them back.
-        release_free_memory()
+        trim_heap()
         for index in range(len(segments)):
             if results[index] is None:
                 results[index] = self._result(weighted[index] / weights[index], counts[index],
@@ -287,21 +285,6 @@ def missing_model_files(model_dir: Path) -> list[str]:
         if not any((model_dir / name).is_file() for name in alternatives):
             missing.append(" or ".join(alternatives))
     return missing
-
-
-@functools.cache
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-
-
-def release_free_memory() -> None:
-    """Give memory freed by Python/torch back to the OS (glibc keeps it otherwise)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
@@ -448,7 +431,7 @@ def load_speechbrain_model(model_dir: Path) -> SpeechBrainEmotionModel:
         # It moves probabilities by ~1e-5 but makes a result differ between calls
         # and with its batch; eps=0 zeroes it, so the same audio gives the same answer.
         pool.eps = 0.0
-    release_free_memory()
+    trim_heap()
     log.info("emotion model loaded from %s in %.1f s (labels %s)",
              model_dir, time.monotonic() - started, ", ".join(labels))
     return SpeechBrainEmotionModel(classifier, model_dir, labels)
