@@ -1,6 +1,6 @@
 """Emotion model: memory, real-time factor and batching, naive loader vs the worker's.
 
-Two loaders of the same model directory are compared:
+Three loaders of the same model directory are compared:
 
 * ``naive``: ``foreign_class`` as the release's README shows it (plus the two
   overrides needed offline: the local ``wav2vec2-base`` and ``pretrained_path``),
@@ -8,6 +8,8 @@ Two loaders of the same model directory are compared:
 * ``worker``: ``services.emotion.engine.load_speechbrain_model`` (memory-mapped
   encoder checkpoint, malloc_trim) + ``EmotionEngine`` (10 s windows, batches
   of equal-length windows), exactly what the worker runs.
+* ``int8``: the worker with ``EMOTION_INT8`` (dynamic int8 ``nn.Linear``;
+  one window per model call, see ``WindowClassifier.batch_invariant``).
 
 Memory: each loader in a fresh child process (imports, allocator state and
 peaks never leak between them), from ``/proc/self/status``: VmRSS (= RssAnon
@@ -113,15 +115,20 @@ def load_naive(model_dir: Path):
     return one, lambda segments: [one(s) for s in segments], None
 
 
-def load_worker(model_dir: Path):
+def load_worker(model_dir: Path, quantize_int8: bool = False):
     """-> (classify one segment, classify a list one by one, classify a list as one batch)"""
     from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
 
-    engine = EmotionEngine(load_speechbrain_model(model_dir), EmotionOptions())
+    engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=quantize_int8), EmotionOptions())
     return engine.classify, lambda segments: [engine.classify(s) for s in segments], engine.classify_batch
 
 
-LOADERS = {"naive": load_naive, "worker": load_worker}
+LOADERS = {"naive": load_naive, "worker": load_worker,
+           "int8": lambda model_dir: load_worker(model_dir, quantize_int8=True)}
+
+# Targets (issue #6), in MiB: 600 MB resident, 800 MB load peak (decimal megabytes).
+TARGET_RESIDENT_MIB = 600e6 / 2**20
+TARGET_LOAD_PEAK_MIB = 800e6 / 2**20
 
 
 # ------------------------------------------------------------------------------- child modes
@@ -188,7 +195,7 @@ def run_child(args, *extra: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_server(args) -> dict:
+def measure_server(args, int8: bool = False) -> dict:
     """The real worker process (eager load + warm-up), before and after requests over gRPC."""
     sys.path.insert(0, str(ROOT))
     import grpc
@@ -199,8 +206,9 @@ def measure_server(args) -> dict:
     root = Path(tempfile.mkdtemp(prefix="emotion-bench-root-"))
     (root / "pretrained_models").mkdir()
     (root / "pretrained_models" / args.model_dir.name).symlink_to(args.model_dir, target_is_directory=True)
-    server = start_server("services.emotion.server", "emotion-bench",
-                          env={"PROJECT_ROOT": str(root), "TORCH_THREADS": str(args.threads)}, timeout_s=300)
+    server = start_server("services.emotion.server", "emotion-bench", timeout_s=300,
+                          env={"PROJECT_ROOT": str(root), "TORCH_THREADS": str(args.threads),
+                               "EMOTION_INT8": "1" if int8 else "0"})
     out = {}
     try:
         out["serving"] = memory(server.proc.pid)
@@ -286,6 +294,11 @@ def main() -> int:
         print(f"{'':22s}" + "".join(f"{variant:>10s}" for variant in table))
         for key in table["naive"]:
             print(f"{key:22s}" + "".join(f"{table[variant][key]!s:>10s}" for variant in table))
+        for variant in ("worker", "int8"):
+            resident, peak = table[variant]["rss_after_warmup"], table[variant]["load_peak"]
+            print(f"target {variant}: resident {resident} MiB <= {TARGET_RESIDENT_MIB:.0f} MiB (600 MB): "
+                  f"{'met' if resident <= TARGET_RESIDENT_MIB else 'MISSED'}; load peak {peak} MiB <= "
+                  f"{TARGET_LOAD_PEAK_MIB:.0f} MiB (800 MB): {'met' if peak <= TARGET_LOAD_PEAK_MIB else 'MISSED'}")
     if args.speed:
         speed = run_child(args, "--child-speed")
         table = speed_table(speed)
@@ -297,11 +310,13 @@ def main() -> int:
         for key, row in table.items():
             print(f"{key:36s}{row['wall_median']:>10.3f}{row['wall_best']:>10.3f}{row['cpu_median']:>10.3f}")
     if args.server:
-        server = measure_server(args)
-        results["server"] = server
-        print("\nworker process (services.emotion.server: eager load + warm-up, then gRPC requests), MiB")
-        for phase, figures in server.items():
-            print(f"  {phase:12s} " + "  ".join(f"{key} {value}" for key, value in figures.items()))
+        for int8 in (False, True):
+            server = measure_server(args, int8)
+            results["server_int8" if int8 else "server"] = server
+            print(f"\nworker process (services.emotion.server{', EMOTION_INT8=1' if int8 else ''}: "
+                  "eager load + warm-up, then gRPC requests), MiB")
+            for phase, figures in server.items():
+                print(f"  {phase:12s} " + "  ".join(f"{key} {value}" for key, value in figures.items()))
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "emotion_bench.json").write_text(json.dumps(results, indent=2))

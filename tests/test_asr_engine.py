@@ -215,11 +215,11 @@ def test_int8_engine_quantizes_every_linear_and_keeps_large_tensors_mapped(layou
     """ASR_INT8: every nn.Linear of Paraformer, CT-punc and SenseVoice is dynamic int8 and the
     pipelines still run. Large float tensors (the full CT-punc embedding; with the threshold
     at 0 here, every one) come from a fresh mapping of the checkpoint with its exact values."""
-    import services.asr.engine as engine_module
+    import services.common.quantize as quantize_module
     from services.asr.lean_loading import load_state_dict_mmap
 
     if remap_min_bytes is not None:
-        monkeypatch.setattr(engine_module, "_REMAP_MIN_BYTES", remap_min_bytes)
+        monkeypatch.setattr(quantize_module, "REMAP_MIN_BYTES", remap_min_bytes)
     dirs = ModelDirs(paraformer=layout.paraformer.path, fsmn_vad=layout.fsmn_vad.path,
                      ct_punc=layout.ct_punc.path, sensevoice=layout.sensevoice.path)
     threads = torch.get_num_threads()

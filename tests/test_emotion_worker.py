@@ -64,12 +64,13 @@ def emotion_model_dir(emotion_project_root) -> Path:
 
 @pytest.fixture(scope="session")
 def emotion_servers(emotion_project_root):
-    """eager / lazy / busy (queue of 1) workers, started together; each test waits for its own."""
+    """eager / lazy / busy (queue of 1) / int8 workers, started together; each test waits for its own."""
     env = {"PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1"}
     variants = {
         "eager": {},
         "lazy": {"EMOTION_LAZY_LOAD": "1"},
         "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
+        "int8": {"EMOTION_INT8": "1"},
     }
     with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
         futures = {name: pool.submit(start_server, "services.emotion.server", f"emotion-{name}",
@@ -279,6 +280,35 @@ def test_overload_is_resource_exhausted(emotion_servers):
                 codes.append(exc.code())
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert classify(busy.address, noise(1.0, 42)).windows == 1  # recovers once the queue drains
+
+
+def test_int8_engine_quantizes_linears_and_stays_batch_invariant(emotion_model_dir, tiny_engine):
+    model = load_speechbrain_model(emotion_model_dir, quantize_int8=True)
+    modules = list(model.classifier.mods.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    engine = EmotionEngine(model, EmotionOptions())
+    segments = [noise(1.5, seed=5), noise(1.5, seed=6), noise(1.5, seed=7), noise(23.0, seed=8)]
+    together = engine.classify_batch(segments)
+    for segment, batched in zip(segments, together):
+        alone = engine.classify(segment)
+        assert [s.probability for s in batched.scores] == pytest.approx([s.probability for s in alone.scores],
+                                                                        abs=1e-6)
+    # int8 moves probabilities a little (on random weights; says nothing about accuracy)
+    fp32 = tiny_engine.classify(segments[0])
+    assert [s.probability for s in together[0].scores] == pytest.approx(
+        [s.probability for s in fp32.scores], abs=0.05)
+
+
+def test_int8_worker_serves_four_probabilities(emotion_servers, emotion_worker):
+    worker = _serving(emotion_servers["int8"])
+    audio = noise(3.0, seed=11)
+    response = classify(worker.address, audio)
+    assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
+    assert probabilities(response).sum() == pytest.approx(1.0, abs=1e-5)
+    assert probabilities(response) == pytest.approx(probabilities(classify(emotion_worker.address, audio)),
+                                                    abs=0.05)
+    assert "int8 True" in worker.log()
 
 
 def test_lazy_worker_loads_once_on_first_request(emotion_servers):

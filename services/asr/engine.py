@@ -33,7 +33,6 @@ Usage::
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import time
@@ -44,8 +43,9 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import torch
 
-from services.asr.lean_loading import lean_checkpoint_loading
+from services.asr.lean_loading import lean_checkpoint_loading, load_state_dict_mmap
 from services.common.memory import memory_mb, trim_heap
+from services.common.quantize import quantize_linear_int8
 from services.asr.sensevoice_tags import (
     REQUEST_LANGUAGES,
     Labelled,
@@ -235,56 +235,12 @@ def load_automodel(model_dir: Path, threads: int, lean: bool = True, quantize: b
     else:
         model = AutoModel(**kwargs)
     if quantize:
-        _quantize(model)
+        quantize_linear_int8(model.model, lambda: load_state_dict_mmap(model.kwargs["init_param"]))
         trim_heap()
     rss, peak = memory_mb()
     log.info("loaded %s in %.1f s (rss %.0f MB, peak %.0f MB)", model_dir.name,
              time.monotonic() - started, rss, peak)
     return model
-
-
-_REMAP_MIN_BYTES = 64 << 20
-"""Float tensors this large stay memory-mapped after quantization (see _quantize)."""
-
-
-def _quantize(model: Any) -> None:
-    """Dynamic int8 ``nn.Linear`` in place, then release the checkpoint's mapping.
-
-    The float weights came memory-mapped from the checkpoint; quantization has
-    read all of them, so their file pages stay resident as long as any tensor
-    still maps the file. The remaining small float tensors are copied; large
-    ones (CT-Transformer's 471067 x 516 embedding: 970 MB, of which a decode
-    touches a few rows) are taken from a *fresh* mapping of the checkpoint, in
-    which nothing has been read yet. Then the first mapping has no users left.
-    """
-    from services.asr.lean_loading import load_state_dict_mmap
-
-    net = torch.ao.quantization.quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8,
-                                                  inplace=True)
-    fresh: dict[str, torch.Tensor] | None = None
-    with torch.no_grad():
-        for prefix, module in net.named_modules():
-            if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
-                weight, bias = module._weight_bias()  # the packed bias still maps the file
-                module.set_weight_bias(weight, None if bias is None else bias.clone())
-            for name, param in list(module.named_parameters(recurse=False)):
-                key = f"{prefix}.{name}" if prefix else name
-                value = None
-                if param.nbytes >= _REMAP_MIN_BYTES:
-                    if fresh is None:
-                        fresh = load_state_dict_mmap(model.kwargs["init_param"])
-                    value = fresh.get(key)
-                    if value is None or value.shape != param.shape or value.dtype != param.dtype:
-                        log.warning("%s: no matching tensor in the checkpoint; copying it", key)
-                        value = None
-                setattr(module, name, torch.nn.Parameter(
-                    param.detach().clone() if value is None else value, requires_grad=False))
-            for name, buffer in list(module.named_buffers(recurse=False)):
-                if buffer is not None:
-                    module._buffers[name] = buffer.clone()
-    net.eval()
-    del fresh  # the tensors taken from it keep their part of the new mapping
-    gc.collect()  # the float Linears sit in reference cycles (module -> qconfig -> closure -> module)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -50,6 +50,7 @@ import torch
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
 from services.common.errors import InvalidInput
 from services.common.memory import trim_heap
+from services.common.quantize import quantize_linear_int8
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -161,6 +162,9 @@ class WindowClassifier(Protocol):
     """A model that turns equal-length windows into class probabilities."""
 
     labels: tuple[str, ...]
+    batch_invariant: bool
+    """Whether a window's result is independent of the other windows in its call. Not so
+    with dynamic int8 quantization: activations are quantized with one scale per call."""
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """(batch, samples) float32 -> (batch, classes) probabilities, rows summing to 1."""
@@ -235,9 +239,11 @@ class EmotionEngine:
         weights = np.zeros(len(segments), dtype=np.float64)
         compute_s = np.zeros(len(segments), dtype=np.float64)
         max_samples = int(self.options.max_batch_audio_s * SAMPLE_RATE_HZ)
+        invariant = getattr(self.model, "batch_invariant", True)
         for length, group in windows.items():
-            # Equal lengths only: no padding, so a result never depends on its batch.
-            for chunk in _batches(group, max(1, max_samples // length)):
+            # Equal lengths only: no padding, so a result never depends on its batch
+            # (and one window per call where the model itself is not batch invariant).
+            for chunk in _batches(group, max(1, max_samples // length) if invariant else 1):
                 batch = np.stack([segments[index][start:end] for index, start, end in chunk])
                 started = time.perf_counter()
                 probabilities = self.model.predict(batch)
@@ -305,10 +311,11 @@ def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
 class SpeechBrainEmotionModel:
     """The loaded SpeechBrain interface (read-only after loading)."""
 
-    def __init__(self, classifier, model_dir: Path, labels: tuple[str, ...]):
+    def __init__(self, classifier, model_dir: Path, labels: tuple[str, ...], quantized: bool = False):
         self.classifier = classifier
         self.model_dir = model_dir
         self.labels = labels
+        self.batch_invariant = not quantized
 
     @torch.inference_mode()
     def predict(self, windows: np.ndarray) -> np.ndarray:
@@ -371,7 +378,7 @@ def _zero_copy_encoder_transfer() -> Iterator[None]:
             hooks[HFTransformersInterface] = previous
 
 
-def load_speechbrain_model(model_dir: Path) -> SpeechBrainEmotionModel:
+def load_speechbrain_model(model_dir: Path, quantize_int8: bool = False) -> SpeechBrainEmotionModel:
     """Load the classifier from ``model_dir`` with ``foreign_class``, offline.
 
     Everything comes from ``model_dir``: the hyperparameters' hub names are
@@ -383,6 +390,10 @@ def load_speechbrain_model(model_dir: Path) -> SpeechBrainEmotionModel:
     copied elsewhere loads the same way. The user's ``hyperparams.yaml`` is not
     modified. The caller must have switched the hub clients offline before
     speechbrain/transformers were first imported (``HF_HUB_OFFLINE``).
+
+    ``quantize_int8`` makes every ``nn.Linear`` (wav2vec2's attention and
+    feed-forward layers, the output layer) dynamic int8; the convolutional
+    feature encoder stays float. See ``services/common/quantize.py``.
     """
     model_dir = Path(model_dir).absolute()
     missing = missing_model_files(model_dir)
@@ -431,7 +442,9 @@ def load_speechbrain_model(model_dir: Path) -> SpeechBrainEmotionModel:
         # It moves probabilities by ~1e-5 but makes a result differ between calls
         # and with its batch; eps=0 zeroes it, so the same audio gives the same answer.
         pool.eps = 0.0
+    if quantize_int8:
+        quantize_linear_int8(classifier.mods)
     trim_heap()
-    log.info("emotion model loaded from %s in %.1f s (labels %s)",
-             model_dir, time.monotonic() - started, ", ".join(labels))
-    return SpeechBrainEmotionModel(classifier, model_dir, labels)
+    log.info("emotion model loaded from %s in %.1f s (labels %s, int8 %s)",
+             model_dir, time.monotonic() - started, ", ".join(labels), quantize_int8)
+    return SpeechBrainEmotionModel(classifier, model_dir, labels, quantized=quantize_int8)

@@ -102,7 +102,7 @@ async def main(argv: list[str]) -> None:
     options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s)
 
     def build_engine() -> EmotionEngine:
-        engine = EmotionEngine(load_speechbrain_model(model_dir), options)
+        engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8), options)
         engine.warm_up()
         return engine
 
