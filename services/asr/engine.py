@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from services.asr.lean_loading import lean_checkpoint_loading, load_state_dict_mmap
+from services.common.funasr_import import automodel_class
 from services.common.memory import memory_mb, trim_heap
 from services.common.quantize import quantize_linear_int8
 from services.asr.sensevoice_tags import (
@@ -223,8 +224,7 @@ def load_automodel(model_dir: Path, threads: int, lean: bool = True, quantize: b
     ``lean`` loads through :func:`lean_checkpoint_loading`; ``quantize`` turns
     every ``nn.Linear`` into a dynamic int8 one right after loading.
     """
-    from funasr import AutoModel
-
+    AutoModel = automodel_class(model_dir)
     started = time.monotonic()
     kwargs = dict(model=str(model_dir), device="cpu", ncpu=threads, disable_update=True,
                   disable_pbar=True, disable_log=True, log_level="WARNING", **overrides)

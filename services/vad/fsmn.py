@@ -94,9 +94,9 @@ def set_max_segment_ms(vad_model: Any, max_segment_ms: float) -> None:
 
 def load_fsmn_model(model_dir: Path, threads: int) -> Any:
     """FunASR ``AutoModel`` for a local FSMN-VAD directory, guarded (no hub access)."""
-    from funasr import AutoModel
+    from services.common.funasr_import import automodel_class
 
-    model = AutoModel(model=str(model_dir), device="cpu", ncpu=threads, disable_update=True,
+    model = automodel_class(model_dir)(model=str(model_dir), device="cpu", ncpu=threads, disable_update=True,
                       disable_pbar=True, disable_log=True, log_level="WARNING")
     guard_fsmn_scores(model)
     return model

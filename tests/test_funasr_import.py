@@ -1,0 +1,88 @@
+"""Selective FunASR import (services/common/funasr_import.py) against FunASR's own full import.
+
+Each import runs in a fresh interpreter: which modules a process has imported
+is the point, and a pytest process may have imported FunASR fully already.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from services.common.funasr_import import COMPONENT_MODULES, component_names
+from services.common.model_paths import resolve_models
+from tests.procs import ROOT
+
+_PROBE = r"""
+import json, sys
+from pathlib import Path
+dirs = [Path(p) for p in sys.argv[2:]]
+if sys.argv[1] == "full":
+    import funasr
+else:
+    from services.common.funasr_import import automodel_class
+    automodel_class(*dirs)
+from funasr.register import tables
+from services.common.funasr_import import component_names
+resolved = {}
+for name in set().union(*(component_names(d) for d in dirs)):
+    for table in (getattr(tables, attr) for attr in dir(tables) if attr.endswith("_classes")):
+        if isinstance(table, dict) and isinstance(table.get(name), type):
+            resolved[name] = table[name].__module__ + "." + table[name].__qualname__
+print(json.dumps({"resolved": resolved, "modules": sorted(m for m in sys.modules if m.startswith("funasr.")),
+                  "sklearn": "sklearn" in sys.modules}))
+"""
+
+
+def probe(kind: str, *dirs) -> dict:
+    out = subprocess.run([sys.executable, "-c", _PROBE, kind, *map(str, dirs)], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def model_dirs(model_env):
+    layout = resolve_models(model_env["PROJECT_ROOT"], model_env["MODEL_CACHE_DIR"])
+    return [layout.paraformer.path, layout.fsmn_vad.path, layout.ct_punc.path, layout.sensevoice.path]
+
+
+def test_selective_import_registers_the_classes_the_full_import_does(model_dirs):
+    names = set().union(*(component_names(d) for d in model_dirs))
+    assert names <= COMPONENT_MODULES.keys()
+    selective, full = probe("selective", *model_dirs), probe("full", *model_dirs)
+    assert set(selective["resolved"]) == names
+    assert selective["resolved"] == full["resolved"]
+    for name, where in selective["resolved"].items():
+        assert where.startswith(COMPONENT_MODULES[name] + "."), (name, where)
+    # what makes it cheaper: model families nobody asked for stay unimported
+    assert len(selective["modules"]) < len(full["modules"]) / 2
+    assert "funasr.models.transducer.model" in full["modules"]
+    assert "funasr.models.transducer.model" not in selective["modules"]
+    assert full["sklearn"] and not selective["sklearn"]  # speaker clustering: a stand-in
+
+
+def test_speaker_clustering_stand_in_fails_clearly():
+    code = ("from pathlib import Path; import sys\n"
+            "from services.common.funasr_import import automodel_class\n"
+            "automodel_class()\n"
+            "from funasr.auto.auto_model import ClusterBackend\n"
+            "ClusterBackend()\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "speaker clustering (spk_model) is not available in this worker" in result.stderr
+
+
+def test_a_model_outside_the_table_gets_the_full_import(model_dirs, tmp_path):
+    other = tmp_path / "paraformer-plain"
+    shutil.copytree(model_dirs[0], other, symlinks=True)
+    config = (other / "config.yaml").read_text(encoding="utf-8")
+    (other / "config.yaml").write_text(config.replace("model: SeacoParaformer", "model: Paraformer", 1),
+                                       encoding="utf-8")
+    assert "Paraformer" in component_names(other)
+    result = probe("selective", other)
+    assert result["resolved"]["Paraformer"].startswith("funasr.models.paraformer.model.")
+    assert "funasr.models.transducer.model" in result["modules"]
