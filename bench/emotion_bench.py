@@ -126,9 +126,9 @@ def load_worker(model_dir: Path, quantize_int8: bool = False):
 LOADERS = {"naive": load_naive, "worker": load_worker,
            "int8": lambda model_dir: load_worker(model_dir, quantize_int8=True)}
 
-# Targets (issue #6), in MiB: 600 MB resident, 800 MB load peak (decimal megabytes).
-TARGET_RESIDENT_MIB = 600e6 / 2**20
-TARGET_LOAD_PEAK_MIB = 800e6 / 2**20
+# Targets (issue #6): 600 MB resident, 800 MB load peak. The issue's own naive figures
+# (771 MB resident, 1131 MB peak) match this bench's MiB, so both readings are printed.
+TARGETS_MB = {"resident": 600, "load peak": 800}
 
 
 # ------------------------------------------------------------------------------- child modes
@@ -236,7 +236,7 @@ def memory_table(runs: dict[str, list[dict]]) -> dict[str, dict]:
     for variant in runs:
         table[variant] = {
             "imports_rss": worst(variant, "imports", "VmRSS"),
-            "load_s (median)": statistics.median(run["load_s"] for run in runs[variant]),
+            "load_s (median)": round(statistics.median(run["load_s"] for run in runs[variant]), 2),
             "load_peak": worst(variant, "after_load", "VmHWM"),
             "rss_after_load": worst(variant, "after_load", "VmRSS"),
             "warmup_peak": worst(variant, "after_warmup", "VmHWM"),
@@ -295,10 +295,13 @@ def main() -> int:
         for key in table["naive"]:
             print(f"{key:22s}" + "".join(f"{table[variant][key]!s:>10s}" for variant in table))
         for variant in ("worker", "int8"):
-            resident, peak = table[variant]["rss_after_warmup"], table[variant]["load_peak"]
-            print(f"target {variant}: resident {resident} MiB <= {TARGET_RESIDENT_MIB:.0f} MiB (600 MB): "
-                  f"{'met' if resident <= TARGET_RESIDENT_MIB else 'MISSED'}; load peak {peak} MiB <= "
-                  f"{TARGET_LOAD_PEAK_MIB:.0f} MiB (800 MB): {'met' if peak <= TARGET_LOAD_PEAK_MIB else 'MISSED'}")
+            for label, value in (("resident", table[variant]["rss_after_warmup"]),
+                                 ("load peak", table[variant]["load_peak"])):
+                target = TARGETS_MB[label]
+                strict = target * 1e6 / 2**20
+                verdict = "met" if value <= strict else ("met as MiB, missed as MB" if value <= target else "MISSED")
+                print(f"target {variant} {label}: {value} MiB <= {target} MB ({strict:.0f} MiB; "
+                      f"{target} as MiB): {verdict}")
     if args.speed:
         speed = run_child(args, "--child-speed")
         table = speed_table(speed)

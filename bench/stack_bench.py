@@ -19,9 +19,9 @@ through the public ``Analyze`` API, and measures:
   utterance period): p95 latency, share of streams refused (RESOURCE_EXHAUSTED
   or any segment error), CPU use of the stack.
 * **scaling**: CPU seconds of all stack processes for 10 / 60 / 300 s of
-  speech-dense audio streamed as fast as the stack takes it (the client holds
-  back while 8 segments are unanswered, so the measurement never trips the
-  workers' queue limits), and the ratio to 10 s.
+  speech-dense audio (the 10 s block repeated) streamed as fast as the stack
+  takes it (the client holds back while 4 segments are unanswered, so the
+  measurement never trips the workers' queue limits), and the ratio to 10 s.
 * **fp32 vs int8** ASR (``ASR_INT8=1``): ASR memory, latency and compute on a
   reduced workload, run back to back on both.
 * the same figures for ``bench/naive_monolith.py`` (one process, AutoModel
@@ -195,6 +195,14 @@ class Workload:
     @property
     def speech_s(self) -> float:
         return sum(end - start for start, end in self.utterances)
+
+
+def repeat_workload(name: str, block: Workload, times: int) -> Workload:
+    """``block`` back to back ``times`` times: the same speech density and utterance mix."""
+    period = block.audio_s
+    utterances = [(round(start + k * period, 3), round(end + k * period, 3))
+                  for k in range(times) for start, end in block.utterances]
+    return Workload(name, np.tile(block.samples, times), utterances)
 
 
 def build_workload(name: str, pool: SpeechPool, lengths_s: Sequence[float], gap_s: float,
@@ -552,8 +560,15 @@ class Bench:
         for n in p.streams:
             for i in range(n):  # starts staggered evenly over one utterance period
                 add(f"streams{n}_{i}", p.stream_utterances_s, p.lead_s + i * period_s / n)
-        for total in p.scaling_s:
-            add(f"scaling_{total:g}s", dense_lengths(total, p.gap_s, 0.5, p.tail_s), 0.5)
+        # Scaling: every length is the reference block repeated, so the ratios compare the
+        # same audio (speech share, utterance lengths); only how much of it there is differs.
+        reference = p.scaling_s[0]
+        add(f"scaling_{reference:g}s", dense_lengths(reference, p.gap_s, 0.5, p.tail_s), 0.5)
+        for total in p.scaling_s[1:]:
+            times = round(total / reference)
+            if abs(times * reference - total) > 1e-6:
+                raise ValueError(f"scaling lengths must be multiples of the first: {p.scaling_s}")
+            out[f"scaling_{total:g}s"] = repeat_workload(f"scaling_{total:g}s", out[f"scaling_{reference:g}s"], times)
         for variant in ("fp32", "int8"):
             add(f"int8_{variant}_latency", p.int8_utterances_s, p.lead_s)
             add(f"int8_{variant}_scaling_{p.int8_scaling_s:g}s",

@@ -7,9 +7,14 @@ stay float.
 
 The workers load checkpoints memory-mapped (file-backed pages, no copy).
 Quantization reads every float Linear weight, so those file pages would stay
-resident for as long as any tensor still maps the file. So afterwards the
-remaining float tensors are copied into process memory (they are small), and
-the mapping is left without users. A large float tensor (CT-Transformer's
+resident for as long as any tensor still maps the file. So the Linears are
+quantized one at a time, and right after each the pages of its float weight
+are handed back (``madvise(MADV_DONTNEED)``: clean file-backed pages, re-read
+from the file should anything touch them again; never done to anonymous
+memory, where it would zero the data): the load peak is the int8 model plus
+one float layer, not both models. Afterwards the remaining float tensors are
+copied into process memory (they are small), and the mapping is left without
+users. A large float tensor (CT-Transformer's
 471067 x 516 embedding: 970 MB, of which a decode touches a few rows) is not
 copied but taken from ``fresh_state()``, a new mapping of the checkpoint in
 which nothing has been read yet.
@@ -22,8 +27,12 @@ would add a dependency for the same kernels. Revisit when torch drops it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import gc
 import logging
+import os
 import warnings
 from typing import Callable
 
@@ -37,6 +46,64 @@ REMAP_MIN_BYTES = 64 << 20
 """Float tensors this large are re-mapped from ``fresh_state`` instead of copied."""
 
 
+_MADV_DONTNEED = 4
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _file_mapped_ranges() -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from files (``/proc/self/maps``)."""
+    ranges = []
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith("/"):
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                ranges.append((start, end))
+    return ranges
+
+
+def _drop_file_pages(tensor: torch.Tensor, ranges: list[tuple[int, int]]) -> int:
+    """Hand back the whole pages of ``tensor`` if it lies in a file mapping; bytes dropped."""
+    madvise = _madvise()
+    start = tensor.data_ptr()
+    end = start + tensor.nbytes
+    if madvise is None or not any(lo <= start and end <= hi for lo, hi in ranges):
+        return 0
+    first, last = -(-start // _PAGE) * _PAGE, end // _PAGE * _PAGE
+    if last <= first or madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED) != 0:
+        return 0
+    return last - first
+
+
+@functools.cache
+def _madvise():
+    name = ctypes.util.find_library("c")
+    try:
+        madvise = ctypes.CDLL(name, use_errno=True).madvise if name else None
+    except (OSError, AttributeError):
+        return None
+    if madvise is not None:
+        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        madvise.restype = ctypes.c_int
+    return madvise
+
+
+def _quantize_linears(net: torch.nn.Module) -> int:
+    """Swap every ``nn.Linear`` for a dynamic int8 one, one at a time; float bytes handed back."""
+    ranges = _file_mapped_ranges()
+    swapped: dict[int, torch.nn.Module] = {}  # a Linear shared by two parents is quantized once
+    dropped = 0
+    targets = [(parent, name, child) for parent in net.modules()
+               for name, child in parent.named_children() if type(child) is torch.nn.Linear]
+    for parent, name, child in targets:
+        if id(child) not in swapped:
+            child.qconfig = torch.ao.quantization.default_dynamic_qconfig
+            swapped[id(child)] = torch.ao.nn.quantized.dynamic.Linear.from_float(child)
+            dropped += _drop_file_pages(child.weight, ranges)
+        setattr(parent, name, swapped[id(child)])
+    return dropped
+
+
 def quantize_linear_int8(net: torch.nn.Module,
                          fresh_state: Callable[[], dict[str, torch.Tensor]] | None = None) -> torch.nn.Module:
     """Quantize ``net``'s Linears in place and release its checkpoint mapping; returns ``net``.
@@ -47,7 +114,8 @@ def quantize_linear_int8(net: torch.nn.Module,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
         warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
-        net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        dropped = _quantize_linears(net)
+    log.debug("int8: %.0f MB of float weight pages handed back while quantizing", dropped / 1e6)
     fresh: dict[str, torch.Tensor] | None = None
     with torch.no_grad():
         for prefix, module in net.named_modules():
