@@ -43,7 +43,12 @@ __all__ = ["SessionLimits", "SampleBuffer", "Session"]
 log = logging.getLogger(__name__)
 
 INTERIM_INTERVAL_S = 1.0
-"""At most one interim result per this much open speech (and never two in flight)."""
+"""At least this much new speech between two interim results of a segment."""
+INTERIM_GROWTH = 0.5
+"""...and each interim covers at least (1 + this) x what the last one covered. Every
+interim re-transcribes the open segment from its start; spacing them geometrically
+(1, 2, 3, 4.5, 6.8, 10 s...) keeps their total to < 3x the final transcription's
+audio, where one per second would grow with the square of the segment length."""
 
 
 class _SessionLog(logging.LoggerAdapter):
@@ -265,7 +270,9 @@ class Session:
             return
         if self._interim_task is not None and not self._interim_task.done():
             return  # the model is still busy with the last one: drop, don't queue
-        if self.buffer.end - max(self._last_interim_end, self._open_start) < INTERIM_INTERVAL_S * SAMPLE_RATE_HZ:
+        covered = max(self._last_interim_end - self._open_start, 0)
+        wanted = covered + max(INTERIM_INTERVAL_S * SAMPLE_RATE_HZ, INTERIM_GROWTH * covered)
+        if self.buffer.end - self._open_start < wanted:
             return
         self._last_interim_end = self.buffer.end
         samples = self.buffer.slice(self._open_start, self.buffer.end)

@@ -111,6 +111,11 @@ def test_interim_results_are_bounded(stack):
         assert segment.start_ms < partial.end_ms <= segment.end_ms + 1100
     speech_s = sum(r.end_ms - r.start_ms for r in results.values()) / 1000
     assert len(interim) <= speech_s + len(results)
+    # Each partial re-transcribes its segment from the start: they are spaced geometrically.
+    for segment_id, segment in results.items():
+        covered = [p.end_ms - segment.start_ms for p in interim if p.segment_id == segment_id]
+        for before, after in zip(covered, covered[1:]):
+            assert after >= max(before + 1000, 1.5 * before) - 1, covered
 
 
 def test_text_sentiment_when_enabled(stack):
