@@ -19,9 +19,9 @@ through the public ``Analyze`` API, and measures:
   utterance period): p95 latency, share of streams refused (RESOURCE_EXHAUSTED
   or any segment error), CPU use of the stack.
 * **scaling**: CPU seconds of all stack processes for 10 / 60 / 300 s of
-  speech-dense audio (the 10 s block repeated) streamed as fast as the stack
-  takes it (the client holds back while 4 segments are unanswered, so the
-  measurement never trips the workers' queue limits), and the ratio to 10 s.
+  speech-dense audio (the 10 s block repeated) streamed as fast as the gateway
+  takes it (its back-pressure keeps the workers' queues from overflowing; any
+  refusal shows as segment errors), and the ratio to 10 s.
 * **fp32 vs int8** ASR (``ASR_INT8=1``): ASR memory, latency and compute on a
   reduced workload, run back to back on both.
 * the same figures for ``bench/naive_monolith.py`` (one process, AutoModel
@@ -122,8 +122,6 @@ class Plan:
     tail_s: float = 1.5
     naive_interval_s: float = 2.0
     naive_cap_s: float = 60.0
-    max_pending_segments: int = 4
-    """Fast streaming holds back while this many segments are unanswered (see run_stream)."""
     naive_measured_ticks: int | None = 8
     """Re-transcriptions the naive monolith runs per recording (rest interpolated); None: all."""
     worker_timeout_s: float = 30.0
@@ -421,60 +419,33 @@ class StreamRun:
 
 
 def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
-               max_pending: int | None = None, timeout_s: float = 1800) -> StreamRun:
-    """Stream ``workload`` through Analyze.
-
-    Fast mode flow control: with ``max_pending``, hold back while that many
-    segments wait for their result, so the run measures compute rather than the
-    workers' queue limits. (The gateway itself holds back a client that runs
-    more than MAX_VAD_LAG_S ahead of the VAD.)
-    """
+               timeout_s: float = 1800) -> StreamRun:
+    """Stream ``workload`` through Analyze, at real-time pace or as fast as the gateway
+    takes it (the gateway's own back-pressure: MAX_VAD_LAG_S, MAX_SEGMENTS_IN_FLIGHT)."""
     import grpc
 
     from gateway.client import audio_requests
     from protos.v1 import gateway_pb2, gateway_pb2_grpc
 
     run = StreamRun()
-    pending = threading.Condition()
-    outstanding = [0]
-
-    def may_send() -> bool:
-        return max_pending is None or outstanding[0] < max_pending
-
-    def requests():
-        for request in audio_requests(workload.samples, SAMPLE_RATE_HZ, gateway_pb2.StreamConfig(),
-                                      chunk_ms=chunk_ms, realtime=realtime):
-            if request.WhichOneof("payload") == "audio" and max_pending is not None:
-                with pending:
-                    pending.wait_for(may_send, timeout=timeout_s)
-            yield request
-
+    requests = audio_requests(workload.samples, SAMPLE_RATE_HZ, gateway_pb2.StreamConfig(),
+                              chunk_ms=chunk_ms, realtime=realtime)
     started = time.monotonic()
     options = [("grpc.max_receive_message_length", 64 << 20)]
     with grpc.insecure_channel(address, options=options) as channel:
         stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
         try:
-            for event in stub.Analyze(requests(), timeout=timeout_s):
+            for event in stub.Analyze(requests, timeout=timeout_s):
                 now = time.monotonic()
                 kind = event.WhichOneof("event")
                 if kind == "speech_ended":
                     e = event.speech_ended
                     run.ended[e.segment_id] = (now, e.start_ms, e.end_ms)
-                    with pending:
-                        outstanding[0] += 1
-                        pending.notify_all()
                 elif kind == "segment_result":
                     r = event.segment_result
                     run.results[r.segment_id] = (now, list(r.errors))
-                    with pending:
-                        outstanding[0] -= 1
-                        pending.notify_all()
         except grpc.RpcError as exc:
             run.error = exc.code().name
-        finally:
-            with pending:  # never leave the request thread waiting
-                outstanding[0] = -10**9
-                pending.notify_all()
     run.wall_s = time.monotonic() - started
     return run
 
@@ -672,8 +643,7 @@ class Bench:
             self.step(f"{tag}: {total:g} s as fast as possible")
             w = self.workloads[f"{tag}_{total:g}s"]
             with CpuMeter(stack) as meter:
-                run = run_stream(stack.address, w, realtime=False, chunk_ms=p.fast_chunk_ms,
-                                 max_pending=p.max_pending_segments)
+                run = run_stream(stack.address, w, realtime=False, chunk_ms=p.fast_chunk_ms)
             out["by_length"][f"{total:g}"] = {
                 "audio_s": round(w.audio_s, 2), "speech_s": round(w.speech_s, 2),
                 "utterances": len(w.utterances), "segments": len(run.results),

@@ -14,8 +14,10 @@ Every finished segment is cut from the buffer and analysed exactly once, so
 total compute is linear in the audio length. The buffer only keeps audio that
 a future segment can still need, as the VAD worker's progress events tell
 (``keep_from_ms``), and the session stops reading client audio while it is
-more than ``max_vad_lag_s`` ahead of the VAD, so a file streamed as fast as
-the network allows costs bounded memory and loses nothing. Cancelling the
+more than ``max_vad_lag_s`` ahead of the VAD; and it analyses at most
+``max_segments_in_flight`` segments at once, reading no VAD events meanwhile.
+So a file streamed as fast as the network allows costs bounded memory, never
+floods the workers' queues, and loses nothing. Cancelling the
 session (client gone) cancels the in-flight worker calls with it.
 """
 
@@ -70,6 +72,9 @@ class SessionLimits:
     default_mode: int  # asr_pb2.AsrMode
     max_vad_lag_s: float = 30.0
     """The session stops reading client audio while it is this far ahead of the VAD."""
+    max_segments_in_flight: int = 4
+    """Segments of one session analysed at once; the next waits (and with it the VAD
+    stream, and through it the client), so a fast client cannot flood the workers' queues."""
 
 
 class SampleBuffer:
@@ -181,6 +186,7 @@ class Session:
         self._last_interim_end = 0  # sample index covered by the last interim request
         self._vad_processed = 0  # samples the VAD worker has reported processed
         self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
+        self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
 
     def finished_line(self) -> str:
         """What the log says when the session ends."""
@@ -357,8 +363,14 @@ class Session:
                                            ended.segment_id, samples.size, end - ms_to_samples(ended.start_ms))
                         self._open_start = None
                         self.buffer.trim(end)
-                        await segment_tasks.put(asyncio.create_task(self.analyze_segment(
-                            ended.segment_id, ended.start_ms, ended.end_ms, samples)))
+                        # Back-pressure: while this session has max_segments_in_flight being
+                        # analysed, stop reading VAD events (the VAD stream, and through its
+                        # progress events the client, wait too).
+                        await self._in_flight.acquire()
+                        task = asyncio.create_task(self.analyze_segment(
+                            ended.segment_id, ended.start_ms, ended.end_ms, samples))
+                        task.add_done_callback(lambda _: self._in_flight.release())
+                        await segment_tasks.put(task)
             except grpc.aio.AioRpcError as exc:
                 raise worker_error("vad", exc) from None
             finally:

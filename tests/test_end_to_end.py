@@ -216,3 +216,49 @@ def test_client_cancel_cancels_worker_calls(stack):
                 break
     # The gateway survives and serves the next stream normally.
     assert results_of(run(stack.gateway.address, "zh_single"))
+
+
+def test_long_file_never_floods_the_workers(stack, model_env):
+    """AnalyzeFile pushes a recording far faster than real time, so the VAD finds segments
+    much faster than ASR/emotion take them; here the ASR worker even stalls (SIGSTOP, as a
+    starved process would) while they pile up. With worker queues of one, only the gateway's
+    per-stream limit (MAX_SEGMENTS_IN_FLIGHT=1) keeps every segment from a
+    RESOURCE_EXHAUSTED refusal once the worker resumes."""
+    import os
+    import signal
+
+    import numpy as np
+
+    asr = start_server("services.asr.server", "asr-queue1", env={
+        **model_env, "ASR_MODE": "paraformer", "ASR_MAX_QUEUE": "1", "TORCH_THREADS": "1"})
+    emotion = start_server("services.emotion.server", "emotion-queue1", env={
+        **model_env, "EMOTION_MAX_QUEUE": "1", "TORCH_THREADS": "1"})
+    gateway = start_server("gateway.server", "gateway-inflight1", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
+        "WORKER_TIMEOUT_S": "60", "MAX_SEGMENTS_IN_FLIGHT": "1"})
+    try:
+        clip, rate = read_clip("en_meeting")
+        copies = 6  # 63 s, 18 segments
+        buffer = io.BytesIO()
+        sf.write(buffer, np.concatenate([clip] * copies), rate, format="WAV", subtype="PCM_16")
+        warm_up = io.BytesIO()
+        sf.write(warm_up, read_clip("zh_single")[0], rate, format="WAV", subtype="PCM_16")
+        with grpc.insecure_channel(gateway.address) as channel:
+            stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+            stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=warm_up.getvalue()), timeout=60)
+            os.kill(asr.proc.pid, signal.SIGSTOP)
+            resume = threading.Timer(2.0, os.kill, (asr.proc.pid, signal.SIGCONT))
+            resume.start()
+            try:
+                response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()),
+                                            timeout=300)
+            finally:
+                resume.cancel()
+                os.kill(asr.proc.pid, signal.SIGCONT)
+        results = results_of(response.events)
+        assert len(results) == 3 * copies
+        assert [list(r.errors) for r in results] == [[]] * len(results)
+        assert all(r.text and r.emotions for r in results)
+    finally:
+        for server in (gateway, emotion, asr):
+            server.stop()

@@ -122,6 +122,9 @@ class GatewaySettings(ServerSettings):
     max_vad_lag_s: float = _field(30.0, "MAX_VAD_LAG_S",
                                   "A stream stops reading client audio while this far ahead of the VAD "
                                   "(back-pressure for faster-than-real-time clients; >= 1).")
+    max_segments_in_flight: int = _field(4, "MAX_SEGMENTS_IN_FLIGHT",
+                                         "Segments one stream has in ASR/emotion at once; a faster "
+                                         "client waits (>= 1).")
     auth_token: str | None = _field(None, "AUTH_TOKEN", "If set, clients must send 'authorization: Bearer <token>'.")
     tls_cert: str | None = _field(None, "TLS_CERT", "PEM certificate; with TLS_KEY enables TLS.")
     tls_key: str | None = _field(None, "TLS_KEY", "PEM private key.")
