@@ -124,15 +124,15 @@ def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
 
 # ---- engine, in process ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("seconds, expected", [(0.1, 1), (3.0, 1), (10.0, 1), (10.5, 2), (18.0, 2),
-                                               (18.1, 3), (60.0, 8), (125.0, 16)])
+@pytest.mark.parametrize("seconds, expected", [(0.1, 1), (3.0, 1), (10.0, 1), (10.5, 1), (15.0, 1),
+                                               (15.1, 2), (18.0, 2), (18.1, 3), (60.0, 8), (125.0, 16)])
 def test_window_plan(seconds, expected):
     options = EmotionOptions()
     n = int(round(seconds * SAMPLE_RATE_HZ))
     plan = plan_windows(n, options)
     assert len(plan) == expected
     assert plan[0][0] == 0 and plan[-1][1] == n
-    if n > options.window_samples:
+    if n > options.single_window_max_s * SAMPLE_RATE_HZ:
         assert len(plan) == 1 + math.ceil((n - options.window_samples) / (options.window_samples - options.overlap_samples))
         assert all(end - start == options.window_samples for start, end in plan)
         assert all(prev_end - start >= options.overlap_samples for (_, prev_end), (start, _) in zip(plan, plan[1:]))
@@ -250,7 +250,8 @@ def test_long_segment_is_classified_in_windows(emotion_worker):
     response = classify(emotion_worker.address, noise(60.0, 31))
     assert response.windows == 8  # 1 + ceil((60 - 10) / (10 - 2))
     assert abs(probabilities(response).sum() - 1) < 1e-5
-    assert classify(emotion_worker.address, noise(10.5, 32)).windows == 2
+    assert classify(emotion_worker.address, noise(10.5, 32)).windows == 1  # up to 15 s: whole
+    assert classify(emotion_worker.address, noise(15.5, 33)).windows == 2
 
 
 @pytest.mark.parametrize("payload, message", [

@@ -103,6 +103,8 @@ class EmotionSettings(ServerSettings):
     max_queue: int = _field(16, "EMOTION_MAX_QUEUE", "Queued segments before RESOURCE_EXHAUSTED.")
     window_s: float = _field(10.0, "EMOTION_WINDOW_S", "Long segments are classified in windows of this length.")
     window_overlap_s: float = _field(2.0, "EMOTION_WINDOW_OVERLAP_S", "Overlap between consecutive windows.")
+    single_window_max_s: float = _field(15.0, "EMOTION_SINGLE_WINDOW_MAX_S",
+                                        "Segments up to this long are classified whole (>= EMOTION_WINDOW_S).")
     quantize_int8: bool = _field(False, "EMOTION_INT8",
                                  "Dynamic int8 quantization of linear layers (less memory, faster; "
                                  "probabilities move slightly).")

@@ -101,12 +101,18 @@ class EmotionOptions:
     """Segments longer than this are classified in windows of exactly this length."""
     window_overlap_s: float = 2.0
     """Minimum overlap of consecutive windows (windows are spread evenly, so it can be more)."""
+    single_window_max_s: float = 15.0
+    """Segments up to this long are classified whole, in one window. Cutting a segment just
+    over ``window_s`` into two full windows would cost twice its length (a 10.2 s segment:
+    20 s of audio through the model); up to 1.5 x ``window_s`` one window is cheaper, and
+    beyond it the overlap costs at most a third extra."""
     min_segment_ms: int = 100
     """Shorter segments are rejected (InvalidInput). wav2vec2 needs 25 ms for a single
     20 ms frame; below ~5 frames the pooled embedding says nothing, and the VAD never
     emits speech shorter than 250 ms."""
     max_batch_audio_s: float = 10.0
-    """Most audio (summed over windows) in one model call. Bounds activation memory:
+    """Most audio (summed over windows) in one model call, except that a segment up to
+    ``single_window_max_s`` is always one call of its own. Bounds activation memory:
     wav2vec2-base needs ~12 MB of activations per second of audio in a call (its
     first conv layer alone makes 512 x 3200 floats per second), while on CPU two
     10 s windows in one call run no faster than one after the other. Short
@@ -117,6 +123,8 @@ class EmotionOptions:
             raise ValueError(f"window_s must be > 0, got {self.window_s}")
         if not 0 <= self.window_overlap_s < self.window_s:
             raise ValueError(f"window_overlap_s must be in [0, window_s), got {self.window_overlap_s}")
+        if self.single_window_max_s < self.window_s:
+            raise ValueError(f"single_window_max_s must be >= window_s, got {self.single_window_max_s}")
         if self.min_segment_ms <= 0 or ms_to_samples(self.min_segment_ms) > self.window_s * SAMPLE_RATE_HZ:
             raise ValueError(f"min_segment_ms must be in (0, window_s], got {self.min_segment_ms}")
         if self.max_batch_audio_s <= 0:
@@ -174,7 +182,7 @@ class WindowClassifier(Protocol):
 def plan_windows(n_samples: int, options: EmotionOptions) -> list[tuple[int, int]]:
     """``(start, end)`` sample ranges covering a segment of ``n_samples``.
 
-    Up to ``window_s`` the whole segment is one window. Longer segments get
+    Up to ``single_window_max_s`` the whole segment is one window. Longer segments get
     ``1 + ceil((n - window) / (window - overlap))`` windows of exactly
     ``window_s``, starts spread evenly from 0 to ``n - window``: the first
     starts at the segment's start, the last ends at its end, and neighbours
@@ -182,7 +190,7 @@ def plan_windows(n_samples: int, options: EmotionOptions) -> list[tuple[int, int
     (10 s, 2 s) gets 8 windows.
     """
     window = options.window_samples
-    if n_samples <= window:
+    if n_samples <= int(round(options.single_window_max_s * SAMPLE_RATE_HZ)):
         return [(0, n_samples)]
     step = window - options.overlap_samples
     count = 1 + math.ceil((n_samples - window) / step)

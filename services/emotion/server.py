@@ -99,7 +99,8 @@ async def main(argv: list[str]) -> None:
                     "every response carries model_info.random_weights=true",
                     model_dir, marker.get("size", "?"))
 
-    options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s)
+    options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s,
+                             single_window_max_s=settings.single_window_max_s)
 
     def build_engine() -> EmotionEngine:
         engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8), options)
