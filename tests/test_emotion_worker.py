@@ -337,3 +337,25 @@ def test_missing_model_exits_with_download_command(tmp_path):
     assert str(tmp_path / "pretrained_models" / MODEL_DIRNAME) in output
     assert "python scripts/download_models.py --speechbrain" in output
     assert time.monotonic() - started < 30
+
+
+def test_inconsistent_window_settings_exit_naming_the_problem(emotion_project_root):
+    env = {**os.environ, "PROJECT_ROOT": str(emotion_project_root), "PYTHONUNBUFFERED": "1",
+           "EMOTION_WINDOW_S": "10", "EMOTION_SINGLE_WINDOW_MAX_S": "5"}
+    done = subprocess.run([sys.executable, "-m", "services.emotion.server", "--port", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "single_window_max_s must be >= window_s" in done.stdout + done.stderr
+
+
+def test_window_and_batch_settings_reach_the_worker(emotion_project_root):
+    server = start_server("services.emotion.server", "emotion-settings", env={
+        "PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1", "EMOTION_WINDOW_S": "4",
+        "EMOTION_WINDOW_OVERLAP_S": "1", "EMOTION_SINGLE_WINDOW_MAX_S": "4", "EMOTION_MIN_SEGMENT_MS": "500"})
+    try:
+        assert classify(server.address, noise(10.0, 41)).windows == 3  # 1 + ceil((10 - 4) / 3)
+        with pytest.raises(grpc.RpcError) as error:
+            classify(server.address, noise(0.3, 42))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        server.stop()

@@ -105,6 +105,11 @@ class EmotionSettings(ServerSettings):
     window_overlap_s: float = _field(2.0, "EMOTION_WINDOW_OVERLAP_S", "Overlap between consecutive windows.")
     single_window_max_s: float = _field(15.0, "EMOTION_SINGLE_WINDOW_MAX_S",
                                         "Segments up to this long are classified whole (>= EMOTION_WINDOW_S).")
+    max_batch_audio_s: float = _field(10.0, "EMOTION_MAX_BATCH_AUDIO_S",
+                                      "Most audio (summed over windows) in one model call; bounds "
+                                      "activation memory (~12 MB per second).")
+    min_segment_ms: int = _field(100, "EMOTION_MIN_SEGMENT_MS",
+                                 "Shorter segments are refused with INVALID_ARGUMENT.")
     quantize_int8: bool = _field(False, "EMOTION_INT8",
                                  "Dynamic int8 quantization of linear layers (less memory, faster; "
                                  "probabilities move slightly).")

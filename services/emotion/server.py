@@ -99,8 +99,13 @@ async def main(argv: list[str]) -> None:
                     "every response carries model_info.random_weights=true",
                     model_dir, marker.get("size", "?"))
 
-    options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s,
-                             single_window_max_s=settings.single_window_max_s)
+    try:
+        options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s,
+                                 single_window_max_s=settings.single_window_max_s,
+                                 max_batch_audio_s=settings.max_batch_audio_s,
+                                 min_segment_ms=settings.min_segment_ms)
+    except ValueError as exc:
+        raise SystemExit(f"emotion settings: {exc}") from None
 
     def build_engine() -> EmotionEngine:
         engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8), options)
