@@ -59,16 +59,15 @@ async def main(argv: list[str]) -> None:
     grpc_server.configure_logging(settings.log_level, "gateway")
     if settings.default_mode not in _MODES:
         raise SystemExit(f"DEFAULT_MODE must be paraformer or sensevoice, got {settings.default_mode!r}")
-    if settings.max_vad_lag_s < 1:
-        raise SystemExit(f"MAX_VAD_LAG_S must be at least 1 (seconds), got {settings.max_vad_lag_s}")
-    if settings.max_segments_in_flight < 1:
-        raise SystemExit(f"MAX_SEGMENTS_IN_FLIGHT must be at least 1, got {settings.max_segments_in_flight}")
+    try:
+        limits = SessionLimits(max_session_s=settings.max_session_s,
+                               worker_timeout_s=settings.worker_timeout_s,
+                               default_mode=_MODES[settings.default_mode],
+                               max_vad_lag_s=settings.max_vad_lag_s,
+                               max_segments_in_flight=settings.max_segments_in_flight)
+    except ValueError as exc:
+        raise SystemExit(f"gateway settings (MAX_VAD_LAG_S, MAX_SEGMENTS_IN_FLIGHT): {exc}") from None
     workers = Workers.connect(settings)
-    limits = SessionLimits(max_session_s=settings.max_session_s,
-                           worker_timeout_s=settings.worker_timeout_s,
-                           default_mode=_MODES[settings.default_mode],
-                           max_vad_lag_s=settings.max_vad_lag_s,
-                           max_segments_in_flight=settings.max_segments_in_flight)
     servicer = SpeechAnalysisServicer(workers, limits, settings.max_sessions)
     interceptors = [BearerTokenInterceptor(settings.auth_token)] if settings.auth_token else []
     web = None

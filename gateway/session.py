@@ -44,6 +44,10 @@ __all__ = ["SessionLimits", "SampleBuffer", "Session"]
 
 log = logging.getLogger(__name__)
 
+LEGACY_VAD_MARGIN_SAMPLES = 60 * SAMPLE_RATE_HZ
+"""For a VAD worker that sends no Progress events (one from before them, e.g. during a
+rolling upgrade): audio kept while no segment is open, and no back-pressure on the client."""
+
 INTERIM_INTERVAL_S = 1.0
 """At least this much new speech between two interim results of a segment."""
 INTERIM_GROWTH = 0.5
@@ -75,6 +79,14 @@ class SessionLimits:
     max_segments_in_flight: int = 4
     """Segments of one session analysed at once; the next waits (and with it the VAD
     stream, and through it the client), so a fast client cannot flood the workers' queues."""
+
+    def __post_init__(self) -> None:
+        # The VAD reports progress every 250 ms of audio and may hold back up to one 200 ms
+        # block: a smaller lag could wait for a report that never comes.
+        if self.max_vad_lag_s < 1:
+            raise ValueError(f"max_vad_lag_s must be at least 1 s, got {self.max_vad_lag_s}")
+        if self.max_segments_in_flight < 1:
+            raise ValueError(f"max_segments_in_flight must be at least 1, got {self.max_segments_in_flight}")
 
 
 class SampleBuffer:
@@ -186,6 +198,7 @@ class Session:
         self._last_interim_end = 0  # sample index covered by the last interim request
         self._vad_processed = 0  # samples the VAD worker has reported processed
         self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
+        self._vad_sends_progress = False  # until the first Progress event: a legacy VAD worker?
         self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
 
     def finished_line(self) -> str:
@@ -324,9 +337,11 @@ class Session:
                         "split the recording into several sessions")
                 # Back-pressure: a client far faster than real time (a file upload) waits for
                 # the VAD here, and gRPC flow control holds it, so the buffer stays bounded.
-                while self.buffer.end - self._vad_processed > max_lag:
+                while self._vad_sends_progress and self.buffer.end - self._vad_processed > max_lag:
                     self._vad_progress.clear()
                     await self._vad_progress.wait()
+                if not self._vad_sends_progress and self._open_start is None:
+                    self.buffer.trim(self.buffer.end - LEGACY_VAD_MARGIN_SAMPLES)
                 self.buffer.append(samples)
                 await to_vad.put(samples)
                 self._maybe_interim(out)
@@ -344,6 +359,7 @@ class Session:
                             keep_from = min(keep_from, self._open_start)
                         self.buffer.trim(keep_from)
                         self._vad_processed = ms_to_samples(vad_event.progress.processed_ms)
+                        self._vad_sends_progress = True
                         self._vad_progress.set()
                     elif kind == "speech_started":
                         started = vad_event.speech_started

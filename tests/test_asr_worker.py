@@ -257,3 +257,31 @@ def test_missing_models_exit_fast_naming_path_and_fetch_command(tmp_path, mode, 
     assert elapsed < 15, elapsed
     assert str(tmp_path / "empty-cache") in output
     assert f"python scripts/download_models.py {flag}" in output
+
+
+def test_int8_worker_answers_each_request_with_its_own_model_call(model_env):
+    """ASR_INT8: dynamic quantization picks one activation scale per model call, so the worker
+    never batches (a request's transcript must not depend on what else was in flight)."""
+    server = start_server("services.asr.server", "asr-int8", env={
+        **model_env, **ONE_THREAD, "ASR_MODE": "paraformer", "ASR_INT8": "1", "METRICS_PORT": "0"})
+    try:
+        audio, _ = read_clip("zh_weather")
+        pieces = [audio[i * 40000:(i + 1) * 40000] for i in range(4)]
+        alone = [transcribe(server.address, piece).text for piece in pieces]
+        together: dict[int, str] = {}
+
+        def run(i):
+            together[i] = transcribe(server.address, pieces[i]).text
+
+        before = model_calls(server)
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(pieces))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert [together[i] for i in range(len(pieces))] == alone
+        assert all(alone) and any(set(text) & set("，。？、") for text in alone)
+        assert model_calls(server) - before == len(pieces)
+        assert "max_batch 1" in server.log() and "int8 True" in server.log()
+    finally:
+        server.stop()

@@ -94,3 +94,64 @@ def test_fast_client_segments_keep_their_audio(spine_gateway):
     assert len(results) == 3
     for result in results:  # silence (-120 dBFS) would mean the audio was already trimmed
         assert result.features.loudness_dbfs > -60, result
+
+
+def test_vad_worker_without_progress_events_does_not_stall_sessions(vad_worker):
+    """A VAD worker from before Progress events (say, mid rolling upgrade) must not stall a
+    session once it is MAX_VAD_LAG_S ahead: the gateway falls back to a fixed margin.
+
+    No older worker build exists to run, so the real worker's Progress events are dropped on
+    the way into the session (the one stand-in here); ASR/emotion point at a closed port."""
+    import asyncio
+
+    import grpc
+
+    from gateway.session import Session, SessionLimits
+    from gateway.workers import Workers
+    from protos.v1 import asr_pb2, asr_pb2_grpc, emotion_pb2_grpc, vad_pb2_grpc
+    from tests.conftest import read_clip
+
+    clip, _ = read_clip("en_meeting")
+    audio = np.concatenate([clip] * 5).astype(np.float32)  # 52 s, 15 segments
+
+    async def run():
+        vad_channel, closed = grpc.aio.insecure_channel(vad_worker.address), grpc.aio.insecure_channel("127.0.0.1:9")
+        real = vad_pb2_grpc.VadServiceStub(vad_channel)
+
+        class LegacyVad:
+            def StreamVad(self, requests):
+                async def events():
+                    async for event in real.StreamVad(requests):
+                        if event.WhichOneof("event") != "progress":
+                            yield event
+                return events()
+
+        workers = Workers(LegacyVad(), asr_pb2_grpc.AsrServiceStub(closed),
+                          emotion_pb2_grpc.EmotionServiceStub(closed), (vad_channel, closed))
+        limits = SessionLimits(max_session_s=3600, worker_timeout_s=2, default_mode=asr_pb2.PARAFORMER,
+                               max_vad_lag_s=1)
+        session = Session("legacy-vad", gateway_pb2.StreamConfig(), workers, limits)
+
+        async def chunks():
+            for start in range(0, audio.size, 3200):
+                yield audio[start:start + 3200]
+
+        try:
+            return [event async for event in session.events(chunks())]
+        finally:
+            await workers.close()
+
+    events = asyncio.run(asyncio.wait_for(run(), 90))
+    results = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
+    assert len(results) == 15
+    for result in results:  # silence (-120 dBFS) would mean the audio was already released
+        assert result.features.loudness_dbfs > -60, result
+
+
+def test_session_limits_refuse_a_lag_that_could_stall():
+    from gateway.session import SessionLimits
+
+    with pytest.raises(ValueError, match="max_vad_lag_s"):
+        SessionLimits(max_session_s=60, worker_timeout_s=5, default_mode=1, max_vad_lag_s=0.3)
+    with pytest.raises(ValueError, match="max_segments_in_flight"):
+        SessionLimits(max_session_s=60, worker_timeout_s=5, default_mode=1, max_segments_in_flight=0)

@@ -86,7 +86,10 @@ async def main(argv: list[str]) -> None:
     options = AsrOptions(threads=settings.torch_threads, max_segment_s=settings.max_segment_s,
                          quantize_int8=settings.quantize_int8, lean_loading=settings.lean_loading,
                          sensevoice_timestamps=settings.sensevoice_timestamps)
-    servicer = AsrServicer(BatchOptions(max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms,
+    # Dynamic int8 quantizes activations with one scale per model call: batched requests
+    # would change each other's transcripts, so with ASR_INT8 every request is its own call.
+    max_batch = 1 if settings.quantize_int8 else settings.max_batch
+    servicer = AsrServicer(BatchOptions(max_batch=max_batch, max_wait_ms=settings.batch_wait_ms,
                                         max_queue=settings.max_queue))
     batcher = servicer.batcher
 
@@ -105,7 +108,7 @@ async def main(argv: list[str]) -> None:
         servicer.engine = engine
         await batcher.start()
         log.info("serving modes %s (default %s), max_batch %d, max_queue %d",
-                 "+".join(modes), modes[0], settings.max_batch, settings.max_queue)
+                 "+".join(modes), modes[0], max_batch, settings.max_queue)
 
     await grpc_server.run(
         settings, "asr",

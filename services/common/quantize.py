@@ -9,10 +9,11 @@ The workers load checkpoints memory-mapped (file-backed pages, no copy).
 Quantization reads every float Linear weight, so those file pages would stay
 resident for as long as any tensor still maps the file. So the Linears are
 quantized one at a time, and right after each the pages of its float weight
-are handed back (``madvise(MADV_DONTNEED)``: clean file-backed pages, re-read
-from the file should anything touch them again; never done to anonymous
-memory, where it would zero the data): the load peak is the int8 model plus
-one float layer, not both models. Afterwards the remaining float tensors are
+are handed back (``madvise(MADV_PAGEOUT)``, only for a weight that lies in a
+file mapping: clean pages are dropped and re-read from the file should
+anything touch them again, and a page that was modified after mapping is
+written to swap or kept, never lost, unlike with ``MADV_DONTNEED``): the
+load peak is the int8 model plus one float layer, not both models. Afterwards the remaining float tensors are
 copied into process memory (they are small), and the mapping is left without
 users. A large float tensor (CT-Transformer's
 471067 x 516 embedding: 970 MB, of which a decode touches a few rows) is not
@@ -46,7 +47,7 @@ REMAP_MIN_BYTES = 64 << 20
 """Float tensors this large are re-mapped from ``fresh_state`` instead of copied."""
 
 
-_MADV_DONTNEED = 4
+_MADV_PAGEOUT = 21  # Linux >= 5.4; older kernels refuse it (EINVAL) and nothing is handed back
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -67,10 +68,10 @@ def _drop_file_pages(tensor: torch.Tensor, ranges: list[tuple[int, int]]) -> int
     madvise = _madvise()
     start = tensor.data_ptr()
     end = start + tensor.nbytes
-    if madvise is None or not any(lo <= start and end <= hi for lo, hi in ranges):
+    if madvise is None or not tensor.is_contiguous() or not any(lo <= start and end <= hi for lo, hi in ranges):
         return 0
     first, last = -(-start // _PAGE) * _PAGE, end // _PAGE * _PAGE
-    if last <= first or madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED) != 0:
+    if last <= first or madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_PAGEOUT) != 0:
         return 0
     return last - first
 
