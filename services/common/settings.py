@@ -85,7 +85,8 @@ class AsrSettings(ServerSettings):
     batch_wait_ms: int = _field(10, "ASR_BATCH_WAIT_MS", "How long to wait for more segments to batch.")
     max_queue: int = _field(16, "ASR_MAX_QUEUE", "Queued segments before RESOURCE_EXHAUSTED.")
     max_segment_s: float = _field(30.0, "ASR_MAX_SEGMENT_S", "Longer segments are split by FSMN-VAD (paraformer).")
-    quantize_int8: bool = _field(False, "ASR_INT8", "Dynamic int8 quantization of linear layers.")
+    quantize_int8: bool = _field(False, "ASR_INT8", "Dynamic int8 quantization of linear layers (about half "
+                                 "the memory, 1.7-2.7x faster; each request is then its own model call).")
     sensevoice_timestamps: bool = _field(False, "ASR_SENSEVOICE_TIMESTAMPS",
                                          "Token timestamps in SenseVoice mode (CTC forced alignment, "
                                          "about 10% more compute and no batching gain).")
