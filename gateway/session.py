@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 LEGACY_VAD_MARGIN_SAMPLES = 60 * SAMPLE_RATE_HZ
 """For a VAD worker that sends no Progress events (one from before them, e.g. during a
 rolling upgrade): audio kept while no segment is open, and no back-pressure on the client."""
+LEGACY_VAD_WAIT_S = 5.0
+"""A session that has waited this long for its first Progress event treats its VAD
+worker as one from before them."""
 
 INTERIM_INTERVAL_S = 1.0
 """At least this much new speech between two interim results of a segment."""
@@ -198,7 +201,7 @@ class Session:
         self._last_interim_end = 0  # sample index covered by the last interim request
         self._vad_processed = 0  # samples the VAD worker has reported processed
         self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
-        self._vad_sends_progress = False  # until the first Progress event: a legacy VAD worker?
+        self._vad_sends_progress: bool | None = None  # unknown until the first Progress event
         self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
 
     def finished_line(self) -> str:
@@ -337,9 +340,18 @@ class Session:
                         "split the recording into several sessions")
                 # Back-pressure: a client far faster than real time (a file upload) waits for
                 # the VAD here, and gRPC flow control holds it, so the buffer stays bounded.
-                while self._vad_sends_progress and self.buffer.end - self._vad_processed > max_lag:
+                while self._vad_sends_progress is not False and self.buffer.end - self._vad_processed > max_lag:
                     self._vad_progress.clear()
-                    await self._vad_progress.wait()
+                    if self._vad_sends_progress:
+                        await self._vad_progress.wait()
+                        continue
+                    try:
+                        await asyncio.wait_for(self._vad_progress.wait(), LEGACY_VAD_WAIT_S)
+                    except asyncio.TimeoutError:
+                        self._vad_sends_progress = False
+                        self.log.warning("VAD worker sends no progress events (an older version?): "
+                                         "keeping a fixed %d s margin, no back-pressure",
+                                         LEGACY_VAD_MARGIN_SAMPLES // SAMPLE_RATE_HZ)
                 if not self._vad_sends_progress and self._open_start is None:
                     self.buffer.trim(self.buffer.end - LEGACY_VAD_MARGIN_SAMPLES)
                 self.buffer.append(samples)
