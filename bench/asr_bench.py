@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from procstat import memory_mib  # noqa: E402
+from procstat import memory_mib, memory_target  # noqa: E402
 
 DEFAULT_MODELS = ROOT / ".cache" / "full-models"
 SHARED_AUDIO = ROOT.parent / "shared" / "audio"
@@ -250,8 +250,7 @@ def print_targets(memory: list[dict], speed: list[dict]) -> None:
             continue
         for label, value, target_gb in (("resident", worker["resident_mb"], resident_gb),
                                         ("load peak", worker["load_peak_mb"], peak_gb)):
-            strict, binary = target_gb * 1e9 / 2**20, target_gb * 1024
-            verdict = "met" if value <= strict else ("met as GiB, missed as GB" if value <= binary else "MISSED")
+            strict, binary, verdict = memory_target(value, target_gb, "GB")
             print(f"  {mode} worker {label} {value:.0f} MiB <= {target_gb} GB "
                   f"({strict:.0f} MiB; {binary:.0f} as GiB): {verdict}")
         int8 = by.get((mode, "int8"))

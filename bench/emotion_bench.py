@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -50,22 +49,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import procstat  # noqa: E402
+
 DEFAULT_MODEL_DIR = ROOT / ".cache" / "full-models" / "emotion-recognition-wav2vec2-IEMOCAP"
 SAMPLE_RATE_HZ = 16_000
-MEMORY_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 
 # ------------------------------------------------------------------------------- measurements
 
 def memory(pid: int | str = "self") -> dict[str, int]:
-    """RSS breakdown and peak of a process, in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return {name: int(re.search(rf"^{name}:\s+(\d+) kB", status, re.M).group(1)) // 1024
-            for name in MEMORY_FIELDS}
-
-
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    """RSS breakdown and peak of a process, in whole MiB (procstat's fields)."""
+    return {name: int(value) for name, value in procstat.memory_mib(pid).items()}
 
 
 def audio(seconds: float, seed: int):
@@ -136,13 +132,13 @@ TARGETS_MB = {"resident": 600, "load peak": 800}
 def child_memory(variant: str, model_dir: Path, threads: int) -> dict:
     prepare_child(threads)
     out: dict = {"variant": variant, "imports": memory()}
-    reset_peak()
+    procstat.reset_peak()
     started = time.monotonic()
     one, _many, _batched = LOADERS[variant](model_dir)
     out["load_s"] = round(time.monotonic() - started, 2)
     out["after_load"] = memory()
     for phase, seconds in (("after_warmup", 1.0), ("after_10s", 10.0), ("after_60s", 60.0)):
-        reset_peak()
+        procstat.reset_peak()
         one(audio(seconds, int(seconds)))
         out[phase] = memory()
     return out
@@ -298,8 +294,7 @@ def main() -> int:
             for label, value in (("resident", table[variant]["rss_after_warmup"]),
                                  ("load peak", table[variant]["load_peak"])):
                 target = TARGETS_MB[label]
-                strict = target * 1e6 / 2**20
-                verdict = "met" if value <= strict else ("met as MiB, missed as MB" if value <= target else "MISSED")
+                strict, _binary, verdict = procstat.memory_target(value, target, "MB")
                 print(f"target {variant} {label}: {value} MiB <= {target} MB ({strict:.0f} MiB; "
                       f"{target} as MiB): {verdict}")
     if args.speed:

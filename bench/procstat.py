@@ -38,6 +38,7 @@ __all__ = [
     "cpu_seconds",
     "group_cpu_seconds",
     "machine_info",
+    "memory_target",
 ]
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -109,3 +110,23 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "loadavg": list(os.getloadavg()),
     }
+
+
+def memory_target(value_mib: float, target: float, unit: str) -> tuple[float, float, str]:
+    """A memory figure against a target stated in decimal ``unit`` ("MB" or "GB").
+
+    Targets written as "600 MB" may mean MiB (the issues' own naive figures match
+    MiB measurements), so both readings are returned: (target in MiB read as
+    decimal, target in MiB read as binary, verdict).
+    """
+    scale = {"MB": 1e6, "GB": 1e9}[unit]
+    strict = target * scale / 2**20
+    binary = target * {"MB": 1, "GB": 1024}[unit]  # MiB
+    binary_unit = {"MB": "MiB", "GB": "GiB"}[unit]
+    if value_mib <= strict:
+        verdict = "met"
+    elif value_mib <= binary:
+        verdict = f"met as {binary_unit}, missed as {unit}"
+    else:
+        verdict = "MISSED"
+    return strict, binary, verdict

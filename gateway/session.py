@@ -384,11 +384,11 @@ class Session:
                         ended = vad_event.speech_ended
                         await out.put(event(speech_ended=gateway_pb2.SpeechEnded(
                             segment_id=ended.segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms)))
-                        end = ms_to_samples(ended.end_ms)
-                        samples = self.buffer.slice(ms_to_samples(ended.start_ms), end)
-                        if samples.size < end - ms_to_samples(ended.start_ms):
+                        start, end = ms_to_samples(ended.start_ms), ms_to_samples(ended.end_ms)
+                        samples = self.buffer.slice(start, end)
+                        if samples.size < end - start:
                             self.log.error("segment %d: only %d of %d samples still buffered",
-                                           ended.segment_id, samples.size, end - ms_to_samples(ended.start_ms))
+                                           ended.segment_id, samples.size, end - start)
                         self._open_start = None
                         self.buffer.trim(end)
                         # Back-pressure: while this session has max_segments_in_flight being

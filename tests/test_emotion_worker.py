@@ -132,7 +132,7 @@ def test_window_plan(seconds, expected):
     plan = plan_windows(n, options)
     assert len(plan) == expected
     assert plan[0][0] == 0 and plan[-1][1] == n
-    if n > options.single_window_max_s * SAMPLE_RATE_HZ:
+    if n > options.single_window_max_samples:
         assert len(plan) == 1 + math.ceil((n - options.window_samples) / (options.window_samples - options.overlap_samples))
         assert all(end - start == options.window_samples for start, end in plan)
         assert all(prev_end - start >= options.overlap_samples for (_, prev_end), (start, _) in zip(plan, plan[1:]))
@@ -170,6 +170,7 @@ def test_equal_length_windows_share_one_model_call(tiny_emotion_model):
 
     class Counting:
         labels = tiny_emotion_model.labels
+        batch_invariant = True
 
         def predict(self, windows):
             calls.append(windows.shape)

@@ -135,6 +135,10 @@ class EmotionOptions:
         return int(round(self.window_s * SAMPLE_RATE_HZ))
 
     @property
+    def single_window_max_samples(self) -> int:
+        return int(round(self.single_window_max_s * SAMPLE_RATE_HZ))
+
+    @property
     def overlap_samples(self) -> int:
         return int(round(self.window_overlap_s * SAMPLE_RATE_HZ))
 
@@ -190,7 +194,7 @@ def plan_windows(n_samples: int, options: EmotionOptions) -> list[tuple[int, int
     (10 s, 2 s) gets 8 windows.
     """
     window = options.window_samples
-    if n_samples <= int(round(options.single_window_max_s * SAMPLE_RATE_HZ)):
+    if n_samples <= options.single_window_max_samples:
         return [(0, n_samples)]
     step = window - options.overlap_samples
     count = 1 + math.ceil((n_samples - window) / step)
@@ -247,11 +251,11 @@ class EmotionEngine:
         weights = np.zeros(len(segments), dtype=np.float64)
         compute_s = np.zeros(len(segments), dtype=np.float64)
         max_samples = int(self.options.max_batch_audio_s * SAMPLE_RATE_HZ)
-        invariant = getattr(self.model, "batch_invariant", True)
         for length, group in windows.items():
             # Equal lengths only: no padding, so a result never depends on its batch
             # (and one window per call where the model itself is not batch invariant).
-            for chunk in _batches(group, max(1, max_samples // length) if invariant else 1):
+            per_call = max(1, max_samples // length) if self.model.batch_invariant else 1
+            for chunk in _batches(group, per_call):
                 batch = np.stack([segments[index][start:end] for index, start, end in chunk])
                 started = time.perf_counter()
                 probabilities = self.model.predict(batch)
