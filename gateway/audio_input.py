@@ -18,8 +18,11 @@ import soxr
 from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, vad_pb2
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.errors import InvalidInput
+from services.common.limits import check_vad_overrides, normalise_hotwords, shorten
+from services.asr.sensevoice_tags import REQUEST_LANGUAGES
 
-__all__ = ["MIN_SAMPLE_RATE_HZ", "MAX_SAMPLE_RATE_HZ", "validate_config", "AudioConverter", "decode_file"]
+__all__ = ["MIN_SAMPLE_RATE_HZ", "MAX_SAMPLE_RATE_HZ", "MAX_FILE_CHANNELS", "validate_config", "AudioConverter",
+           "FileDecoder"]
 
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 192_000
@@ -43,8 +46,14 @@ def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: 
         raise InvalidInput(f"config.mode {config.mode} is unknown; use PARAFORMER or SENSEVOICE")
     if config.vad_backend not in vad_pb2.VadBackend.values():
         raise InvalidInput(f"config.vad_backend {config.vad_backend} is unknown; use SILERO or FSMN")
-    if config.language and config.language not in {"auto", "zh", "en", "yue", "ja", "ko"}:
-        raise InvalidInput(f"config.language {config.language!r} is not one of auto, zh, en, yue, ja, ko")
+    if config.language and config.language not in REQUEST_LANGUAGES:
+        raise InvalidInput(f"config.language {shorten(config.language)} is not one of "
+                           f"{', '.join(REQUEST_LANGUAGES)}")
+    normalise_hotwords(config.hotwords)
+    vad = config.vad
+    check_vad_overrides(threshold=vad.threshold, min_speech_duration_ms=vad.min_speech_duration_ms,
+                        min_silence_duration_ms=vad.min_silence_duration_ms, speech_pad_ms=vad.speech_pad_ms,
+                        max_speech_duration_s=vad.max_speech_duration_s, prefix="config.vad.")
 
 
 @dataclass
@@ -63,6 +72,7 @@ class AudioConverter:
         self.input_frames = 0  # client frames received, for duration limits
 
     def convert(self, data: bytes, last: bool = False) -> np.ndarray:
+        """Raw client bytes in the configured encoding -> 16 kHz mono float32."""
         if len(data) % self.frame_bytes:
             raise InvalidInput(
                 f"audio chunk of {len(data)} bytes is not a whole number of frames "
@@ -74,8 +84,11 @@ class AudioConverter:
             samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
             if samples.size and not np.isfinite(samples).all():
                 raise InvalidInput("FLOAT32LE audio contains NaN or Inf samples")
-        if self.channels > 1:
-            samples = samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+        return self.convert_frames(samples.reshape(-1, self.channels), last=last)
+
+    def convert_frames(self, frames: np.ndarray, last: bool = False) -> np.ndarray:
+        """Float32 frames x channels at the input rate -> 16 kHz mono float32."""
+        samples = frames[:, 0] if frames.shape[1] == 1 else frames.mean(axis=1, dtype=np.float32)
         self.input_frames += samples.size
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
@@ -92,18 +105,103 @@ class AudioConverter:
         return self.input_frames / self.sample_rate_hz
 
 
-def decode_file(content: bytes) -> tuple[np.ndarray, int, int]:
-    """Decode WAV/FLAC/OGG/MP3 bytes -> (float32 frames x channels, sample rate, channels)."""
-    if not content:
-        raise InvalidInput("the file is empty")
-    try:
-        data, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise InvalidInput(f"could not decode the file as WAV, FLAC, OGG or MP3: {exc}") from None
-    if data.shape[0] == 0:
-        raise InvalidInput("the file decodes to no audio (truncated or empty)")
-    if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
-        raise InvalidInput(f"the file's sample rate {rate} Hz is outside {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz")
-    if not np.isfinite(data).all():
-        raise InvalidInput("the file contains NaN or Inf samples")
-    return data, int(rate), int(data.shape[1])
+MAX_FILE_CHANNELS = 8
+"""Files with more channels are refused (each block is decoded with all its channels)."""
+_FILE_BLOCK_BYTES = 1 << 20
+"""Decoded bytes (all channels, float32) per block read from a file: bounds the gateway's
+memory for any file, however well it compresses."""
+
+
+class FileDecoder:
+    """Decodes an encoded file (WAV/FLAC/OGG/MP3) block by block, never whole.
+
+    A compressed file can hold far more audio than its size suggests (a 448 KB
+    FLAC of silence decodes to 10 minutes of 192 kHz stereo, 920 MB as float32),
+    so the declared length is checked against ``max_duration_s`` before
+    anything is decoded, the decoded length is checked again as blocks arrive,
+    and at most ~1 MB of decoded audio exists at once.
+
+    Usage::
+
+        decoder = FileDecoder(content, max_duration_s=3600)   # raises InvalidInput
+        while (frames := decoder.read_block()).size:           # float32 frames x channels
+            ...
+        decoder.truncation_note()   # text if the file held less audio than its header says
+    """
+
+    def __init__(self, content: bytes, max_duration_s: float):
+        if not content:
+            raise InvalidInput("the file is empty")
+        self.max_duration_s = max_duration_s
+        try:
+            self._file = soundfile.SoundFile(io.BytesIO(content))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+            # libsndfile's message names the Python file object (<_io.BytesIO object at 0x...>):
+            # keep only its reason.
+            reason = str(exc).rsplit(": ", 1)[-1] if ": " in str(exc) else "unknown format"
+            raise InvalidInput(f"could not decode the file as WAV, FLAC, OGG or MP3 ({reason})") from None
+        self.sample_rate_hz = int(self._file.samplerate)
+        self.channels = int(self._file.channels)
+        if not MIN_SAMPLE_RATE_HZ <= self.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+            raise InvalidInput(f"the file's sample rate {self.sample_rate_hz} Hz is outside "
+                               f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz")
+        if not 1 <= self.channels <= MAX_FILE_CHANNELS:
+            raise InvalidInput(f"the file has {self.channels} channels; at most {MAX_FILE_CHANNELS} are supported")
+        self.declared_frames = _wav_declared_frames(content, self.channels) or int(self._file.frames)
+        self._check_duration(self.declared_frames, "declares")
+        self.frames_read = 0
+        self._block_frames = max(_FILE_BLOCK_BYTES // (4 * self.channels), 1)
+
+    def _check_duration(self, frames: int, verb: str) -> None:
+        duration_s = frames / self.sample_rate_hz
+        if duration_s > self.max_duration_s:
+            raise InvalidInput(
+                f"the file {verb} {duration_s:.0f} s of audio; AnalyzeFile and Analyze accept at most "
+                f"{self.max_duration_s:.0f} s per session (MAX_SESSION_S): split the recording")
+
+    def read_block(self) -> np.ndarray:
+        """The next block of float32 frames x channels; empty at the end of the file."""
+        try:
+            frames = self._file.read(self._block_frames, dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise InvalidInput(f"the file is corrupt after {self.frames_read / self.sample_rate_hz:.1f} s "
+                               f"of audio ({str(exc).rsplit(': ', 1)[-1]})") from None
+        self.frames_read += frames.shape[0]
+        self._check_duration(self.frames_read, "holds more than")
+        if frames.size and not np.isfinite(frames).all():
+            raise InvalidInput("the file contains NaN or Inf samples")
+        return frames
+
+    def truncation_note(self) -> str | None:
+        """Says so when the file ended before the length its header declares."""
+        if self.frames_read >= self.declared_frames:
+            return None
+        rate = self.sample_rate_hz
+        return (f"the file is truncated: its header declares {self.declared_frames / rate:.1f} s of audio "
+                f"but it holds {self.frames_read / rate:.1f} s; the {self.frames_read / rate:.1f} s were analysed")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _wav_declared_frames(content: bytes, channels: int) -> int | None:
+    """Frames a RIFF/WAVE header declares in its ``data`` chunk (None if not a WAV).
+
+    libsndfile silently clips a WAV's length to the bytes present, and Python's
+    ``wave`` module reads PCM WAVs only; this walks the RIFF chunk list, which is
+    all it takes to see what the header promised.
+    """
+    if len(content) < 12 or content[:4] not in (b"RIFF", b"RF64") or content[8:12] != b"WAVE":
+        return None
+    offset, bits = 12, None
+    while offset + 8 <= len(content):
+        chunk_id, size = content[offset:offset + 4], int.from_bytes(content[offset + 4:offset + 8], "little")
+        body = offset + 8
+        if chunk_id == b"fmt " and body + 16 <= len(content):
+            bits = int.from_bytes(content[body + 14:body + 16], "little")
+        elif chunk_id == b"data":
+            if not bits or size == 0xFFFFFFFF:  # no format yet, or an RF64/streaming placeholder
+                return None
+            return size // (max(bits // 8, 1) * channels)
+        offset = body + size + (size & 1)
+    return None

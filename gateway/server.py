@@ -18,7 +18,9 @@ from protos.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import grpc_server
 from services.common.settings import GatewaySettings, load
 from gateway.auth import BearerTokenInterceptor
-from gateway.servicer import SpeechAnalysisServicer
+from gateway.sentiment import load_sentiment
+from gateway.servicer import Admission, SpeechAnalysisServicer
+from services.common.limits import longest_segment_bytes
 from gateway.session import SessionLimits
 from gateway.web import start_web_server
 from gateway.workers import Workers
@@ -67,12 +69,28 @@ async def main(argv: list[str]) -> None:
                                max_segments_in_flight=settings.max_segments_in_flight)
     except ValueError as exc:
         raise SystemExit(f"gateway settings (MAX_VAD_LAG_S, MAX_SEGMENTS_IN_FLIGHT): {exc}") from None
+    if longest_segment_bytes() + 1024 > settings.max_message_bytes:
+        raise SystemExit(f"MAX_MESSAGE_BYTES={settings.max_message_bytes} is too small for the longest "
+                         f"segment ({longest_segment_bytes()} bytes of float32 audio); use at least "
+                         f"{longest_segment_bytes() + 1024}")
+    try:
+        admission = Admission(max_sessions=settings.max_sessions, idle_timeout_s=settings.idle_timeout_s,
+                              max_file_bytes=settings.max_file_bytes,
+                              max_audio_message_bytes=settings.max_message_bytes)
+    except ValueError as exc:
+        raise SystemExit(f"gateway settings: {exc}") from None
     workers = Workers.connect(settings)
-    servicer = SpeechAnalysisServicer(workers, limits, settings.max_sessions)
+    servicer = SpeechAnalysisServicer(workers, limits, admission)
     interceptors = [BearerTokenInterceptor(settings.auth_token)] if settings.auth_token else []
     web = None
     if settings.web_port >= 0:
         web, _port = await start_web_server(servicer, settings.host, settings.web_port, settings.auth_token)
+
+    async def load_parts() -> None:
+        if settings.text_sentiment:  # before SERVING, off the event loop
+            servicer.sentiment = await asyncio.to_thread(load_sentiment)
+            log.info("text sentiment (SnowNLP) loaded")
+        await _wait_for_vad(workers)
 
     async def stop() -> None:
         if web is not None:
@@ -83,10 +101,14 @@ async def main(argv: list[str]) -> None:
         settings, "gateway",
         register=lambda server: gateway_pb2_grpc.add_SpeechAnalysisServicer_to_server(servicer, server),
         service_names=[gateway_pb2.DESCRIPTOR.services_by_name["SpeechAnalysis"].full_name],
-        load=lambda: _wait_for_vad(workers),
+        load=load_parts,
         credentials=_credentials(settings),
         interceptors=interceptors,
         on_stop=stop,
+        streaming=True,
+        # Up to twice the largest accepted message still reaches the servicer, which refuses it
+        # with INVALID_ARGUMENT naming the limit; beyond that gRPC refuses it itself.
+        max_receive_message_bytes=2 * max(settings.max_message_bytes, settings.max_file_bytes),
     )
 
 

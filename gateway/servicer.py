@@ -1,4 +1,10 @@
-"""gRPC SpeechAnalysis service: validates requests and hands audio to a Session."""
+"""gRPC SpeechAnalysis service: validates requests and hands audio to a Session.
+
+Every stream takes one of ``max_sessions`` slots from its first moment (before
+its config arrives) until it ends, and a stream that sends nothing for
+``idle_timeout_s`` is ended with ``OUT_OF_RANGE``, so clients that connect and
+go quiet cannot hold the gateway's capacity.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +13,58 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 import grpc
 import numpy as np
 
-from protos.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common.errors import InvalidInput, Overloaded, grpc_errors
+from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, gateway_pb2_grpc
+from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, grpc_errors, status_for
 from services.common.metrics import ACTIVE_STREAMS, REQUEST_LATENCY_S, REQUESTS
-from gateway.audio_input import AudioConverter, decode_file, validate_config
+from gateway.audio_input import AudioConverter, FileDecoder, validate_config
+from gateway.sentiment import TextSentimentScorer
 from gateway.session import Session, SessionLimits
 from gateway.workers import Workers
 
-__all__ = ["SpeechAnalysisServicer"]
+__all__ = ["SpeechAnalysisServicer", "Admission"]
 
 log = logging.getLogger(__name__)
 
-_FILE_CHUNK_S = 0.5  # AnalyzeFile feeds the decoded file through the streaming path in chunks
+
+@dataclass(frozen=True)
+class Admission:
+    """What the gateway lets into a session at all (the per-session limits are SessionLimits)."""
+
+    max_sessions: int = 16
+    idle_timeout_s: float = 30.0
+    max_file_bytes: int = 8 * 1024 * 1024
+    max_audio_message_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1 or self.idle_timeout_s <= 0 or self.max_file_bytes < 1:
+            raise ValueError("MAX_SESSIONS, IDLE_TIMEOUT_S and MAX_FILE_BYTES must be positive")
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
-    def __init__(self, workers: Workers, limits: SessionLimits, max_sessions: int):
+    def __init__(self, workers: Workers, limits: SessionLimits, admission: Admission,
+                 sentiment: TextSentimentScorer | None = None):
         self.workers = workers
         self.limits = limits
-        self.max_sessions = max_sessions
+        self.admission = admission
+        self.sentiment = sentiment
         self.active = 0
 
     @contextlib.contextmanager
     def _slot(self, method: str):
-        if self.active >= self.max_sessions:
+        if self.active >= self.admission.max_sessions:
             REQUESTS.labels("gateway", method, "RESOURCE_EXHAUSTED").inc()
-            raise Overloaded(f"the gateway is at its limit of {self.max_sessions} concurrent sessions; "
-                             "retry later")
+            raise Overloaded(f"the gateway is at its limit of {self.admission.max_sessions} concurrent "
+                             "sessions; retry later")
         self.active += 1
         ACTIVE_STREAMS.labels("gateway").inc()
         started = time.monotonic()
@@ -49,81 +75,158 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
             ACTIVE_STREAMS.labels("gateway").dec()
             REQUEST_LATENCY_S.labels("gateway", method).observe(time.monotonic() - started)
 
+    def _check_config(self, config: gateway_pb2.StreamConfig, *, audio_format_required: bool = True) -> None:
+        validate_config(config, audio_format_required=audio_format_required)
+        if config.text_sentiment and self.sentiment is None:
+            raise NotEnabled("config.text_sentiment: text sentiment is off on this gateway; start it with "
+                             "TEXT_SENTIMENT=1 (loads SnowNLP, about +400 MB)")
+
     def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None) -> Session:
         remaining = context.time_remaining() if context is not None else None
         deadline = time.monotonic() + remaining if remaining is not None else None
-        session = Session(uuid.uuid4().hex[:12], config, self.workers, self.limits, deadline)
-        session.log.info("started (mode %s, %d Hz, %s)", config.mode,
-                         config.sample_rate_hz, audio_pb2.AudioEncoding.Name(config.encoding)
-                         if config.encoding in audio_pb2.AudioEncoding.values() else config.encoding)
+        session = Session(uuid.uuid4().hex[:12], config, self.workers, self.limits, deadline, self.sentiment)
+        mode = config.mode or self.limits.default_mode
+        session.log.info("started (mode %s, %d Hz x %d, %s)", asr_pb2.AsrMode.Name(mode).lower(),
+                         config.sample_rate_hz, config.channels or 1,
+                         audio_pb2.AudioEncoding.Name(config.encoding))
         return session
+
+    async def _run_session(self, session: Session, audio: AsyncIterator[np.ndarray],
+                           method: str) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        """Drive ``session``; log one end line whatever the outcome."""
+        outcome = "OK"
+        try:
+            async for event in session.events(audio):
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "CANCELLED (client gone)"
+            raise
+        except BaseException as exc:
+            outcome = status_for(exc)[0].name
+            raise
+        finally:
+            line = session.finished_line()
+            if outcome == "OK":
+                session.log.info("finished: %s", line)
+            else:
+                session.log.info("ended with %s after %s", outcome, line)
+        REQUESTS.labels("gateway", method, "OK").inc()
+
+    async def _idle_bounded(self, messages: AsyncIterator) -> AsyncIterator:
+        """``messages``, ending the stream with OUT_OF_RANGE if the client goes quiet."""
+        iterator = aiter(messages)
+        idle_s = self.admission.idle_timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(idle_s):
+                    data = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise OutOfRange(f"no audio for {idle_s:g} s (IDLE_TIMEOUT_S): send audio continuously "
+                                 "and half-close the stream when done") from None
+            yield data
+
+    async def _stream(self, config: gateway_pb2.StreamConfig, chunks: AsyncIterator[bytes],
+                      context: grpc.aio.ServicerContext | None, method: str
+                      ) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        self._check_config(config)
+        converter = AudioConverter(config.sample_rate_hz, config.encoding, config.channels)
+        session = self._session(config, context)
+
+        async def client_audio() -> AsyncIterator[np.ndarray]:
+            async for data in chunks:
+                if len(data) > self.admission.max_audio_message_bytes:
+                    raise InvalidInput(
+                        f"an audio message of {_mebibytes(len(data))} is over the limit of "
+                        f"{_mebibytes(self.admission.max_audio_message_bytes)} (MAX_MESSAGE_BYTES); send "
+                        "smaller chunks (100-500 ms of audio each is typical)")
+                samples = converter.convert(data)
+                if samples.size:
+                    yield samples
+            tail = converter.finish()
+            if tail.size:
+                yield tail
+
+        async for event in self._run_session(session, client_audio(), method):
+            yield event
 
     async def stream_session(self, config: gateway_pb2.StreamConfig, chunks: AsyncIterator[bytes],
                              context: grpc.aio.ServicerContext | None = None,
                              method: str = "Analyze") -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
-        """The streaming path shared by gRPC ``Analyze`` and the WebSocket bridge."""
+        """The streaming path for callers that parsed the config themselves (WebSocket bridge)."""
         with self._slot(method):
-            validate_config(config)
-            converter = AudioConverter(config.sample_rate_hz, config.encoding, config.channels)
-            session = self._session(config, context)
-
-            async def client_audio() -> AsyncIterator[np.ndarray]:
-                async for data in chunks:
-                    samples = converter.convert(data)
-                    if samples.size:
-                        yield samples
-                tail = converter.finish()
-                if tail.size:
-                    yield tail
-
-            async for event in session.events(client_audio()):
+            async for event in self._stream(config, self._idle_bounded(chunks), context, method):
                 yield event
-            session.log.info(session.finished_line())
-            REQUESTS.labels("gateway", method, "OK").inc()
 
     @grpc_errors
     async def Analyze(self, request_iterator: AsyncIterator[gateway_pb2.AnalyzeRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
-        first = await anext(aiter(request_iterator), None)
-        if first is None:
-            raise InvalidInput("empty stream: the first AnalyzeRequest must carry a StreamConfig")
-        if first.WhichOneof("payload") != "config":
-            raise InvalidInput("the first AnalyzeRequest must carry a StreamConfig, not audio")
+        with self._slot("Analyze"):  # counted from the first moment, config or not
+            requests = self._idle_bounded(self._read_requests(context))
+            first = await anext(requests, None)
+            if first is None:
+                raise InvalidInput("empty stream: the first AnalyzeRequest must carry a StreamConfig")
+            if first.WhichOneof("payload") != "config":
+                raise InvalidInput("the first AnalyzeRequest must carry a StreamConfig, not audio")
 
-        async def chunks() -> AsyncIterator[bytes]:
-            async for request in request_iterator:
-                if request.WhichOneof("payload") != "audio":
-                    raise InvalidInput("only the first AnalyzeRequest may carry a StreamConfig")
-                yield request.audio
+            async def chunks() -> AsyncIterator[bytes]:
+                async for request in requests:
+                    if request.WhichOneof("payload") != "audio":
+                        raise InvalidInput("only the first AnalyzeRequest may carry a StreamConfig")
+                    yield request.audio
 
-        async for event in self.stream_session(first.config, chunks(), context):
-            yield event
+            async for event in self._stream(first.config, chunks(), context, "Analyze"):
+                yield event
+
+    @staticmethod
+    async def _read_requests(context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeRequest]:
+        """The client's messages, read in this task (the handler's), so a timeout or a failed
+        session can stop reading without another task still inside the request iterator."""
+        while (request := await context.read()) is not grpc.aio.EOF:
+            yield request
 
     @grpc_errors
     async def AnalyzeFile(self, request: gateway_pb2.AnalyzeFileRequest,
                           context: grpc.aio.ServicerContext) -> gateway_pb2.AnalyzeFileResponse:
         with self._slot("AnalyzeFile"):
-            validate_config(request.config, audio_format_required=False)
-            frames, rate, _channels = await asyncio.to_thread(decode_file, request.content)
-            mono = frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0]
-            if mono.size / rate > self.limits.max_session_s:
-                raise Overloaded(f"file is {mono.size / rate:.0f} s long; the limit is "
-                                 f"{self.limits.max_session_s:.0f} s per session")
-            converter = AudioConverter(rate, audio_pb2.FLOAT32LE, 1)
-            config = gateway_pb2.StreamConfig()
-            config.CopyFrom(request.config)
-            config.sample_rate_hz, config.encoding, config.channels = rate, audio_pb2.FLOAT32LE, 1
-            session = self._session(config, context)
-            step = max(int(rate * _FILE_CHUNK_S), 1)
-
-            async def file_audio() -> AsyncIterator[np.ndarray]:
-                for start in range(0, mono.size, step):
-                    yield converter.convert(mono[start:start + step].astype("<f4").tobytes())
-                tail = converter.finish()
-                if tail.size:
-                    yield tail
-
-            events = [event async for event in session.events(file_audio())]
-            session.log.info(session.finished_line())
-            REQUESTS.labels("gateway", "AnalyzeFile", "OK").inc()
+            self._check_config(request.config, audio_format_required=False)
+            size, limit = len(request.content), self.admission.max_file_bytes
+            if size > limit:
+                raise InvalidInput(
+                    f"the file is {_mebibytes(size)}; AnalyzeFile accepts at most {_mebibytes(limit)} "
+                    "(MAX_FILE_BYTES). Stream longer recordings with Analyze, which has no size limit "
+                    "(only MAX_SESSION_S of audio)")
+            decoder = await asyncio.to_thread(FileDecoder, request.content, self.limits.max_session_s)
+            try:
+                events = [event async for event in self._analyze_decoded(decoder, request.config, context)]
+            finally:
+                decoder.close()
             return gateway_pb2.AnalyzeFileResponse(events=events)
+
+    async def _analyze_decoded(self, decoder: FileDecoder, file_config: gateway_pb2.StreamConfig,
+                               context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        first = await asyncio.to_thread(decoder.read_block)
+        if not first.size:
+            raise InvalidInput("the file decodes to no audio (truncated or empty)")
+        converter = AudioConverter(decoder.sample_rate_hz, audio_pb2.FLOAT32LE, decoder.channels)
+        config = gateway_pb2.StreamConfig()
+        config.CopyFrom(file_config)
+        config.sample_rate_hz, config.encoding, config.channels = (
+            decoder.sample_rate_hz, audio_pb2.FLOAT32LE, decoder.channels)
+        session = self._session(config, context)
+
+        async def file_audio() -> AsyncIterator[np.ndarray]:
+            block = first
+            while block.size:  # one ~1 MB block decoded at a time, off the event loop
+                yield converter.convert_frames(block)
+                block = await asyncio.to_thread(decoder.read_block)
+            tail = converter.finish()
+            if tail.size:
+                yield tail
+
+        async for event in self._run_session(session, file_audio(), "AnalyzeFile"):
+            if event.WhichOneof("event") == "summary" and (note := decoder.truncation_note()):
+                yield gateway_pb2.AnalyzeEvent(session_id=session.id, error=gateway_pb2.ErrorEvent(
+                    code=grpc.StatusCode.DATA_LOSS.name, message=note))
+            yield event

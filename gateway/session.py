@@ -1,34 +1,36 @@
 """One Analyze session: client audio -> VAD stream -> per-segment ASR + emotion -> events.
 
-Data flow (all asyncio, no model code in the gateway)::
+Data flow (all asyncio, no model code in the gateway); each arrow is one task
+of the session's ``TaskGroup``, each a method below::
 
-    client chunks --convert--> SampleBuffer --> VAD worker stream
-                                                  | speech started / ended
-                                                  v
-                       segment audio (cut once) --> ASR  \\ concurrently
-                                                --> emotion /
-                                                  v
-                       results re-ordered by segment id --> client
+    client chunks --_pump_client--> SampleBuffer + VAD call (call.write, <= 1 s per message)
+    VAD events ----_pump_vad------> speech started/ended events; each ended segment is cut
+                                    from the buffer once and analysed by _analyze_segment
+                                    (ASR and emotion concurrently), at most
+                                    max_segments_in_flight at a time
+    analyses ------_emit_results--> results in segment order --> client, then the summary
 
 Every finished segment is cut from the buffer and analysed exactly once, so
 total compute is linear in the audio length. The buffer only keeps audio that
 a future segment can still need, as the VAD worker's progress events tell
 (``keep_from_ms``), and the session stops reading client audio while it is
-more than ``max_vad_lag_s`` ahead of the VAD; and it analyses at most
-``max_segments_in_flight`` segments at once, reading no VAD events meanwhile.
-So a file streamed as fast as the network allows costs bounded memory, never
-floods the workers' queues, and loses nothing. Cancelling the
-session (client gone) cancels the in-flight worker calls with it.
+more than ``max_vad_lag_s`` ahead of the VAD; while ``max_segments_in_flight``
+segments are being analysed it reads no VAD events. So a file streamed as
+fast as the network allows costs bounded memory and never floods the
+workers' queues; a segment a busy worker still refuses (another gateway
+filled its queue) waits and is sent again until the call's deadline, so its
+result is not lost. Cancelling the session (client gone) cancels every task
+and worker call with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import random
 import time
-from dataclasses import dataclass, field
-from typing import AsyncIterator
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 import numpy as np
@@ -36,20 +38,15 @@ import numpy as np
 from protos.v1 import asr_pb2, audio_pb2, emotion_pb2, gateway_pb2, vad_pb2
 from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
                                    samples_to_f32le, samples_to_ms)
-from services.common.errors import Overloaded, WrongMode, worker_error
-from gateway.sentiment import score_text
+from services.common.errors import OutOfRange, ServiceError, WrongMode, worker_error
+from gateway.buffer import SampleBuffer
+from gateway.sentiment import TextSentimentScorer
+from gateway.summary import SummaryBuilder
 from gateway.workers import Workers
 
-__all__ = ["SessionLimits", "SampleBuffer", "Session"]
+__all__ = ["SessionLimits", "Session", "PartFailure"]
 
 log = logging.getLogger(__name__)
-
-LEGACY_VAD_MARGIN_SAMPLES = 60 * SAMPLE_RATE_HZ
-"""For a VAD worker that sends no Progress events (one from before them, e.g. during a
-rolling upgrade): audio kept while no segment is open, and no back-pressure on the client."""
-LEGACY_VAD_WAIT_S = 5.0
-"""A session that has waited this long for its first Progress event treats its VAD
-worker as one from before them."""
 
 INTERIM_INTERVAL_S = 1.0
 """At least this much new speech between two interim results of a segment."""
@@ -58,6 +55,13 @@ INTERIM_GROWTH = 0.5
 interim re-transcribes the open segment from its start; spacing them geometrically
 (1, 2, 3, 4.5, 6.8, 10 s...) keeps their total to < 3x the final transcription's
 audio, where one per second would grow with the square of the segment length."""
+VAD_MESSAGE_SAMPLES = SAMPLE_RATE_HZ
+"""Audio goes to the VAD worker in messages of at most 1 s (64 KB of float32), whatever
+the size of the client's chunks, so no client message can exceed a worker's limit."""
+BUSY_RETRY_FIRST_S = 0.05
+BUSY_RETRY_MAX_S = 1.0
+"""Back-off between attempts when a worker answers RESOURCE_EXHAUSTED (queue full)."""
+_END = object()
 
 
 class _SessionLog(logging.LoggerAdapter):
@@ -65,11 +69,6 @@ class _SessionLog(logging.LoggerAdapter):
 
     def process(self, msg, kwargs):
         return f"[session {self.extra['session']}] {msg}", kwargs
-
-EMOTION_DISPLAY = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
-# SenseVoice's emotion tags mapped onto the SpeechBrain classes for the session summary.
-_SENSEVOICE_TO_CLASS = {"NEUTRAL": "neu", "ANGRY": "ang", "HAPPY": "hap", "SAD": "sad"}
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -92,201 +91,301 @@ class SessionLimits:
             raise ValueError(f"max_segments_in_flight must be at least 1, got {self.max_segments_in_flight}")
 
 
-class SampleBuffer:
-    """Append-only 16 kHz audio with a moving start: memory holds only what may still be cut."""
+@dataclass(frozen=True)
+class PartFailure:
+    """One part of a segment's analysis that failed; the other parts still have results."""
 
-    def __init__(self) -> None:
-        self._chunks: list[np.ndarray] = []
-        self.base = 0   # stream sample index of the first kept sample
-        self.end = 0    # stream sample index after the last sample
-        self.peak = 0   # most samples ever held at once
+    part: str  # "asr" | "emotion"
+    code: grpc.StatusCode
+    message: str
 
-    def append(self, samples: np.ndarray) -> None:
-        if samples.size:
-            self._chunks.append(samples)
-            self.end += samples.size
-            self.peak = max(self.peak, self.end - self.base)
+    @classmethod
+    def from_exception(cls, part: str, exc: BaseException) -> "PartFailure":
+        if isinstance(exc, grpc.aio.AioRpcError):
+            return cls(part, exc.code(), exc.details() or "")
+        if isinstance(exc, ServiceError):
+            return cls(part, exc.code, str(exc))
+        return cls(part, grpc.StatusCode.INTERNAL, type(exc).__name__)
 
-    def slice(self, start: int, stop: int) -> np.ndarray:
-        start, stop = max(start, self.base), min(stop, self.end)
-        if stop <= start:
-            return np.zeros(0, dtype=np.float32)
-        joined = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
-        self._chunks = [joined]
-        return joined[start - self.base: stop - self.base].copy()
-
-    def trim(self, before: int) -> None:
-        """Drop samples before stream index ``before``."""
-        before = min(before, self.end)
-        if before <= self.base:
-            return
-        joined = np.concatenate(self._chunks) if len(self._chunks) > 1 else (
-            self._chunks[0] if self._chunks else np.zeros(0, dtype=np.float32))
-        self._chunks = [joined[before - self.base:]]
-        self.base = before
+    def text(self) -> str:
+        return f"{self.part}: {self.code.name}: {self.message}"
 
 
-@dataclass
-class _Summary:
-    transcript: list[str] = field(default_factory=list)
-    speech_ms: int = 0
-    weighted: dict[str, float] = field(default_factory=dict)
-    time_ms: dict[str, int] = field(default_factory=dict)
-    random_weights: bool = False
-    segments: int = 0
+def _primary(group: BaseExceptionGroup) -> BaseException:
+    """The exception a client should see for a failed session: a service error first."""
+    leaves: list[BaseException] = []
 
-    def add(self, result: gateway_pb2.SegmentResult) -> None:
-        self.segments += 1
-        duration = result.end_ms - result.start_ms
-        self.speech_ms += duration
-        if result.text:
-            self.transcript.append(result.text)
-        self.random_weights |= result.random_weights
-        if not result.emotions:
-            return
-        emotion = result.emotions[0]  # speechbrain first when it ran (it has probabilities)
-        label = _SENSEVOICE_TO_CLASS.get(emotion.label, emotion.label)
-        self.time_ms[label] = self.time_ms.get(label, 0) + duration
-        for score in emotion.probabilities:
-            key = _SENSEVOICE_TO_CLASS.get(score.label, score.label)
-            self.weighted[key] = self.weighted.get(key, 0.0) + score.probability * duration
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
 
-    def to_proto(self, audio_ms: int) -> gateway_pb2.SessionSummary:
-        total = sum(self.weighted.values())
-        distribution = [
-            gateway_pb2.EmotionShare(label=label, display_name=EMOTION_DISPLAY.get(label, label),
-                                     share=weight / total if total else 0.0,
-                                     duration_ms=self.time_ms.get(label, 0))
-            for label, weight in sorted(self.weighted.items(), key=lambda kv: -kv[1])]
-        dominant = distribution[0].label if distribution else ""
-        return gateway_pb2.SessionSummary(
-            transcript="".join(self.transcript) if _is_cjk("".join(self.transcript)) else " ".join(self.transcript),
-            segment_count=self.segments,
-            audio_duration_ms=audio_ms,
-            speech_duration_ms=self.speech_ms,
-            silence_duration_ms=max(audio_ms - self.speech_ms, 0),
-            dominant_emotion=dominant,
-            dominant_emotion_display_name=EMOTION_DISPLAY.get(dominant, dominant),
-            emotion_distribution=distribution,
-            random_weights=self.random_weights)
-
-
-def _is_cjk(text: str) -> bool:
-    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
-def _rpc_error_text(part: str, exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{part}: {exc.code().name}: {exc.details()}"
-    return f"{part}: {type(exc).__name__}: {exc}"
+    collect(group)
+    return next((e for e in leaves if isinstance(e, ServiceError)), leaves[0])
 
 
 class Session:
     """Runs one Analyze stream; iterate :meth:`events` to drive it."""
 
     def __init__(self, session_id: str, config: gateway_pb2.StreamConfig, workers: Workers,
-                 limits: SessionLimits, deadline_s: float | None = None):
+                 limits: SessionLimits, deadline_s: float | None = None,
+                 sentiment: TextSentimentScorer | None = None):
         self.id = session_id
         self.config = config
         self.workers = workers
         self.limits = limits
         self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
+        self.sentiment = sentiment if config.text_sentiment else None
         self.mode = config.mode or limits.default_mode
         self.buffer = SampleBuffer()
-        self.summary = _Summary()
+        self.summary = SummaryBuilder()
         self.log = _SessionLog(log, {"session": session_id})
+        self._out: asyncio.Queue = asyncio.Queue(maxsize=64)  # events for the client, then _END
+        self._analyses: asyncio.Queue[asyncio.Task | None] = asyncio.Queue()  # in segment order
+        self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
         self._open_start: int | None = None  # sample index of the open segment's start
         self._open_id = 0
         self._interim_task: asyncio.Task | None = None
         self._last_interim_end = 0  # sample index covered by the last interim request
         self._vad_processed = 0  # samples the VAD worker has reported processed
         self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
-        self._vad_sends_progress: bool | None = None  # unknown until the first Progress event
-        self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
+        self._failure: BaseException | None = None
 
     def finished_line(self) -> str:
         """What the log says when the session ends."""
-        return (f"finished: {self.buffer.end / SAMPLE_RATE_HZ:.1f} s of audio, {self.summary.segments} "
+        return (f"{self.buffer.end / SAMPLE_RATE_HZ:.1f} s of audio, {self.summary.segments} "
                 f"segments, buffer peak {self.buffer.peak / SAMPLE_RATE_HZ:.1f} s")
 
+    def _event(self, **kwargs) -> gateway_pb2.AnalyzeEvent:
+        return gateway_pb2.AnalyzeEvent(session_id=self.id, **kwargs)
+
+    # ---- the stream ---------------------------------------------------------------
+    async def events(self, client_audio: AsyncIterator[np.ndarray]) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+        """Drive the session; ``client_audio`` yields converted 16 kHz float32 chunks."""
+        runner = asyncio.create_task(self._run(client_audio))
+        try:
+            while (item := await self._out.get()) is not _END:
+                yield item
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            if not runner.done():
+                runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
+    async def _run(self, client_audio: AsyncIterator[np.ndarray]) -> None:
+        """All of the session's work; ends with ``_END`` on the output queue unless cancelled."""
+        call = self.workers.vad.StreamVad()
+        try:
+            try:
+                await call.write(vad_pb2.VadRequest(config=self._vad_config()))
+            except asyncio.InvalidStateError:
+                pass  # the call has already ended: reading it (_pump_vad) reports its status
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._pump_client(client_audio, call))
+                tasks.create_task(self._pump_vad(call, tasks))
+                tasks.create_task(self._emit_results())
+            await self._out.put(self._event(summary=await self._summary()))
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as exc:  # the VAD call failed before the pumps started
+            self._failure = worker_error("vad", exc)
+        except BaseExceptionGroup as group:
+            self._failure = _primary(group)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which maps it
+            self._failure = exc
+        finally:
+            call.cancel()  # no-op once the call has ended
+        await self._out.put(_END)
+
+    def _vad_config(self) -> vad_pb2.VadConfig:
+        vad = vad_pb2.VadConfig()
+        vad.CopyFrom(self.config.vad)
+        vad.backend = self.config.vad_backend
+        return vad
+
+    async def _pump_client(self, client_audio: AsyncIterator[np.ndarray], call) -> None:
+        max_samples = int(self.limits.max_session_s * SAMPLE_RATE_HZ)
+        max_lag = int(self.limits.max_vad_lag_s * SAMPLE_RATE_HZ)
+        try:
+            async for samples in client_audio:
+                if self.buffer.end + samples.size > max_samples:
+                    raise OutOfRange(
+                        f"the stream is longer than the limit of {self.limits.max_session_s:.0f} s of audio "
+                        "per session (MAX_SESSION_S); split the recording into several sessions")
+                # Back-pressure: a client far faster than real time (a file upload) waits for
+                # the VAD here, and gRPC flow control holds it, so the buffer stays bounded.
+                while self.buffer.end - self._vad_processed > max_lag:
+                    self._vad_progress.clear()
+                    await self._vad_progress.wait()
+                self.buffer.append(samples)
+                for start in range(0, samples.size, VAD_MESSAGE_SAMPLES):
+                    piece = samples[start:start + VAD_MESSAGE_SAMPLES]
+                    await call.write(vad_pb2.VadRequest(
+                        audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(piece))))
+                self._maybe_interim()
+            await call.done_writing()
+        except grpc.aio.AioRpcError as exc:
+            raise worker_error("vad", exc) from None
+        except asyncio.InvalidStateError:
+            return  # the VAD call already ended; _pump_vad reports how
+
+    async def _pump_vad(self, call, tasks: asyncio.TaskGroup) -> None:
+        try:
+            async for vad_event in call:
+                kind = vad_event.WhichOneof("event")
+                if kind == "progress":
+                    self._on_progress(vad_event.progress)
+                elif kind == "speech_started":
+                    started = vad_event.speech_started
+                    self._open_start = ms_to_samples(started.start_ms)
+                    self._open_id = started.segment_id
+                    self._last_interim_end = self._open_start
+                    await self._out.put(self._event(speech_started=gateway_pb2.SpeechStarted(
+                        segment_id=started.segment_id, start_ms=started.start_ms)))
+                elif kind == "speech_ended":
+                    await self._on_speech_ended(vad_event.speech_ended, tasks)
+        except grpc.aio.AioRpcError as exc:
+            raise worker_error("vad", exc) from None
+        finally:
+            if self._interim_task is not None:
+                self._interim_task.cancel()
+            await self._analyses.put(None)
+
+    def _on_progress(self, progress: vad_pb2.Progress) -> None:
+        # Audio before keep_from can never be part of a segment any more.
+        keep_from = ms_to_samples(progress.keep_from_ms)
+        if self._open_start is not None:
+            keep_from = min(keep_from, self._open_start)
+        self.buffer.trim(keep_from)
+        self._vad_processed = ms_to_samples(progress.processed_ms)
+        self._vad_progress.set()
+
+    async def _on_speech_ended(self, ended: vad_pb2.SpeechEnd, tasks: asyncio.TaskGroup) -> None:
+        await self._out.put(self._event(speech_ended=gateway_pb2.SpeechEnded(
+            segment_id=ended.segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms)))
+        start, end = ms_to_samples(ended.start_ms), ms_to_samples(ended.end_ms)
+        samples = self.buffer.slice(start, end)
+        # Millisecond rounding may put the end up to one millisecond past the audio received.
+        if samples.size < end - start - ms_to_samples(1):
+            self.log.error("segment %d: only %d of %d samples still buffered",
+                           ended.segment_id, samples.size, end - start)
+        self._open_start = None
+        self.buffer.trim(end)
+        # Back-pressure: while this session has max_segments_in_flight being analysed,
+        # stop reading VAD events (the VAD stream, and through its progress events the
+        # client, wait too).
+        await self._in_flight.acquire()
+        analysis = tasks.create_task(self._analyze_segment(ended.segment_id, ended.start_ms,
+                                                           ended.end_ms, samples))
+        analysis.add_done_callback(lambda _: self._in_flight.release())
+        await self._analyses.put(analysis)
+
+    async def _emit_results(self) -> None:
+        while (analysis := await self._analyses.get()) is not None:
+            result, failures = await analysis
+            self.summary.add(result)
+            await self._out.put(self._event(segment_result=result))
+            for failure in failures:
+                await self._out.put(self._event(error=gateway_pb2.ErrorEvent(
+                    code=failure.code.name, message=failure.text(), segment_id=result.segment_id)))
+
+    async def _summary(self) -> gateway_pb2.SessionSummary:
+        summary = self.summary.to_proto(samples_to_ms(self.buffer.end))
+        if self.sentiment is not None and summary.transcript:
+            summary.sentiment.CopyFrom(await self.sentiment.score(summary.transcript))
+        return summary
+
     # ---- worker calls -------------------------------------------------------------
-    def _timeout(self) -> float:
-        timeout = self.limits.worker_timeout_s
-        if self.deadline_s is not None:
-            timeout = min(timeout, max(self.deadline_s - time.monotonic(), 0.001))
-        return timeout
+    def _call_deadline(self) -> float:
+        deadline = time.monotonic() + self.limits.worker_timeout_s
+        return deadline if self.deadline_s is None else min(deadline, self.deadline_s)
 
-    async def _transcribe(self, samples: np.ndarray, start_ms: int) -> asr_pb2.TranscribeResponse:
-        request = asr_pb2.TranscribeRequest(
-            audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)),
-            mode=self.mode, segment_start_ms=start_ms, hotwords=list(self.config.hotwords),
+    async def _call_when_free(self, rpc: Callable[..., Awaitable], request) -> object:
+        """``rpc(request)``, sent again while the worker answers RESOURCE_EXHAUSTED.
+
+        A full worker queue means "not now", so the segment waits (jittered exponential
+        back-off) until the call's deadline instead of losing its result. gRPC's own retry
+        policy is not used for this: it stops after at most 5 attempts whatever the deadline.
+        """
+        deadline = self._call_deadline()
+        delay = BUSY_RETRY_FIRST_S
+        while True:
+            try:
+                return await rpc(request, timeout=max(deadline - time.monotonic(), 0.001))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() + delay >= deadline:
+                    raise
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, BUSY_RETRY_MAX_S)
+
+    def _transcribe_request(self, audio: audio_pb2.AudioChunk, start_ms: int) -> asr_pb2.TranscribeRequest:
+        return asr_pb2.TranscribeRequest(
+            audio=audio, mode=self.mode, segment_start_ms=start_ms, hotwords=list(self.config.hotwords),
             language=self.config.language or "auto", use_itn=self.config.use_itn)
-        return await self.workers.asr.Transcribe(request, timeout=self._timeout(), wait_for_ready=False)
-
-    async def _classify(self, samples: np.ndarray) -> emotion_pb2.ClassifyResponse:
-        request = emotion_pb2.ClassifyRequest(
-            audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)))
-        return await self.workers.emotion.Classify(request, timeout=self._timeout())
 
     def _wants_speechbrain(self) -> bool:
         return self.mode != asr_pb2.SENSEVOICE or self.config.speechbrain_emotion
 
-    async def analyze_segment(self, segment_id: int, start_ms: int, end_ms: int,
-                              samples: np.ndarray) -> gateway_pb2.SegmentResult:
+    async def _analyze_segment(self, segment_id: int, start_ms: int, end_ms: int,
+                               samples: np.ndarray) -> tuple[gateway_pb2.SegmentResult, list[PartFailure]]:
         result = gateway_pb2.SegmentResult(
             segment_id=segment_id, start_ms=start_ms, end_ms=end_ms,
             features=gateway_pb2.AudioFeatures(duration_ms=end_ms - start_ms,
                                                loudness_dbfs=loudness_dbfs(samples),
                                                peak_dbfs=peak_dbfs(samples)))
-        calls = [self._transcribe(samples, start_ms)]
+        audio = audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples))  # serialised once
+        calls = {"asr": self._call_when_free(self.workers.asr.Transcribe, self._transcribe_request(audio, start_ms))}
         if self._wants_speechbrain():
-            calls.append(self._classify(samples))
-        outcomes = await asyncio.gather(*calls, return_exceptions=True)
-        asr = outcomes[0]
-        emotion = outcomes[1] if len(outcomes) > 1 else None
+            calls["emotion"] = self._call_when_free(self.workers.emotion.Classify,
+                                                    emotion_pb2.ClassifyRequest(audio=audio))
+        outcomes = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True)))
+        failures = [PartFailure.from_exception(part, outcome) for part, outcome in outcomes.items()
+                    if isinstance(outcome, BaseException) and self._not_fatal(outcome)]
+        emotion = outcomes.get("emotion")
         if isinstance(emotion, emotion_pb2.ClassifyResponse):
             result.emotions.append(gateway_pb2.EmotionResult(
                 source="speechbrain", label=emotion.label, display_name=emotion.display_name,
                 confidence=emotion.confidence, probabilities=emotion.probabilities))
             result.random_weights |= emotion.model_info.random_weights
-        elif isinstance(emotion, BaseException):
-            self._check_fatal(emotion)
-            result.errors.append(_rpc_error_text("emotion", emotion))
+        asr = outcomes["asr"]
         if isinstance(asr, asr_pb2.TranscribeResponse):
-            result.text = asr.text
-            result.timestamps.extend(asr.timestamps)
-            result.language, result.language_display_name = asr.language, asr.language_display_name
-            result.audio_event = asr.audio_event
-            result.audio_event_display_name = asr.audio_event_display_name
-            result.random_weights |= asr.model_info.random_weights
-            if asr.HasField("emotion") and asr.emotion.label:
-                result.emotions.append(gateway_pb2.EmotionResult(
-                    source="sensevoice", label=asr.emotion.label, display_name=asr.emotion.display_name,
-                    confidence=asr.emotion.probability, probabilities=[asr.emotion]))
-        else:
-            self._check_fatal(asr)
-            result.errors.append(_rpc_error_text("asr", asr))
-        if self.config.text_sentiment and result.text:
-            sentiment = await score_text(result.text)
+            self._add_transcript(result, asr)
+        if self.sentiment is not None and result.text:
+            sentiment = await self.sentiment.score(result.text)
             if sentiment is not None:
                 result.sentiment.CopyFrom(sentiment)
-        if result.errors:
+        result.errors.extend(failure.text() for failure in failures)
+        if failures:
             self.log.warning("segment %d partly failed: %s", segment_id, "; ".join(result.errors))
-        return result
+        return result, failures
 
-    async def _interim(self, segment_id: int, samples: np.ndarray, end: int,
-                       out: asyncio.Queue) -> None:
-        """Best effort: any failure (busy model, worker down) just drops this partial."""
-        try:
-            response = await self._transcribe(samples, samples_to_ms(end - samples.size))
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
-            self.log.debug("interim result dropped: %s", exc)
-            return
-        if self._open_start is not None and self._open_id == segment_id:
-            await out.put(gateway_pb2.AnalyzeEvent(session_id=self.id, interim_result=gateway_pb2.InterimResult(
-                segment_id=segment_id, text=response.text, end_ms=samples_to_ms(end))))
+    @staticmethod
+    def _add_transcript(result: gateway_pb2.SegmentResult, asr: asr_pb2.TranscribeResponse) -> None:
+        result.text = asr.text
+        result.timestamps.extend(asr.timestamps)
+        result.language, result.language_display_name = asr.language, asr.language_display_name
+        result.audio_event = asr.audio_event
+        result.audio_event_display_name = asr.audio_event_display_name
+        result.random_weights |= asr.model_info.random_weights
+        if asr.HasField("emotion") and asr.emotion.label:
+            result.emotions.append(gateway_pb2.EmotionResult(
+                source="sensevoice", label=asr.emotion.label, display_name=asr.emotion.display_name,
+                confidence=asr.emotion.probability, probabilities=[asr.emotion]))
 
-    def _maybe_interim(self, out: asyncio.Queue) -> None:
+    @staticmethod
+    def _not_fatal(exc: BaseException) -> bool:
+        """Errors that concern the whole stream, not one segment, end it (raised here)."""
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            raise WrongMode(exc.details())
+        return True
+
+    # ---- interim results ----------------------------------------------------------
+    def _maybe_interim(self) -> None:
         """Start an interim transcription of the open segment if one is due and none is running."""
         if not self.config.interim_results or self._open_start is None:
             return
@@ -298,160 +397,18 @@ class Session:
             return
         self._last_interim_end = self.buffer.end
         samples = self.buffer.slice(self._open_start, self.buffer.end)
-        self._interim_task = asyncio.create_task(
-            self._interim(self._open_id, samples, self.buffer.end, out))
+        self._interim_task = asyncio.create_task(self._interim(self._open_id, samples, self.buffer.end))
 
-    def _check_fatal(self, exc: BaseException) -> None:
-        """Errors that concern the whole stream, not one segment, end it."""
-        if isinstance(exc, asyncio.CancelledError):
-            raise exc
-        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-            raise WrongMode(exc.details())
-
-    # ---- the stream ---------------------------------------------------------------
-    def _vad_config(self) -> vad_pb2.VadConfig:
-        vad = vad_pb2.VadConfig()
-        vad.CopyFrom(self.config.vad)
-        vad.backend = self.config.vad_backend
-        return vad
-
-    async def events(self, client_audio: AsyncIterator[np.ndarray]) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
-        """Drive the session; ``client_audio`` yields converted 16 kHz float32 chunks."""
-        out: asyncio.Queue = asyncio.Queue()
-        to_vad: asyncio.Queue = asyncio.Queue(maxsize=32)  # back-pressure on the client
-        segment_tasks: asyncio.Queue = asyncio.Queue()
-        max_samples = int(self.limits.max_session_s * SAMPLE_RATE_HZ)
-
-        def event(**kwargs) -> gateway_pb2.AnalyzeEvent:
-            return gateway_pb2.AnalyzeEvent(session_id=self.id, **kwargs)
-
-        async def vad_requests():
-            yield vad_pb2.VadRequest(config=self._vad_config())
-            while (samples := await to_vad.get()) is not None:
-                yield vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)))
-
-        max_lag = int(self.limits.max_vad_lag_s * SAMPLE_RATE_HZ)
-
-        async def pump_client() -> None:
-            async for samples in client_audio:
-                if self.buffer.end + samples.size > max_samples:
-                    raise Overloaded(
-                        f"session longer than the limit of {self.limits.max_session_s:.0f} s of audio; "
-                        "split the recording into several sessions")
-                # Back-pressure: a client far faster than real time (a file upload) waits for
-                # the VAD here, and gRPC flow control holds it, so the buffer stays bounded.
-                while self._vad_sends_progress is not False and self.buffer.end - self._vad_processed > max_lag:
-                    self._vad_progress.clear()
-                    if self._vad_sends_progress:
-                        await self._vad_progress.wait()
-                        continue
-                    try:
-                        await asyncio.wait_for(self._vad_progress.wait(), LEGACY_VAD_WAIT_S)
-                    except asyncio.TimeoutError:
-                        self._vad_sends_progress = False
-                        self.log.warning("VAD worker sends no progress events (an older version?): "
-                                         "keeping a fixed %d s margin, no back-pressure",
-                                         LEGACY_VAD_MARGIN_SAMPLES // SAMPLE_RATE_HZ)
-                if not self._vad_sends_progress and self._open_start is None:
-                    self.buffer.trim(self.buffer.end - LEGACY_VAD_MARGIN_SAMPLES)
-                self.buffer.append(samples)
-                await to_vad.put(samples)
-                self._maybe_interim(out)
-            await to_vad.put(None)
-
-        async def pump_vad() -> None:
-            call = self.workers.vad.StreamVad(vad_requests())
-            try:
-                async for vad_event in call:
-                    kind = vad_event.WhichOneof("event")
-                    if kind == "progress":
-                        # Audio before keep_from can never be part of a segment any more.
-                        keep_from = ms_to_samples(vad_event.progress.keep_from_ms)
-                        if self._open_start is not None:
-                            keep_from = min(keep_from, self._open_start)
-                        self.buffer.trim(keep_from)
-                        self._vad_processed = ms_to_samples(vad_event.progress.processed_ms)
-                        self._vad_sends_progress = True
-                        self._vad_progress.set()
-                    elif kind == "speech_started":
-                        started = vad_event.speech_started
-                        self._open_start = ms_to_samples(started.start_ms)
-                        self._open_id = started.segment_id
-                        self._last_interim_end = self._open_start
-                        await out.put(event(speech_started=gateway_pb2.SpeechStarted(
-                            segment_id=started.segment_id, start_ms=started.start_ms)))
-                    elif kind == "speech_ended":
-                        ended = vad_event.speech_ended
-                        await out.put(event(speech_ended=gateway_pb2.SpeechEnded(
-                            segment_id=ended.segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms)))
-                        start, end = ms_to_samples(ended.start_ms), ms_to_samples(ended.end_ms)
-                        samples = self.buffer.slice(start, end)
-                        if samples.size < end - start:
-                            self.log.error("segment %d: only %d of %d samples still buffered",
-                                           ended.segment_id, samples.size, end - start)
-                        self._open_start = None
-                        self.buffer.trim(end)
-                        # Back-pressure: while this session has max_segments_in_flight being
-                        # analysed, stop reading VAD events (the VAD stream, and through its
-                        # progress events the client, wait too).
-                        await self._in_flight.acquire()
-                        task = asyncio.create_task(self.analyze_segment(
-                            ended.segment_id, ended.start_ms, ended.end_ms, samples))
-                        task.add_done_callback(lambda _: self._in_flight.release())
-                        await segment_tasks.put(task)
-            except grpc.aio.AioRpcError as exc:
-                raise worker_error("vad", exc) from None
-            finally:
-                await segment_tasks.put(None)
-
-        async def emit_results() -> None:
-            while (task := await segment_tasks.get()) is not None:
-                result = await task
-                self.summary.add(result)
-                await out.put(event(segment_result=result))
-                for error in result.errors:
-                    part, _, rest = error.partition(": ")
-                    code = rest.split(":", 1)[0] if rest else "UNKNOWN"
-                    await out.put(event(error=gateway_pb2.ErrorEvent(
-                        code=code, message=error, segment_id=result.segment_id)))
-
-        async def supervise(coro) -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-                await out.put(exc)
-
-        tasks = [asyncio.create_task(supervise(c)) for c in (pump_client(), pump_vad(), emit_results())]
-        results_task = tasks[2]
+    async def _interim(self, segment_id: int, samples: np.ndarray, end: int) -> None:
+        """Best effort: any failure (busy model, worker down) just drops this partial."""
+        request = self._transcribe_request(audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(samples)),
+                                           samples_to_ms(end - samples.size))
         try:
-            while True:
-                getter = asyncio.ensure_future(out.get())
-                done, _ = await asyncio.wait({getter, results_task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    await tasks[1]  # pump_vad has finished; let its supervisor report any error
-                    while not out.empty():
-                        item = out.get_nowait()
-                        if isinstance(item, BaseException):
-                            raise item
-                        yield item
-                    break
-                item = getter.result()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-            summary = self.summary.to_proto(samples_to_ms(self.buffer.end))
-            if self.config.text_sentiment and summary.transcript:
-                summary.sentiment.CopyFrom(await score_text(summary.transcript))
-            yield event(summary=summary)
-        finally:
-            for task in tasks + ([self._interim_task] if self._interim_task else []):
-                task.cancel()
-            while not segment_tasks.empty():
-                pending = segment_tasks.get_nowait()
-                if pending is not None:
-                    pending.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
+            response = await self.workers.asr.Transcribe(
+                request, timeout=max(self._call_deadline() - time.monotonic(), 0.001))
+        except grpc.aio.AioRpcError as exc:
+            self.log.debug("interim result dropped: %s", exc.code().name)
+            return
+        if self._open_start is not None and self._open_id == segment_id:
+            await self._out.put(self._event(interim_result=gateway_pb2.InterimResult(
+                segment_id=segment_id, text=response.text, end_ms=samples_to_ms(end))))

@@ -56,8 +56,9 @@ class Workers:
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> "Workers":
-        # Segments carry up to max_speech_duration_s of float32 audio: allow larger messages inside.
-        size = max(settings.max_message_bytes, 64 * 1024 * 1024)
+        # The workers' own limit: every message the gateway sends fits it (audio goes to the
+        # VAD in <= 1 s messages; the longest segment is checked against it at start).
+        size = settings.max_message_bytes
         vad, asr, emotion = (_channel(a, size) for a in
                              (settings.vad_address, settings.asr_address, settings.emotion_address))
         return cls(vad_pb2_grpc.VadServiceStub(vad), asr_pb2_grpc.AsrServiceStub(asr),

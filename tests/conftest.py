@@ -85,7 +85,7 @@ def stack(model_env):
     emotion = start_server("services.emotion.server", "stack-emotion", env=model_env)
     gateway = start_server("gateway.server", "stack-gateway", env={
         "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
-        "WORKER_TIMEOUT_S": "30"})
+        "WORKER_TIMEOUT_S": "30", "TEXT_SENTIMENT": "1"})
     running = Stack(vad, asr, emotion, gateway)
     yield running
     running.stop()

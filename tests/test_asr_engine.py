@@ -19,11 +19,11 @@ from services.asr.engine import (
     ModelDirs,
     load_engine,
     modes_for,
-    normalise_hotwords,
     normalise_language,
 )
 from services.asr.sensevoice_tags import parse_sensevoice, strip_tags
 from services.common.errors import InvalidInput, WrongMode
+from services.common.limits import normalise_hotwords
 from services.common.model_paths import resolve_models
 from tests.conftest import read_clip
 

@@ -26,7 +26,8 @@ def limited_gateway(vad_worker):
     metrics_port = free_port()
     server = start_server("gateway.server", "gateway-limited", env={
         "VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
-        "MAX_SESSIONS": "1", "MAX_SESSION_S": "3", "MAX_MESSAGE_BYTES": "65536",
+        "MAX_SESSIONS": "1", "MAX_SESSION_S": "3", "MAX_MESSAGE_BYTES": "4000000", "MAX_FILE_BYTES": "200000",
+        "IDLE_TIMEOUT_S": "3",
         "METRICS_PORT": str(metrics_port), "WORKER_TIMEOUT_S": "2"})
     server.metrics_port = metrics_port
     yield server
@@ -49,17 +50,26 @@ def test_session_longer_than_limit_is_refused(limited_gateway):
     channel, stub = stub_for(limited_gateway.address)
     with channel, pytest.raises(grpc.RpcError) as info:
         list(analyze(stub, samples, rate, timeout=60))
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "3 s" in info.value.details()
+    # It can never succeed: OUT_OF_RANGE, not RESOURCE_EXHAUSTED (which clients read as "retry later").
+    assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert "3 s" in info.value.details() and "MAX_SESSION_S" in info.value.details()
 
 
 def test_oversized_message_is_refused(limited_gateway):
     channel, stub = stub_for(limited_gateway.address)
-    requests = iter([config_request(), gateway_pb2.AnalyzeRequest(audio=b"\0" * 100_000)])
-    with channel, pytest.raises(grpc.RpcError) as info:
-        list(stub.Analyze(requests, timeout=30))
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "larger than max" in info.value.details()
+    with channel:
+        # Over MAX_MESSAGE_BYTES (4 MB): refused by the gateway, naming the limit.
+        requests = iter([config_request(), gateway_pb2.AnalyzeRequest(audio=b"\0" * 4_200_000)])
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Analyze(requests, timeout=30))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "4.0 MiB" in info.value.details() and "smaller chunks" in info.value.details()
+        # Over twice the limit gRPC itself refuses the message before the gateway sees it.
+        requests = iter([config_request(), gateway_pb2.AnalyzeRequest(audio=b"\0" * 8_200_000)])
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Analyze(requests, timeout=30))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "larger than max" in info.value.details()
 
 
 def test_concurrent_sessions_beyond_limit_are_refused(limited_gateway):
@@ -158,6 +168,12 @@ def test_analyze_file_truncated_wav(spine_gateway):
         response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=wav[: len(wav) // 2]), timeout=30)
     summary = response.events[-1].summary
     assert 0 < summary.audio_duration_ms < 1100
+    # ...and the client is told that the file held less than its header declared.
+    (warning,) = [e.error for e in response.events
+                  if e.WhichOneof("event") == "error" and e.error.code == "DATA_LOSS"]
+    assert response.events[-2].error == warning  # just before the summary
+    declared_s = audio.size / 16000
+    assert f"declares {declared_s:.1f} s" in warning.message and "truncated" in warning.message
 
 
 # ---- security -------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import pytest
 import soxr
 
 from gateway.audio_input import AudioConverter
-from gateway.session import SampleBuffer, _Summary
+from gateway.buffer import SampleBuffer
+from gateway.summary import SummaryBuilder
 from protos.v1 import audio_pb2, gateway_pb2
 from services.common.errors import InvalidInput
 
@@ -57,7 +58,7 @@ def _result(segment_id, start, end, text, label, probs):
 
 
 def test_summary_is_duration_weighted():
-    summary = _Summary()
+    summary = SummaryBuilder()
     summary.add(_result(0, 0, 1000, "你好。", "hap", {"neu": 0.0, "hap": 1.0}))
     summary.add(_result(1, 2000, 5000, "再见。", "sad", {"neu": 0.5, "sad": 0.5}))
     proto = summary.to_proto(audio_ms=6000)
@@ -71,7 +72,7 @@ def test_summary_is_duration_weighted():
 
 
 def test_summary_joins_english_with_spaces():
-    summary = _Summary()
+    summary = SummaryBuilder()
     summary.add(_result(0, 0, 1000, "Hello.", "neu", {"neu": 1.0}))
     summary.add(_result(1, 1000, 2000, "Bye.", "neu", {"neu": 1.0}))
     assert summary.to_proto(2000).transcript == "Hello. Bye."
@@ -96,58 +97,23 @@ def test_fast_client_segments_keep_their_audio(spine_gateway):
         assert result.features.loudness_dbfs > -60, result
 
 
-def test_vad_worker_without_progress_events_does_not_stall_sessions(vad_worker, caplog):
-    """A VAD worker from before Progress events (say, mid rolling upgrade) must not stall a
-    session once it is MAX_VAD_LAG_S ahead: the gateway falls back to a fixed margin.
+def test_summary_ignores_result_and_emotion_order():
+    """Results may be added in any order, and a segment's emotions in any source order."""
+    def result(segment_id, start, text, sources):
+        emotions = [gateway_pb2.EmotionResult(source=source, label=label, probabilities=[
+            audio_pb2.EmotionScore(label=label, probability=1.0)]) for source, label in sources]
+        return gateway_pb2.SegmentResult(segment_id=segment_id, start_ms=start, end_ms=start + 1000,
+                                         text=text, emotions=emotions)
 
-    No older worker build exists to run, so the real worker's Progress events are dropped on
-    the way into the session (the one stand-in here); ASR/emotion point at a closed port."""
-    import asyncio
-
-    import grpc
-
-    from gateway.session import Session, SessionLimits
-    from gateway.workers import Workers
-    from protos.v1 import asr_pb2, asr_pb2_grpc, emotion_pb2_grpc, vad_pb2_grpc
-    from tests.conftest import read_clip
-
-    clip, _ = read_clip("en_meeting")
-    audio = np.concatenate([clip] * 5).astype(np.float32)  # 52 s, 15 segments
-
-    async def run():
-        vad_channel, closed = grpc.aio.insecure_channel(vad_worker.address), grpc.aio.insecure_channel("127.0.0.1:9")
-        real = vad_pb2_grpc.VadServiceStub(vad_channel)
-
-        class LegacyVad:
-            def StreamVad(self, requests):
-                async def events():
-                    async for event in real.StreamVad(requests):
-                        if event.WhichOneof("event") != "progress":
-                            yield event
-                return events()
-
-        workers = Workers(LegacyVad(), asr_pb2_grpc.AsrServiceStub(closed),
-                          emotion_pb2_grpc.EmotionServiceStub(closed), (vad_channel, closed))
-        limits = SessionLimits(max_session_s=3600, worker_timeout_s=2, default_mode=asr_pb2.PARAFORMER,
-                               max_vad_lag_s=1)
-        session = Session("legacy-vad", gateway_pb2.StreamConfig(), workers, limits)
-
-        async def chunks():
-            for start in range(0, audio.size, 3200):
-                yield audio[start:start + 3200]
-
-        try:
-            return [event async for event in session.events(chunks())]
-        finally:
-            await workers.close()
-
-    with caplog.at_level("WARNING", logger="gateway.session"):
-        events = asyncio.run(asyncio.wait_for(run(), 90))
-    assert "sends no progress events" in caplog.text
-    results = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
-    assert len(results) == 15
-    for result in results:  # silence (-120 dBFS) would mean the audio was already released
-        assert result.features.loudness_dbfs > -60, result
+    forward, backward = SummaryBuilder(), SummaryBuilder()
+    a = result(0, 0, "你好。", [("speechbrain", "hap"), ("sensevoice", "SAD")])
+    b = result(1, 2000, "再见。", [("sensevoice", "NEUTRAL"), ("speechbrain", "ang")])
+    forward.add(a), forward.add(b)
+    backward.add(b), backward.add(a)
+    assert forward.to_proto(4000) == backward.to_proto(4000)
+    proto = forward.to_proto(4000)
+    assert proto.transcript == "你好。再见。"
+    assert {d.label: d.duration_ms for d in proto.emotion_distribution} == {"hap": 1000, "ang": 1000}
 
 
 def test_session_limits_refuse_a_lag_that_could_stall():

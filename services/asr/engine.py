@@ -72,7 +72,6 @@ __all__ = [
     "AsrEngine",
     "load_engine",
     "load_automodel",
-    "normalise_hotwords",
     "normalise_language",
 ]
 
@@ -82,8 +81,6 @@ PARAFORMER = "paraformer"
 SENSEVOICE = "sensevoice"
 MODES: tuple[str, ...] = (PARAFORMER, SENSEVOICE)
 
-MAX_HOTWORDS = 100
-MAX_HOTWORD_CHARS = 32
 _SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 _MAX_PIECES_PER_CALL = 8  # bounds padding waste and peak memory of one model call
 
@@ -133,29 +130,6 @@ class ModelDirs:
     fsmn_vad: Path | None = None
     ct_punc: Path | None = None
     sensevoice: Path | None = None
-
-
-def normalise_hotwords(hotwords: Sequence[str]) -> tuple[str, ...]:
-    """Validated, de-duplicated hotwords in SeACo-Paraformer's word format.
-
-    Whitespace separates hotwords (the model takes one space-separated string),
-    so a phrase with spaces becomes several words. FunASR reads a hotword
-    string that ends in ``.txt`` as a file path and one starting with
-    ``http`` as a URL to download, so such words are refused.
-    """
-    words: list[str] = []
-    for item in hotwords:
-        for word in str(item).split():
-            lowered = word.lower()
-            if lowered.startswith("http") or lowered.endswith(".txt") or "/" in word or "\\" in word:
-                raise InvalidInput(f"hotword {word!r} looks like a URL or file path; send plain words")
-            if len(word) > MAX_HOTWORD_CHARS:
-                raise InvalidInput(f"hotword {word[:40]!r}... is longer than {MAX_HOTWORD_CHARS} characters")
-            if word not in words:
-                words.append(word)
-    if len(words) > MAX_HOTWORDS:
-        raise InvalidInput(f"{len(words)} hotwords given; at most {MAX_HOTWORDS} are allowed")
-    return tuple(words)
 
 
 def normalise_language(language: str) -> str:

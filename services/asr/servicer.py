@@ -8,6 +8,7 @@ cancelled call never reaches the model.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Sequence
@@ -21,12 +22,12 @@ from services.asr.engine import (
     AsrEngine,
     AsrRequest,
     Transcript,
-    normalise_hotwords,
     normalise_language,
 )
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import InvalidInput, NotReady, ServiceError, grpc_errors
+from services.common.limits import normalise_hotwords
 from services.common.metrics import REQUESTS, REQUEST_LATENCY_S
 
 __all__ = ["AsrServicer"]
@@ -96,7 +97,8 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         try:
             if engine is None:
                 raise NotReady("ASR models are still loading; retry when health reports SERVING")
-            item = self._request(engine, request)
+            # Decoding and validation are linear in the (bounded) request size: off the event loop.
+            item = await asyncio.to_thread(self._request, engine, request)
             remaining_s = context.time_remaining()
             deadline_s = None if remaining_s is None else time.monotonic() + remaining_s
             result = await self.batcher.submit(item, deadline_s=deadline_s)

@@ -22,6 +22,8 @@ __all__ = [
     "InvalidInput",
     "Overloaded",
     "WrongMode",
+    "NotEnabled",
+    "OutOfRange",
     "NotReady",
     "Unauthenticated",
     "DeadlineExceeded",
@@ -51,6 +53,18 @@ class WrongMode(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class NotEnabled(ServiceError):
+    """The request asks for a feature this deployment has switched off (a setting)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class OutOfRange(ServiceError):
+    """A stream went past a limit it can never exceed (length, idle time); not worth retrying."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
 class NotReady(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
@@ -70,10 +84,17 @@ def worker_error(part: str, exc: grpc.aio.AioRpcError) -> ServiceError:
     return error
 
 
+MAX_DETAILS_CHARS = 1000
+"""Status messages are cut to this length (gRPC carries them in a size-limited header)."""
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client should see for ``exc``."""
     if isinstance(exc, ServiceError):
-        return exc.code, str(exc)
+        message = str(exc)
+        if len(message) > MAX_DETAILS_CHARS:
+            message = message[: MAX_DETAILS_CHARS - 3] + "..."
+        return exc.code, message
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server log"
 
 

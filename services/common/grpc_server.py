@@ -28,6 +28,10 @@ __all__ = ["ServerHandle", "create_server", "run", "configure_logging", "channel
 
 log = logging.getLogger(__name__)
 
+UNARY_CONNECTION_GRACE_MS = 60_000
+"""Grace for calls in flight on an aged connection of a unary server: longer than any
+deadline the gateway gives a worker call (WORKER_TIMEOUT_S, default 30 s)."""
+
 
 @dataclass
 class ServerHandle:
@@ -62,14 +66,28 @@ async def create_server(
     service_names: Sequence[str],
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    *,
+    streaming: bool = False,
+    max_receive_message_bytes: int | None = None,
 ) -> ServerHandle:
-    """Build and bind (not start) a server; ``port`` is the real bound port."""
-    server = grpc.aio.server(
-        options=channel_options(settings.max_message_bytes)
-        # Clients re-resolve DNS when a connection ages out, so new replicas get traffic.
-        + [("grpc.max_connection_age_ms", 300_000), ("grpc.max_connection_age_grace_ms", 30_000)],
-        interceptors=list(interceptors),
-    )
+    """Build and bind (not start) a server; ``port`` is the real bound port.
+
+    ``streaming``: the server's calls are long-lived streams that connection recycling
+    must never cut. ``max_receive_message_bytes`` overrides the receive limit (the gateway
+    accepts a margin above its own limits so it can refuse with INVALID_ARGUMENT and say why).
+    """
+    # Clients re-resolve DNS when a connection ages out, so new replicas get traffic. The
+    # server then only refuses *new* calls on the old connection (GOAWAY); calls in flight
+    # keep it open for up to the grace. Streaming servers set no grace (gRPC's default is
+    # unlimited): their calls are long-lived sessions, bounded by their own limits
+    # (MAX_SESSION_S, IDLE_TIMEOUT_S), and must never be cut by connection recycling.
+    age = [("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000))]
+    if not streaming:
+        age.append(("grpc.max_connection_age_grace_ms", UNARY_CONNECTION_GRACE_MS))
+    options = dict(channel_options(settings.max_message_bytes) + age)  # gRPC takes the first of duplicates
+    if max_receive_message_bytes is not None:
+        options["grpc.max_receive_message_length"] = max_receive_message_bytes
+    server = grpc.aio.server(options=list(options.items()), interceptors=list(interceptors))
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -95,9 +113,13 @@ async def run(
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    *,
+    streaming: bool = False,
+    max_receive_message_bytes: int | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. Health is SERVING only after ``load`` finished."""
-    handle = await create_server(settings, register, service_names, credentials, interceptors)
+    handle = await create_server(settings, register, service_names, credentials, interceptors,
+                                 streaming=streaming, max_receive_message_bytes=max_receive_message_bytes)
     await handle.server.start()
     start_metrics_server(settings.metrics_port, settings.host)
     log.info("%s listening on %s:%d (NOT_SERVING until loaded)", process_name, settings.host, handle.port)

@@ -65,7 +65,12 @@ class ServerSettings:
     port_file: str | None = _field(None, "PORT_FILE", "Write the bound port here once listening.")
     metrics_port: int = _field(-1, "METRICS_PORT", "Prometheus /metrics port; -1 disables, 0 picks a free one.")
     grace_s: float = _field(5.0, "SHUTDOWN_GRACE_S", "Seconds in-flight calls get to finish on SIGTERM.")
-    max_message_bytes: int = _field(8 * 1024 * 1024, "MAX_MESSAGE_BYTES", "Largest gRPC message accepted.")
+    max_message_bytes: int = _field(8 * 1024 * 1024, "MAX_MESSAGE_BYTES",
+                                    "Largest gRPC message between the processes, and largest audio "
+                                    "message a client may send.")
+    max_connection_age_s: float = _field(300.0, "MAX_CONNECTION_AGE_S",
+                                         "Connections are recycled after this long so clients re-resolve "
+                                         "DNS and reach new replicas; streams in flight are never cut.")
     torch_threads: int = _field(2, "TORCH_THREADS", "torch intra-op threads for model inference.")
     log_level: str = _field("INFO", "LOG_LEVEL", "Python logging level.")
 
@@ -126,6 +131,14 @@ class GatewaySettings(ServerSettings):
     default_mode: str = _field("paraformer", "DEFAULT_MODE", "Mode used when a stream does not name one.")
     max_sessions: int = _field(16, "MAX_SESSIONS", "Concurrent Analyze streams before RESOURCE_EXHAUSTED.")
     max_session_s: float = _field(4 * 3600.0, "MAX_SESSION_S", "Longest audio one stream may send, in seconds.")
+    idle_timeout_s: float = _field(30.0, "IDLE_TIMEOUT_S",
+                                   "A stream that sends nothing (not even its config) for this long is "
+                                   "ended with OUT_OF_RANGE and frees its slot.")
+    max_file_bytes: int = _field(8 * 1024 * 1024, "MAX_FILE_BYTES",
+                                 "Largest AnalyzeFile upload; larger recordings stream through Analyze.")
+    text_sentiment: bool = _field(False, "TEXT_SENTIMENT",
+                                  "Load SnowNLP at start so streams may ask for text_sentiment "
+                                  "(about +400 MB resident in the gateway).")
     worker_timeout_s: float = _field(30.0, "WORKER_TIMEOUT_S", "Deadline for one ASR/emotion call.")
     max_vad_lag_s: float = _field(30.0, "MAX_VAD_LAG_S",
                                   "A stream stops reading client audio while this far ahead of the VAD "

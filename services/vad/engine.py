@@ -35,6 +35,7 @@ import torch
 
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples, samples_to_ms
 from services.common.errors import InvalidInput
+from services.common.limits import check_vad_overrides
 
 __all__ = [
     "VadOptions",
@@ -68,10 +69,14 @@ class VadOptions:
     """Longer segments are cut, at the last pause of >= 98 ms if there was one."""
 
     def __post_init__(self) -> None:
+        # The same bounds the gateway checks (a worker may be called directly); non-finite
+        # or huge values would otherwise crash the segmenter or hold one segment forever.
+        check_vad_overrides(threshold=self.threshold, min_speech_duration_ms=self.min_speech_duration_ms,
+                            min_silence_duration_ms=self.min_silence_duration_ms,
+                            speech_pad_ms=self.speech_pad_ms,
+                            max_speech_duration_s=self.max_speech_duration_s, prefix="")
         if not 0.0 < self.threshold < 1.0:
-            raise InvalidInput(f"VAD threshold must be in (0, 1), got {self.threshold}")
-        if self.max_speech_duration_s <= 0:
-            raise InvalidInput(f"max_speech_duration_s must be > 0, got {self.max_speech_duration_s}")
+            raise InvalidInput(f"threshold must be between 0 and 1 (exclusive), got {self.threshold:g}")
 
     def with_overrides(self, **overrides: float) -> "VadOptions":
         """Options with every non-zero override applied (zero means "keep default")."""

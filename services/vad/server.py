@@ -70,6 +70,7 @@ async def main(argv: list[str]) -> None:
         register=lambda server: vad_pb2_grpc.add_VadServiceServicer_to_server(servicer, server),
         service_names=[vad_pb2.DESCRIPTOR.services_by_name["VadService"].full_name],
         load=load_models,
+        streaming=True,
     )
 
 
