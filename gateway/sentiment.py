@@ -2,7 +2,7 @@
 
 Off unless the gateway starts with ``TEXT_SENTIMENT=1``: then
 :func:`load_sentiment` loads SnowNLP's model once at start (~3 s and about
-+400 MB resident), in a thread, before the gateway reports SERVING, so no
++410 MiB resident), in a thread, before the gateway reports SERVING, so no
 stream ever waits for it and the event loop never stalls. A stream that asks
 for ``text_sentiment`` on a gateway without it gets ``FAILED_PRECONDITION``
 (see the servicer). The model is trained on Chinese product reviews: a rough

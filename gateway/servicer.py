@@ -79,7 +79,7 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
         validate_config(config, audio_format_required=audio_format_required)
         if config.text_sentiment and self.sentiment is None:
             raise NotEnabled("config.text_sentiment: text sentiment is off on this gateway; start it with "
-                             "TEXT_SENTIMENT=1 (loads SnowNLP, about +400 MB)")
+                             "TEXT_SENTIMENT=1 (loads SnowNLP, +410 MiB)")
 
     def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None) -> Session:
         remaining = context.time_remaining() if context is not None else None

@@ -138,7 +138,7 @@ class GatewaySettings(ServerSettings):
                                  "Largest AnalyzeFile upload; larger recordings stream through Analyze.")
     text_sentiment: bool = _field(False, "TEXT_SENTIMENT",
                                   "Load SnowNLP at start so streams may ask for text_sentiment "
-                                  "(about +400 MB resident in the gateway).")
+                                  "(+410 MiB resident in the gateway, measured).")
     worker_timeout_s: float = _field(30.0, "WORKER_TIMEOUT_S", "Deadline for one ASR/emotion call.")
     max_vad_lag_s: float = _field(30.0, "MAX_VAD_LAG_S",
                                   "A stream stops reading client audio while this far ahead of the VAD "

@@ -1,0 +1,320 @@
+"""What a hostile or careless client can do to the service, through the real processes.
+
+Each test matches one item of the review that found these (long sessions, bounded
+memory and CPU per request, the right status every time). Workers run on the tiny
+random-weight models where a test needs them; no test checks transcript content.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bench.procstat import memory_mib
+from gateway.client import analyze
+from protos.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, gateway_pb2, gateway_pb2_grpc, vad_pb2, vad_pb2_grpc
+from services.common.limits import MAX_HOTWORDS
+from tests.conftest import read_clip
+from tests.procs import start_server
+
+SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}
+
+
+def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisStub]:
+    channel = grpc.insecure_channel(address)
+    return channel, gateway_pb2_grpc.SpeechAnalysisStub(channel)
+
+
+def config(**kwargs) -> gateway_pb2.StreamConfig:
+    return gateway_pb2.StreamConfig(sample_rate_hz=16000, encoding=audio_pb2.PCM16LE, channels=1, **kwargs)
+
+
+def kinds(events, kind):
+    return [getattr(e, kind) for e in events if e.WhichOneof("event") == kind]
+
+
+def refusal(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+def flac_of_silence(seconds: int, rate: int, channels: int) -> bytes:
+    """A FLAC holding ``seconds`` of digital silence: a few hundred KB for minutes of audio."""
+    buffer = io.BytesIO()
+    block = np.zeros((rate * 10, channels), dtype=np.int16)
+    with sf.SoundFile(buffer, "w", rate, channels, format="FLAC", subtype="PCM_16") as out:
+        for _ in range(seconds // 10):
+            out.write(block)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def hostile_gateway(vad_worker):
+    server = start_server("gateway.server", "gateway-hostile", env={
+        **SPINE_ENV, "VAD_ADDRESS": vad_worker.address, "MAX_SESSIONS": "2", "IDLE_TIMEOUT_S": "1.5",
+        "MAX_SESSION_S": "600", "MAX_FILE_BYTES": "1000000"})
+    yield server
+    server.stop()
+
+
+# ---- long sessions ----------------------------------------------------------------------------
+
+def test_streams_outlive_connection_recycling(tmp_path):
+    """Connections age out after 1 s here (MAX_CONNECTION_AGE_S): a real-time stream of 8 s
+    through gateway and VAD must still complete, with every segment and the summary."""
+    env = {"MAX_CONNECTION_AGE_S": "1"}
+    vad = start_server("services.vad.server", "vad-aging", env=env)
+    gateway = start_server("gateway.server", "gateway-aging", env={**SPINE_ENV, **env, "VAD_ADDRESS": vad.address})
+    try:
+        clip, rate = read_clip("en_meeting", dtype="int16")
+        audio = clip[: int(8.5 * rate)]
+        channel, stub = stub_for(gateway.address)
+        with channel:
+            events = list(analyze(stub, audio, rate, chunk_ms=100, realtime=True, timeout=60))
+            # A new call on the same (client) channel still works after the recycling.
+            again = list(analyze(stub, clip[: rate], rate, timeout=30))
+        assert events[-1].WhichOneof("event") == "summary"
+        assert len(kinds(events, "segment_result")) == len(kinds(events, "speech_ended")) >= 2
+        assert again[-1].WhichOneof("event") == "summary"
+    finally:
+        gateway.stop()
+        vad.stop()
+
+
+def test_idle_streams_end_and_every_open_stream_holds_a_slot(hostile_gateway):
+    """MAX_SESSIONS=2, IDLE_TIMEOUT_S=1.5: a stream that never sends its config and one
+    that sends only its config both count, then both end with OUT_OF_RANGE and free their slots."""
+    channel, stub = stub_for(hostile_gateway.address)
+    release = threading.Event()
+
+    def silent(first=None):
+        if first is not None:
+            yield first
+        release.wait(20)
+
+    with channel:
+        no_config = stub.Analyze(silent(), timeout=20)
+        config_only = stub.Analyze(silent(gateway_pb2.AnalyzeRequest(config=config())), timeout=20)
+        # Wait until both hold their slot: a third stream is refused for capacity.
+        clip, rate = read_clip("zh_single", dtype="int16")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                list(analyze(stub, clip[:1600], rate, timeout=10))
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                break
+            assert time.monotonic() < deadline, "idle streams never took their slots"
+        for call in (no_config, config_only):
+            error = refusal(lambda: list(call))
+            assert error.code() == grpc.StatusCode.OUT_OF_RANGE, error
+            assert "IDLE_TIMEOUT_S" in error.details()
+        release.set()
+        events = list(analyze(stub, clip, rate, timeout=30))  # the slots are free again
+        assert events[-1].WhichOneof("event") == "summary"
+
+
+# ---- bounded memory and CPU per request --------------------------------------------------------
+
+def test_compressed_file_bomb_is_decoded_in_bounded_memory(hostile_gateway):
+    """5 minutes of 192 kHz stereo silence in a ~220 KB FLAC (230 MB as float32 decoded whole):
+    the gateway's peak resident memory (VmHWM) grows by tens of MB at most."""
+    bomb = flac_of_silence(300, 192_000, 2)
+    assert len(bomb) < 300_000
+    pid = hostile_gateway.proc.pid
+    before = memory_mib(pid)["VmHWM"]
+    channel, stub = stub_for(hostile_gateway.address)
+    with channel:
+        response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=bomb), timeout=120)
+    summary = response.events[-1].summary
+    assert summary.audio_duration_ms == pytest.approx(300_000, abs=50)
+    assert memory_mib(pid)["VmHWM"] - before < 60
+
+
+def test_too_long_files_are_refused_before_decoding_and_leave_nothing_behind(hostile_gateway):
+    """A FLAC declaring 11 minutes (MAX_SESSION_S is 600 s here) is refused with INVALID_ARGUMENT
+    from its header, four times over, and the gateway's memory does not grow."""
+    too_long = flac_of_silence(660, 8000, 1)
+    pid = hostile_gateway.proc.pid
+    before = memory_mib(pid)
+    channel, stub = stub_for(hostile_gateway.address)
+    with channel:
+        for _ in range(4):
+            error = refusal(lambda: stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=too_long), timeout=30))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "660 s" in error.details() and "600 s" in error.details()
+    after = memory_mib(pid)
+    assert after["VmHWM"] - before["VmHWM"] < 20 and after["VmRSS"] - before["VmRSS"] < 20
+
+
+def test_files_over_the_size_limit_are_invalid_and_point_to_streaming(hostile_gateway):
+    channel, stub = stub_for(hostile_gateway.address)
+    with channel:
+        error = refusal(lambda: stub.AnalyzeFile(
+            gateway_pb2.AnalyzeFileRequest(content=b"RIFF" + b"\0" * 1_500_000), timeout=30))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "MAX_FILE_BYTES" in error.details() and "Analyze" in error.details()
+
+
+def test_huge_hotword_lists_are_refused_at_once_without_harming_other_streams(stack):
+    """100 000 hotwords: the gateway refuses them at config time, the ASR worker (called
+    directly) in O(1), and a concurrent stream keeps all its transcripts."""
+    hotwords = [f"词{i}" for i in range(100_000)]
+    done = {}
+
+    def concurrent_stream():
+        clip, rate = read_clip("zh_weather", dtype="int16")
+        with grpc.insecure_channel(stack.gateway.address) as channel:
+            done["events"] = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), clip, rate,
+                                          chunk_ms=100, timeout=120))
+
+    other = threading.Thread(target=concurrent_stream)
+    other.start()
+    try:
+        channel, stub = stub_for(stack.gateway.address)
+        with channel:
+            for _ in range(3):
+                error = refusal(lambda: list(stub.Analyze(
+                    iter([gateway_pb2.AnalyzeRequest(config=config(hotwords=hotwords))]), timeout=30)))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert f"at most {MAX_HOTWORDS}" in error.details()
+        with grpc.insecure_channel(stack.asr.address) as channel:
+            asr = asr_pb2_grpc.AsrServiceStub(channel)
+            request = asr_pb2.TranscribeRequest(
+                audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(16000, "<f4").tobytes()),
+                mode=asr_pb2.PARAFORMER, hotwords=hotwords)
+            for _ in range(3):
+                error = refusal(lambda: asr.Transcribe(request, timeout=10))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        other.join(120)
+    results = kinds(done["events"], "segment_result")
+    assert results and all(not r.errors for r in results), results
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (dict(min_silence_duration_ms=1_000_000_000, max_speech_duration_s=1e9), "min_silence_duration_ms"),
+    (dict(max_speech_duration_s=1e9), "max_speech_duration_s must be between 1 and 60 s"),
+    (dict(max_speech_duration_s=math.inf), "finite"),
+    (dict(threshold=math.nan), "finite"),
+    (dict(threshold=1.5), "between 0 and 1"),
+    (dict(max_speech_duration_s=-0.2), "got -0.2"),
+    (dict(max_speech_duration_s=1.0, min_speech_duration_ms=2000), "must be longer than"),
+    (dict(speech_pad_ms=100_000), "speech_pad_ms"),
+])
+def test_vad_overrides_are_bounded(hostile_gateway, vad_worker, overrides, needle):
+    """Out-of-range overrides are INVALID_ARGUMENT every time, from the gateway before any worker
+    stream opens, and from the VAD worker when it is called directly (never INTERNAL)."""
+    channel, stub = stub_for(hostile_gateway.address)
+    clip, rate = read_clip("zh_single", dtype="int16")
+    with channel:
+        for _ in range(10):
+            error = refusal(lambda: list(analyze(stub, clip, rate, config(vad=vad_pb2.VadConfig(**overrides)),
+                                                 timeout=30)))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+            assert needle in error.details(), error.details()
+            assert not re.search(r"\.\d{6}", error.details())  # no float32 noise (-0.20000000298023224)
+    with grpc.insecure_channel(vad_worker.address) as channel:
+        vad = vad_pb2_grpc.VadServiceStub(channel)
+        requests = [vad_pb2.VadRequest(config=vad_pb2.VadConfig(**overrides)),
+                    vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(1600, "<f4").tobytes()))]
+        error = refusal(lambda: list(vad.StreamVad(iter(requests), timeout=30)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+
+
+def test_text_sentiment_needs_the_setting(hostile_gateway):
+    channel, stub = stub_for(hostile_gateway.address)
+    clip, rate = read_clip("zh_single", dtype="int16")
+    with channel:
+        error = refusal(lambda: list(analyze(stub, clip, rate, config(text_sentiment=True), timeout=30)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "TEXT_SENTIMENT" in error.details()
+
+
+def test_a_message_near_the_limit_reaches_the_vad_in_pieces(hostile_gateway, manifest):
+    """One 4.4 MB PCM16 message (137 s of audio) becomes 8.8 MB as float32, over the workers'
+    8 MiB limit: the gateway forwards it in pieces and every segment comes back."""
+    clip, rate = read_clip("en_meeting", dtype="int16")
+    audio = np.concatenate([clip] * 13)
+    assert audio.nbytes > 4_000_000 and audio.nbytes * 2 > 8 * 2**20
+    channel, stub = stub_for(hostile_gateway.address)
+    requests = [gateway_pb2.AnalyzeRequest(config=config()), gateway_pb2.AnalyzeRequest(audio=audio.tobytes())]
+    with channel:
+        events = list(stub.Analyze(iter(requests), timeout=120))
+    assert events[-1].WhichOneof("event") == "summary"
+    assert len(kinds(events, "speech_ended")) == 13 * len(manifest["en_meeting"]["segments"])
+
+
+def test_busy_workers_make_segments_wait_not_fail(stack, model_env):
+    """Admission beyond worker capacity: ASR and emotion queues of 1 and 8 concurrent fast
+    streams (up to 32 segments in flight): refused segments wait and are sent again, so
+    every segment gets its transcript and emotion and every stream ends OK."""
+    asr = start_server("services.asr.server", "asr-queue-1", env={
+        **model_env, "ASR_MAX_QUEUE": "1", "ASR_MAX_BATCH": "1"})
+    emotion = start_server("services.emotion.server", "emotion-queue-1", env={
+        **model_env, "EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"})
+    gateway = start_server("gateway.server", "gateway-busy", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
+        "MAX_SESSIONS": "32", "WORKER_TIMEOUT_S": "60"})
+    try:
+        clip, rate = read_clip("en_meeting", dtype="int16")
+        content = io.BytesIO()
+        sf.write(content, np.concatenate([clip] * 2), rate, format="WAV", subtype="PCM_16")
+        responses = [None] * 8
+
+        def upload(i):
+            with grpc.insecure_channel(gateway.address) as channel:
+                responses[i] = gateway_pb2_grpc.SpeechAnalysisStub(channel).AnalyzeFile(
+                    gateway_pb2.AnalyzeFileRequest(content=content.getvalue()), timeout=120)
+
+        threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(150)
+        for response in responses:
+            results = kinds(response.events, "segment_result")
+            assert len(results) == 6
+            assert all(not r.errors and r.emotions for r in results), [list(r.errors) for r in results]
+    finally:
+        gateway.stop()
+        emotion.stop()
+        asr.stop()
+
+
+# ---- the right status, every time ---------------------------------------------------------------
+
+def test_unreachable_vad_is_unavailable_not_internal(tmp_path):
+    gateway = start_server("gateway.server", "gateway-no-vad", wait_serving=False, env={
+        **SPINE_ENV, "VAD_ADDRESS": "127.0.0.1:9"})
+    try:
+        clip, rate = read_clip("zh_single", dtype="int16")
+        channel, stub = stub_for(gateway.address)
+        with channel:
+            for _ in range(5):
+                error = refusal(lambda: list(analyze(stub, clip, rate, timeout=30)))
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                assert error.details().startswith("vad worker")
+    finally:
+        gateway.stop()
+
+
+def test_error_messages_are_short_and_clean(hostile_gateway):
+    channel, stub = stub_for(hostile_gateway.address)
+    clip, rate = read_clip("zh_single", dtype="int16")
+    with channel:
+        error = refusal(lambda: list(analyze(stub, clip, rate, config(language="x" * 1_000_000), timeout=30)))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(error.details()) < 200 and "xxxx" in error.details()
+        error = refusal(lambda: stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=b"junk" * 100), timeout=30))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "object at 0x" not in error.details() and "could not decode" in error.details()
