@@ -179,10 +179,7 @@ class Session:
         """All of the session's work; ends with ``_END`` on the output queue unless cancelled."""
         call = self.workers.vad.StreamVad()
         try:
-            try:
-                await call.write(vad_pb2.VadRequest(config=self._vad_config()))
-            except asyncio.InvalidStateError:
-                pass  # the call has already ended: reading it (_pump_vad) reports its status
+            await self._open_vad(call)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._pump_client(client_audio, call))
                 tasks.create_task(self._pump_vad(call, tasks))
@@ -199,6 +196,19 @@ class Session:
         finally:
             call.cancel()  # no-op once the call has ended
         await self._out.put(_END)
+
+    async def _open_vad(self, call) -> None:
+        """Send the config and wait until the worker accepts the stream (initial metadata).
+
+        Audio written while the worker is refusing the stream would race its status: the
+        failed write ends the call locally with "Internal error from Core" and the worker's
+        real answer (RESOURCE_EXHAUSTED, INVALID_ARGUMENT, UNAVAILABLE) would be lost.
+        """
+        try:
+            await call.write(vad_pb2.VadRequest(config=self._vad_config()))
+            await call.initial_metadata()
+        except asyncio.InvalidStateError:
+            pass  # the call has already ended: reading it (_pump_vad) reports its status
 
     def _vad_config(self) -> vad_pb2.VadConfig:
         vad = vad_pb2.VadConfig()
@@ -227,10 +237,11 @@ class Session:
                         audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(piece))))
                 self._maybe_interim()
             await call.done_writing()
-        except grpc.aio.AioRpcError as exc:
-            raise worker_error("vad", exc) from None
-        except asyncio.InvalidStateError:
-            return  # the VAD call already ended; _pump_vad reports how
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            # The VAD call ended while we wrote (the worker refused or failed the stream). A
+            # write racing the worker's status fails with a local "Internal error from Core";
+            # the worker's own status arrives on the read side, which _pump_vad reports.
+            return
 
     async def _pump_vad(self, call, tasks: asyncio.TaskGroup) -> None:
         try:

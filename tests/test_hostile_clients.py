@@ -318,3 +318,40 @@ def test_error_messages_are_short_and_clean(hostile_gateway):
         error = refusal(lambda: stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=b"junk" * 100), timeout=30))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "object at 0x" not in error.details() and "could not decode" in error.details()
+
+
+def test_a_worker_refusal_always_reaches_the_client():
+    """The VAD worker refuses a second stream (VAD_MAX_STREAMS=1): 20 streams in a row each get
+    its RESOURCE_EXHAUSTED, never INTERNAL (the old session raced closing its request generator)."""
+    vad = start_server("services.vad.server", "vad-one-stream", env={"VAD_MAX_STREAMS": "1"})
+    gateway = start_server("gateway.server", "gateway-one-vad", env={**SPINE_ENV, "VAD_ADDRESS": vad.address})
+    release = threading.Event()
+    clip, rate = read_clip("zh_single", dtype="int16")
+
+    def held_open():
+        yield gateway_pb2.AnalyzeRequest(config=config())
+        yield gateway_pb2.AnalyzeRequest(audio=clip[:1600].tobytes())
+        release.wait(60)
+
+    try:
+        channel, stub = stub_for(gateway.address)
+        with channel:
+            holder = stub.Analyze(held_open(), timeout=60)
+            deadline = time.monotonic() + 10
+            while True:  # until the first stream holds the VAD's only slot
+                try:
+                    list(analyze(stub, clip[:1600], rate, timeout=10))
+                except grpc.RpcError:
+                    break
+                assert time.monotonic() < deadline, "the held stream never took the VAD slot"
+            codes = []
+            for _ in range(20):
+                error = refusal(lambda: list(analyze(stub, clip, rate, timeout=30)))
+                codes.append((error.code(), error.details().split(":")[0]))
+            release.set()
+            list(holder)
+        assert codes == [(grpc.StatusCode.RESOURCE_EXHAUSTED, "vad worker")] * 20, codes
+    finally:
+        release.set()
+        gateway.stop()
+        vad.stop()

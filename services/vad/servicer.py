@@ -58,6 +58,10 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
     @grpc_errors
     async def StreamVad(self, request_iterator: AsyncIterator[vad_pb2.VadRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[vad_pb2.VadEvent]:
+        # The config is read before any refusal: once the worker has read it, the client's
+        # write of it has completed, so a refusal cannot race a write in flight (which would
+        # end the call on the client's side as INTERNAL and hide the status sent here).
+        first = await anext(aiter(request_iterator), None)
         if self.factory is None:
             raise NotReady("VAD model is still loading; retry when health reports SERVING")
         if self.active >= self.max_streams:
@@ -67,11 +71,13 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
         ACTIVE_STREAMS.labels("vad").inc()
         loop = asyncio.get_running_loop()
         try:
-            first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("payload") != "config":
                 raise InvalidInput("the first VadRequest must carry a config")
             backend = _BACKENDS.get(first.config.backend, self.default_backend)
             stream = self.factory(backend, self._options(first.config))
+            # Tells the client the stream is accepted: it sends audio only after this, so a
+            # refusal above never races its writes (see gateway/session.py).
+            await context.send_initial_metadata(())
             reported = 0  # samples processed as of the last Progress event
             async for request in request_iterator:
                 if request.WhichOneof("payload") != "audio":
