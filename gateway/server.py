@@ -68,7 +68,6 @@ def health_follower(workers: Workers):
         ready = False
         for part in PARTS:
             WORKER_UP.labels(part).set(0)
-            await handle.set_serving(False, [part])
 
         async def report(part: str, up: bool) -> None:
             nonlocal ready
@@ -129,6 +128,7 @@ async def main(argv: list[str]) -> None:
         health_driver=health_follower(workers),
         # Reflection describes the public API only, not the worker services.
         reflection_files=[gateway_pb2.DESCRIPTOR],
+        health_names=PARTS,
         credentials=_credentials(settings),
         interceptors=interceptors,
         on_stop=stop,

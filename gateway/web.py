@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from google.protobuf import json_format
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -82,8 +82,11 @@ def _process_request(scheme: str, allowed: Sequence[str]):
     def process(connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/ws":
-            origin = request.headers.get("Origin")
-            if not origin_allowed(origin, request.headers.get("Host"), scheme, allowed):
+            try:
+                origin, host = request.headers.get("Origin"), request.headers.get("Host")
+            except MultipleValuesError:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "repeated Origin or Host header\n")
+            if not origin_allowed(origin, host, scheme, allowed):
                 log.warning("refused a WebSocket from origin %r (set WEB_ALLOWED_ORIGINS to allow it)", origin)
                 return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             return None  # continue the WebSocket handshake

@@ -263,11 +263,13 @@ async def create_server(
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     reflection_files: Sequence[FileDescriptor] | None = None,
+    health_names: Sequence[str] = (),
 ) -> ServerHandle:
     """Build and bind (not start) a server; ``port`` is the real bound port.
 
     ``reflection_files``: reflection describes only these proto files (and the
     messages they import); default: every proto this process has loaded.
+    ``health_names``: further health names, NOT_SERVING until set (e.g. the gateway's parts).
     """
     server = grpc.aio.server(
         options=channel_options(settings.max_message_bytes)
@@ -293,6 +295,7 @@ async def create_server(
         raise RuntimeError(f"could not bind {address}")
     handle = ServerHandle(server, port, health_servicer, tuple(service_names))
     await handle.set_serving(False)
+    await handle.set_serving(False, health_names)
     await health_servicer.set(LIVENESS_SERVICE, _SERVING)
     return handle
 
@@ -308,6 +311,7 @@ async def run(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     health_driver: Callable[[ServerHandle], Awaitable[None]] | None = None,
     reflection_files: Sequence[FileDescriptor] | None = None,
+    health_names: Sequence[str] = (),
     exit_process: bool = True,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then exit the process (``exit_process``).
@@ -316,7 +320,7 @@ async def run(
     that task owns the readiness status instead (it runs until shutdown).
     """
     handle = await create_server(settings, register, service_names, credentials, interceptors,
-                                 reflection_files)
+                                 reflection_files, health_names)
     await handle.server.start()
     start_metrics_server(settings.metrics_port, settings.host)
     log.info("%s listening on %s:%d (NOT_SERVING until ready)", process_name, settings.host, handle.port)
