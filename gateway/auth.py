@@ -6,6 +6,8 @@ import hmac
 
 import grpc
 
+from services.common.metrics import AUTH_FAILURES
+
 __all__ = ["BearerTokenInterceptor"]
 
 _PROTECTED_PREFIX = "/speech_analysis.v1.SpeechAnalysis/"
@@ -25,6 +27,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(supplied.encode(), self._expected):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
+        AUTH_FAILURES.labels("grpc", "invalid" if supplied else "missing").inc()
         message = ("missing 'authorization: Bearer <token>' metadata" if not supplied
                    else "invalid bearer token")
         return _deny_like(handler, message)

@@ -1,21 +1,31 @@
 """Gateway process: ``python -m gateway.server [--port N] [--vad-address A] ...``.
 
 Serves the public SpeechAnalysis API. It holds no model (and never imports
-torch); it reports SERVING once the VAD worker it streams to is SERVING.
+torch). Its health follows its workers (a ``Health.Watch`` stream on each,
+off the request path):
+
+* ``""`` and ``speech_analysis.v1.SpeechAnalysis``: SERVING while the VAD and
+  the ASR worker are SERVING (every Analyze needs both), NOT_SERVING as soon
+  as either is down or unreachable, SERVING again by itself when they return;
+* ``vad``, ``asr``, ``emotion``: each worker's own status as the gateway sees
+  it (an emotion outage only degrades results: segments then carry an error
+  for that part);
+* ``liveness``: SERVING while the process runs (for liveness probes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import grpc_server
+from services.common.metrics import WORKER_UP
 from services.common.settings import GatewaySettings, load
 from gateway.auth import BearerTokenInterceptor
 from gateway.sentiment import load_sentiment
@@ -23,7 +33,7 @@ from gateway.servicer import Admission, SpeechAnalysisServicer
 from services.common.limits import longest_segment_bytes
 from gateway.session import SessionLimits
 from gateway.web import start_web_server
-from gateway.workers import Workers
+from gateway.workers import PARTS, Workers, follow_worker_health
 
 log = logging.getLogger("gateway")
 
@@ -39,21 +49,50 @@ def _credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
                                          Path(settings.tls_cert).read_bytes())])
 
 
-async def _wait_for_vad(workers: Workers) -> None:
-    """Block until the VAD worker reports SERVING (every stream needs it)."""
-    health = health_pb2_grpc.HealthStub(workers.channels[0])
-    announced = False
-    while True:
-        try:
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        if not announced:
-            log.info("waiting for the VAD worker to report SERVING")
-            announced = True
-        await asyncio.sleep(0.2)
+REQUIRED_PARTS = ("vad", "asr")
+"""Workers every Analyze needs; the gateway is NOT_SERVING without any of them."""
+
+
+def _web_ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:
+    """The gateway's certificate for the web port too (token and audio never in clear)."""
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+def health_follower(workers: Workers):
+    """A ``run(health_driver=...)`` task: the gateway's health follows its workers'."""
+
+    async def follow(handle: grpc_server.ServerHandle) -> None:
+        serving = dict.fromkeys(PARTS, False)
+        ready = False
+        for part in PARTS:
+            WORKER_UP.labels(part).set(0)
+
+        async def report(part: str, up: bool) -> None:
+            nonlocal ready
+            if serving[part] != up:
+                log.log(logging.INFO if up else logging.WARNING,
+                        "%s worker %s", part, "SERVING" if up else "NOT_SERVING or unreachable")
+            serving[part] = up
+            WORKER_UP.labels(part).set(int(up))
+            await handle.set_serving(up, [part])
+            now_ready = all(serving[p] for p in REQUIRED_PARTS)
+            if now_ready != ready:
+                ready = now_ready
+                missing = [p for p in REQUIRED_PARTS if not serving[p]]
+                if ready:
+                    log.info("gateway SERVING")
+                else:
+                    log.warning("gateway NOT_SERVING: waiting for %s", ", ".join(missing))
+            await handle.set_serving(ready)
+
+        log.info("gateway NOT_SERVING until %s report SERVING", " and ".join(REQUIRED_PARTS))
+        await follow_worker_health(workers, report)
+
+    return follow
 
 
 async def main(argv: list[str]) -> None:
@@ -84,13 +123,15 @@ async def main(argv: list[str]) -> None:
     interceptors = [BearerTokenInterceptor(settings.auth_token)] if settings.auth_token else []
     web = None
     if settings.web_port >= 0:
-        web, _port = await start_web_server(servicer, settings.host, settings.web_port, settings.auth_token)
+        web, _port = await start_web_server(
+            servicer, settings.host, settings.web_port, settings.auth_token,
+            ssl_context=_web_ssl_context(settings),
+            allowed_origins=[o.strip() for o in settings.web_allowed_origins.split(",") if o.strip()])
 
-    async def load_parts() -> None:
+    async def load_sentiment_model() -> None:
         if settings.text_sentiment:  # before SERVING, off the event loop
             servicer.sentiment = await asyncio.to_thread(load_sentiment)
             log.info("text sentiment (SnowNLP) loaded")
-        await _wait_for_vad(workers)
 
     async def stop() -> None:
         if web is not None:
@@ -101,7 +142,11 @@ async def main(argv: list[str]) -> None:
         settings, "gateway",
         register=lambda server: gateway_pb2_grpc.add_SpeechAnalysisServicer_to_server(servicer, server),
         service_names=[gateway_pb2.DESCRIPTOR.services_by_name["SpeechAnalysis"].full_name],
-        load=load_parts,
+        load=load_sentiment_model,
+        health_driver=health_follower(workers),
+        # Reflection describes the public API only, not the worker services.
+        reflection_files=[gateway_pb2.DESCRIPTOR],
+        health_names=PARTS,
         credentials=_credentials(settings),
         interceptors=interceptors,
         on_stop=stop,

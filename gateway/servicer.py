@@ -21,7 +21,6 @@ import numpy as np
 
 from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, grpc_errors, status_for
-from services.common.metrics import ACTIVE_STREAMS, REQUEST_LATENCY_S, REQUESTS
 from gateway.audio_input import AudioConverter, FileDecoder, validate_config
 from gateway.sentiment import TextSentimentScorer
 from gateway.session import Session, SessionLimits
@@ -62,18 +61,13 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
     @contextlib.contextmanager
     def _slot(self, method: str):
         if self.active >= self.admission.max_sessions:
-            REQUESTS.labels("gateway", method, "RESOURCE_EXHAUSTED").inc()
             raise Overloaded(f"the gateway is at its limit of {self.admission.max_sessions} concurrent "
                              "sessions; retry later")
         self.active += 1
-        ACTIVE_STREAMS.labels("gateway").inc()
-        started = time.monotonic()
         try:
             yield
         finally:
             self.active -= 1
-            ACTIVE_STREAMS.labels("gateway").dec()
-            REQUEST_LATENCY_S.labels("gateway", method).observe(time.monotonic() - started)
 
     def _check_config(self, config: gateway_pb2.StreamConfig, *, audio_format_required: bool = True) -> None:
         validate_config(config, audio_format_required=audio_format_required)
@@ -85,8 +79,7 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
         remaining = context.time_remaining() if context is not None else None
         deadline = time.monotonic() + remaining if remaining is not None else None
         session = Session(uuid.uuid4().hex[:12], config, self.workers, self.limits, deadline, self.sentiment)
-        mode = config.mode or self.limits.default_mode
-        session.log.info("started (mode %s, %d Hz x %d, %s)", asr_pb2.AsrMode.Name(mode).lower(),
+        session.log.info("started (mode %s, %d Hz x %d, %s)", session.mode_name,
                          config.sample_rate_hz, config.channels or 1,
                          audio_pb2.AudioEncoding.Name(config.encoding))
         return session
@@ -110,7 +103,6 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
                 session.log.info("finished: %s", line)
             else:
                 session.log.info("ended with %s after %s", outcome, line)
-        REQUESTS.labels("gateway", method, "OK").inc()
 
     async def _idle_bounded(self, messages: AsyncIterator) -> AsyncIterator:
         """``messages``, ending the stream with OUT_OF_RANGE if the client goes quiet."""

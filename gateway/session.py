@@ -39,6 +39,7 @@ from protos.v1 import asr_pb2, audio_pb2, emotion_pb2, gateway_pb2, vad_pb2
 from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
                                    samples_to_f32le, samples_to_ms)
 from services.common.errors import OutOfRange, ServiceError, WrongMode, worker_error
+from services.common.metrics import AUDIO_RECEIVED_S, FINAL_RESULT_LATENCY_S, SEGMENT_PART_FAILURES, SEGMENTS
 from gateway.buffer import SampleBuffer
 from gateway.sentiment import TextSentimentScorer
 from gateway.summary import SummaryBuilder
@@ -139,11 +140,13 @@ class Session:
         self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
         self.sentiment = sentiment if config.text_sentiment else None
         self.mode = config.mode or limits.default_mode
+        self.mode_name = asr_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
         self.buffer = SampleBuffer()
         self.summary = SummaryBuilder()
         self.log = _SessionLog(log, {"session": session_id})
         self._out: asyncio.Queue = asyncio.Queue(maxsize=64)  # events for the client, then _END
-        self._analyses: asyncio.Queue[asyncio.Task | None] = asyncio.Queue()  # in segment order
+        # (analysis task, time.monotonic() of its speech_ended), in segment order; None ends
+        self._analyses: asyncio.Queue[tuple[asyncio.Task, float] | None] = asyncio.Queue()
         self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
         self._open_start: int | None = None  # sample index of the open segment's start
         self._open_id = 0
@@ -231,6 +234,7 @@ class Session:
                     self._vad_progress.clear()
                     await self._vad_progress.wait()
                 self.buffer.append(samples)
+                AUDIO_RECEIVED_S.labels(self.mode_name).inc(samples.size / SAMPLE_RATE_HZ)
                 for start in range(0, samples.size, VAD_MESSAGE_SAMPLES):
                     piece = samples[start:start + VAD_MESSAGE_SAMPLES]
                     await call.write(vad_pb2.VadRequest(
@@ -292,14 +296,18 @@ class Session:
         analysis = tasks.create_task(self._analyze_segment(ended.segment_id, ended.start_ms,
                                                            ended.end_ms, samples))
         analysis.add_done_callback(lambda _: self._in_flight.release())
-        await self._analyses.put(analysis)
+        await self._analyses.put((analysis, time.monotonic()))
 
     async def _emit_results(self) -> None:
-        while (analysis := await self._analyses.get()) is not None:
+        while (item := await self._analyses.get()) is not None:
+            analysis, speech_ended_at = item
             result, failures = await analysis
             self.summary.add(result)
             await self._out.put(self._event(segment_result=result))
+            FINAL_RESULT_LATENCY_S.labels(self.mode_name).observe(time.monotonic() - speech_ended_at)
+            SEGMENTS.labels(self.mode_name).inc()
             for failure in failures:
+                SEGMENT_PART_FAILURES.labels(failure.part, failure.code.name).inc()
                 await self._out.put(self._event(error=gateway_pb2.ErrorEvent(
                     code=failure.code.name, message=failure.text(), segment_id=result.segment_id)))
 

@@ -1,9 +1,17 @@
 """Run the whole stack locally as separate processes: ``python scripts/launch.py``.
 
 Uses honcho (a Procfile runner: prefixed, coloured logs per process; Ctrl-C or
-SIGTERM stops them all) rather than a hand-written supervisor. The topology
-(processes, ports, environment) is :data:`TOPOLOGY`; docker-compose.yml
-describes the same services, and a test keeps the two from drifting.
+SIGTERM stops them all). honcho stops the whole stack when any of its
+processes exits, so each process runs under a small supervisor
+(``launch.py --supervise NAME``) that restarts it when it dies, with
+exponential backoff (1 s doubling to 30 s, reset after a minute of uptime),
+while the others keep serving; exit status 2 (invalid settings) is not
+retried. The topology (processes, ports, environment) is :data:`TOPOLOGY`;
+docker-compose.yml describes the same services, and a test keeps the two
+from drifting.
+
+``METRICS_PORT=N`` (N > 0) gives each process its own port: N + its index in
+:data:`TOPOLOGY` (vad N, asr N+1, emotion N+2, gateway N+3).
 
 A watcher thread polls each process's gRPC health service and prints one line
 when the whole stack is SERVING.
@@ -13,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +36,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from honcho.manager import Manager  # noqa: E402
 from honcho.printer import Printer  # noqa: E402
 
-__all__ = ["TOPOLOGY", "stack_env", "main"]
+__all__ = ["TOPOLOGY", "stack_env", "supervise", "main"]
+
+RESTART_BACKOFF_S = (1.0, 30.0)
+"""First and longest wait before restarting a process that died."""
+STABLE_AFTER_S = 60.0
+"""A process that ran this long restarts after the shortest wait again."""
 
 # name -> python module, its port variable and default port, default environment.
 # docker-compose.yml must describe the same services/ports/environment (tests/test_deploy.py).
@@ -49,9 +64,12 @@ _ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_
 def stack_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
     """Each process's environment: topology defaults, overridden by ``environ``."""
     ports = {name: int(environ.get(spec["port_env"], spec["port"])) for name, spec in TOPOLOGY.items()}
+    metrics_base = int(environ.get("METRICS_PORT", "-1") or "-1")
     envs = {}
-    for name, spec in TOPOLOGY.items():
+    for index, (name, spec) in enumerate(TOPOLOGY.items()):
         env = {**spec["env"], **environ, "PYTHONUNBUFFERED": "1", spec["port_env"]: str(ports[name])}
+        if metrics_base > 0:  # one port each; 0 (any free port) and -1 (off) work as they are
+            env["METRICS_PORT"] = str(metrics_base + index)
         if name == "gateway":
             for worker, var in _ADDRESS_ENV.items():
                 env.setdefault(var, f"127.0.0.1:{ports[worker]}")
@@ -82,15 +100,50 @@ def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
     sys.stdout.flush()
 
 
+def supervise(name: str) -> int:
+    """Run ``name``'s module until SIGTERM/SIGINT, restarting it with backoff when it dies."""
+    stopping = threading.Event()
+    child: subprocess.Popen | None = None
+
+    def stop(signum, _frame) -> None:
+        stopping.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    backoff_s = RESTART_BACKOFF_S[0]
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-m", TOPOLOGY[name]["module"]], cwd=ROOT)
+        print(f"supervisor: {name} running as pid {child.pid}", flush=True)
+        code = child.wait()
+        if stopping.is_set():
+            return 0 if code in (0, -signal.SIGTERM) else code
+        if code == 2:
+            print(f"supervisor: {name} exited with status 2 (invalid settings); not restarting", flush=True)
+            return code
+        if time.monotonic() - started >= STABLE_AFTER_S:
+            backoff_s = RESTART_BACKOFF_S[0]
+        print(f"supervisor: {name} exited with status {code}; restarting in {backoff_s:.0f} s", flush=True)
+        if stopping.wait(backoff_s):
+            return 0
+        backoff_s = min(backoff_s * 2, RESTART_BACKOFF_S[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated subset of " + ",".join(TOPOLOGY))
+    parser.add_argument("--supervise", metavar="NAME", choices=list(TOPOLOGY),
+                        help="(internal) run one process, restarting it when it dies")
     args = parser.parse_args(argv)
+    if args.supervise:
+        return supervise(args.supervise)
     names = args.only.split(",") if args.only else list(TOPOLOGY)
     envs = stack_env(dict(os.environ))
     manager = Manager(Printer(sys.stdout))
     for name in names:
-        manager.add_process(name, f"{sys.executable} -m {TOPOLOGY[name]['module']}",
+        manager.add_process(name, f"{sys.executable} {Path(__file__).resolve()} --supervise {name}",
                             env=envs[name], cwd=str(ROOT))
     threading.Thread(target=_watch_health, args=(names, envs), daemon=True).start()
     manager.loop()

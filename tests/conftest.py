@@ -40,7 +40,7 @@ def spine_gateway(vad_worker):
     """Gateway wired to a real VAD worker; ASR/emotion addresses point at closed ports."""
     server = start_server("gateway.server", "gateway", env={
         "VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
-        "WORKER_TIMEOUT_S": "5"})
+        "WORKER_TIMEOUT_S": "5"}, serving_service="vad")  # no ASR: overall health stays NOT_SERVING
     yield server
     server.stop()
 

@@ -36,10 +36,10 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def health(self, timeout_s: float = 2.0) -> int:
+    def health(self, timeout_s: float = 2.0, service: str = "") -> int:
         with grpc.insecure_channel(self.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s).status
+            return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s).status
 
     def stop(self, timeout_s: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -53,8 +53,12 @@ class ServerProcess:
 
 
 def start_server(module: str, name: str, args: list[str] = (), env: dict | None = None,
-                 wait_serving: bool = True, timeout_s: float = 120.0) -> ServerProcess:
-    """Run ``python -m module --port 0 --port-file F *args``; wait for the port (and SERVING)."""
+                 wait_serving: bool = True, timeout_s: float = 120.0,
+                 serving_service: str = "") -> ServerProcess:
+    """Run ``python -m module --port 0 --port-file F *args``; wait for the port (and SERVING).
+
+    ``serving_service``: the health name to wait for (e.g. ``"vad"`` for a gateway whose
+    ASR worker is deliberately absent: its overall health then stays NOT_SERVING)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     port_file = tmp / "port"
     log_path = tmp / "server.log"
@@ -74,16 +78,16 @@ def start_server(module: str, name: str, args: list[str] = (), env: dict | None 
         time.sleep(0.05)
     server = ServerProcess(name, proc, int(port_file.read_text()), log_path, full_env)
     if wait_serving:
-        wait_for_serving(server, deadline)
+        wait_for_serving(server, deadline, serving_service)
     return server
 
 
-def wait_for_serving(server: ServerProcess, deadline: float) -> None:
+def wait_for_serving(server: ServerProcess, deadline: float, service: str = "") -> None:
     while True:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log()}")
         try:
-            if server.health() == health_pb2.HealthCheckResponse.SERVING:
+            if server.health(service=service) == health_pb2.HealthCheckResponse.SERVING:
                 return
         except grpc.RpcError:
             pass

@@ -194,7 +194,7 @@ def metric(worker, name: str, **labels: str) -> float:
 
 def model_calls(worker) -> int:
     """Model calls the worker's batcher has made."""
-    return int(metric(worker, "speech_request_latency_seconds_count", service="asr", method="model_call"))
+    return int(metric(worker, "speech_model_call_seconds_count", service="asr"))
 
 
 def test_overload_is_resource_exhausted_and_refusals_cost_no_model_call(paraformer_worker):

@@ -648,3 +648,12 @@ def test_servers_age_out_connections_so_clients_re_resolve(monkeypatch):
     (options,) = seen
     assert 0 < options["grpc.max_connection_age_ms"] <= 300_000
     assert "max_connection_age" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_compose_publishes_the_gateway_on_loopback_by_default(compose_raw):
+    """No token by default, so nothing is reachable beyond this host unless asked for."""
+    ports = interpolate(compose_raw, {})["services"]["gateway"]["ports"]
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
+    opened = interpolate(compose_raw, {"PUBLISH_ADDRESS": "0.0.0.0"})["services"]["gateway"]["ports"]
+    assert all(p.startswith("0.0.0.0:") for p in opened)
+    assert "PUBLISH_ADDRESS" in (ROOT / "docs" / "deploy.md").read_text()

@@ -27,8 +27,8 @@ def limited_gateway(vad_worker):
     server = start_server("gateway.server", "gateway-limited", env={
         "VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
         "MAX_SESSIONS": "1", "MAX_SESSION_S": "3", "MAX_MESSAGE_BYTES": "4000000", "MAX_FILE_BYTES": "200000",
-        "IDLE_TIMEOUT_S": "3",
-        "METRICS_PORT": str(metrics_port), "WORKER_TIMEOUT_S": "2"})
+        "IDLE_TIMEOUT_S": "3", "METRICS_PORT": str(metrics_port), "WORKER_TIMEOUT_S": "2"},
+        serving_service="vad")  # no ASR worker: overall health stays NOT_SERVING
     server.metrics_port = metrics_port
     yield server
     server.stop()
@@ -103,10 +103,10 @@ def test_metrics_endpoint(limited_gateway):
     with channel:
         list(analyze(stub, samples, rate, timeout=30))
     body = urllib.request.urlopen(f"http://127.0.0.1:{limited_gateway.metrics_port}/metrics", timeout=5).read().decode()
-    assert 'speech_requests_total{code="OK",method="Analyze",service="gateway"}' in body
-    assert "speech_active_streams" in body
+    assert 'speech_rpcs_total{code="OK",method="Analyze",service="speech_analysis.v1.SpeechAnalysis"}' in body
+    assert "speech_active_rpcs" in body
     assert "process_resident_memory_bytes" in body
-    assert "speech_request_latency_seconds_bucket" in body
+    assert 'speech_stream_duration_seconds_bucket{code="OK",le="0.1",method="Analyze"' in body
 
 
 # ---- AnalyzeFile ---------------------------------------------------------------------------
@@ -211,7 +211,9 @@ def test_tls_and_bearer_token(vad_worker, tmp_path):
         with grpc.secure_channel(f"localhost:{server.port}", credentials) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + 30
-            while health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != health_pb2.HealthCheckResponse.SERVING:
+            # No ASR worker: the overall status stays NOT_SERVING; the VAD part is what this needs.
+            while (health.Check(health_pb2.HealthCheckRequest(service="vad"), timeout=5).status
+                   != health_pb2.HealthCheckResponse.SERVING):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
@@ -245,7 +247,7 @@ def test_fast_client_with_stalled_vad_is_held_back_and_loses_no_audio():
     vad = start_server("services.vad.server", "vad-stalled")
     gateway = start_server("gateway.server", "gateway-lag", env={
         "VAD_ADDRESS": vad.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
-        "WORKER_TIMEOUT_S": "5", "MAX_VAD_LAG_S": "2"})
+        "WORKER_TIMEOUT_S": "5", "MAX_VAD_LAG_S": "2"}, serving_service="vad")
     resume = threading.Timer(1.5, os.kill, (vad.proc.pid, signal.SIGCONT))
     try:
         clip, rate = read_clip("en_meeting", dtype="int16")  # 3 segments, 1.2 s apart across copies

@@ -121,16 +121,18 @@ def test_bad_stream_is_invalid_argument_and_others_unaffected(spine_gateway, man
 
 
 def test_gateway_serving_only_once_vad_is(tmp_path):
-    """Health tells the truth: the gateway is NOT_SERVING until its VAD worker is SERVING."""
+    """Health tells the truth: the gateway's VAD part is NOT_SERVING until its VAD worker is
+    SERVING (and with no ASR worker at all the gateway as a whole never is)."""
     vad_port = free_port()
     gateway = start_server("gateway.server", "gateway-health", wait_serving=False,
-                           env={"VAD_ADDRESS": f"127.0.0.1:{vad_port}"})
+                           env={"VAD_ADDRESS": f"127.0.0.1:{vad_port}", "ASR_ADDRESS": "127.0.0.1:9"})
     vad = None
     try:
-        assert gateway.health() == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert gateway.health(service="vad") == health_pb2.HealthCheckResponse.NOT_SERVING
         vad = start_server("services.vad.server", "vad-late", args=["--port", str(vad_port)])
-        wait_for_serving(gateway, time.monotonic() + 30)
-        assert gateway.health() == health_pb2.HealthCheckResponse.SERVING
+        wait_for_serving(gateway, time.monotonic() + 30, "vad")
+        assert gateway.health(service="vad") == health_pb2.HealthCheckResponse.SERVING
+        assert gateway.health() == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         gateway.stop()
         if vad:

@@ -58,3 +58,79 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
             except grpc.FutureTimeoutError:
                 pass
     assert "stopped" in rest
+
+
+def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port():
+    import re
+    import urllib.request
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    ports = {"VAD_PORT": free_port(), "GATEWAY_PORT": free_port()}
+    metrics_base = free_port()  # vad: base, gateway: base + 3
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1",
+           "METRICS_PORT": str(metrics_base), "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9"}
+    launcher = subprocess.Popen([sys.executable, "scripts/launch.py", "--only", "vad,gateway"], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    lines: list[str] = []
+
+    def read_until(pattern: str, timeout_s: float) -> re.Match:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
+            lines.append(launcher.stdout.readline())
+            match = re.search(pattern, lines[-1])
+            if match:
+                return match
+
+    def health(port: int, service: str = "") -> int:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            return health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=2).status
+
+    try:
+        first = int(read_until(r"supervisor: vad running as pid (\d+)", 60).group(1))
+        read_until(r" vad SERVING", 120)
+        # Each process has its own metrics port (one shared port would kill the stack).
+        vad_metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_base}/metrics", timeout=5).read()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                gateway_metrics = urllib.request.urlopen(
+                    f"http://127.0.0.1:{metrics_base + 3}/metrics", timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert b'\nspeech_models_info{' in vad_metrics, (metrics_base, "".join(lines))
+        assert b"\nspeech_worker_serving{" not in vad_metrics
+        assert b"\nspeech_worker_serving{" in gateway_metrics
+
+        os.kill(first, signal.SIGKILL)  # the VAD worker dies
+        second = int(read_until(r"supervisor: vad running as pid (\d+)", 30).group(1))
+        assert second != first
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if health(ports["VAD_PORT"]) == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
+            time.sleep(0.2)
+        # The gateway kept running all along and sees the VAD again.
+        assert health(ports["GATEWAY_PORT"], "liveness") == health_pb2.HealthCheckResponse.SERVING
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(60)
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(launcher.pid, signal.SIGKILL)
+    for port in ports.values():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with __import__("pytest").raises(grpc.FutureTimeoutError):
+                grpc.channel_ready_future(channel).result(timeout=1)

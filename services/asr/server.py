@@ -21,9 +21,10 @@ from services.asr.engine import AsrOptions, ModelDirs, load_engine, modes_for
 from services.asr.servicer import AsrServicer
 from services.common import grpc_server
 from services.common.batching import BatchOptions
+from services.common.metrics import MODELS_INFO
 from services.common.model_paths import ModelFilesMissing, required_models, resolve_models
 from services.common.offline import enable_offline_mode
-from services.common.settings import AsrSettings, ModelSettings, load
+from services.common.settings import AsrSettings, ModelSettings, load_many
 
 __all__ = ["resolve_model_dirs", "main"]
 
@@ -68,8 +69,7 @@ def resolve_model_dirs(models: ModelSettings, mode_setting: str) -> ModelDirs:
 
 
 async def main(argv: list[str]) -> None:
-    settings = load(AsrSettings, argv)
-    models = load(ModelSettings)
+    settings, models = load_many(AsrSettings, ModelSettings, argv=argv)
     grpc_server.configure_logging(settings.log_level, "asr")
     _quiet_third_party_logs()
     try:
@@ -106,6 +106,8 @@ async def main(argv: list[str]) -> None:
         gc.collect()
         gc.freeze()
         servicer.engine = engine
+        names = dict.fromkeys(name for mode in modes for name in engine.model_names(mode))
+        MODELS_INFO.labels("asr", "+".join(names), str(engine.random_weights).lower()).set(1)
         await batcher.start()
         log.info("serving modes %s (default %s), max_batch %d, max_queue %d",
                  "+".join(modes), modes[0], max_batch, settings.max_queue)

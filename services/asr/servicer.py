@@ -26,9 +26,8 @@ from services.asr.engine import (
 )
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
-from services.common.errors import InvalidInput, NotReady, ServiceError, grpc_errors
+from services.common.errors import InvalidInput, NotReady, grpc_errors
 from services.common.limits import normalise_hotwords
-from services.common.metrics import REQUESTS, REQUEST_LATENCY_S
 
 __all__ = ["AsrServicer"]
 
@@ -71,7 +70,8 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         self.engine: AsrEngine | None = None  # set once models are loaded and warm
         # The one model thread: loading and warm-up run on it too (run_exclusive).
         self.batcher: BatchWorker[AsrRequest, Transcript] = BatchWorker(
-            "asr", self._process_batch, batch_options, key=AsrRequest.batch_key)
+            "asr", self._process_batch, batch_options, key=AsrRequest.batch_key,
+            measure=lambda item: (item.mode, item.samples.size / SAMPLE_RATE_HZ))
 
     def _process_batch(self, requests: list[AsrRequest]) -> list[Transcript | Exception]:
         assert self.engine is not None
@@ -94,20 +94,14 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
                          context: grpc.aio.ServicerContext) -> asr_pb2.TranscribeResponse:
         started = time.monotonic()
         engine = self.engine
-        try:
-            if engine is None:
-                raise NotReady("ASR models are still loading; retry when health reports SERVING")
-            # Decoding and validation are linear in the (bounded) request size: off the event loop.
-            item = await asyncio.to_thread(self._request, engine, request)
-            remaining_s = context.time_remaining()
-            deadline_s = None if remaining_s is None else time.monotonic() + remaining_s
-            result = await self.batcher.submit(item, deadline_s=deadline_s)
-        except ServiceError as exc:
-            REQUESTS.labels("asr", "Transcribe", exc.code.name).inc()
-            raise
+        if engine is None:
+            raise NotReady("ASR models are still loading; retry when health reports SERVING")
+        # Decoding and validation are linear in the (bounded) request size: off the event loop.
+        item = await asyncio.to_thread(self._request, engine, request)
+        remaining_s = context.time_remaining()
+        deadline_s = None if remaining_s is None else time.monotonic() + remaining_s
+        result = await self.batcher.submit(item, deadline_s=deadline_s)
         elapsed_s = time.monotonic() - started
-        REQUESTS.labels("asr", "Transcribe", "OK").inc()
-        REQUEST_LATENCY_S.labels("asr", "Transcribe").observe(elapsed_s)
         log.info("Transcribe %s %.2f s at %d ms: %d chars, %d pieces, model %.0f ms, total %.0f ms",
                  result.mode, item.samples.size / SAMPLE_RATE_HZ, request.segment_start_ms,
                  len(result.text), result.pieces, result.compute_ms, elapsed_s * 1000)

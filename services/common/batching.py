@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Hashable, Sequence, TypeVar
 
 from services.common.errors import DeadlineExceeded, Overloaded
-from services.common.metrics import QUEUE_DEPTH, REQUEST_LATENCY_S
+from services.common.metrics import MODEL_CALL_S, QUEUE_DEPTH, observe_model_compute
 
 __all__ = ["BatchOptions", "BatchWorker"]
 
@@ -63,8 +63,12 @@ class BatchWorker(Generic[In, Out]):
     """
 
     def __init__(self, name: str, process_batch: Callable[[list[In]], Sequence[Out | Exception]],
-                 options: BatchOptions, key: Callable[[In], Hashable] = lambda _item: None):
+                 options: BatchOptions, key: Callable[[In], Hashable] = lambda _item: None,
+                 measure: Callable[[In], tuple[str, float]] | None = None):
         self.name = name
+        # item -> (model name, audio seconds): model calls are counted per model as compute
+        # seconds and audio seconds (speech_model_*_seconds_total, their ratio the RTF).
+        self._measure = measure
         self._process_batch = process_batch
         self._options = options
         self._key = key
@@ -159,7 +163,11 @@ class BatchWorker(Generic[In, Out]):
                     log.exception("%s: model call failed for a batch of %d", self.name, len(group))
                     results = [exc] * len(group)
                 self.calls += 1
-                REQUEST_LATENCY_S.labels(self.name, "model_call").observe(time.monotonic() - started)
+                elapsed_s = time.monotonic() - started
+                MODEL_CALL_S.labels(self.name).observe(elapsed_s)
+                if self._measure is not None:
+                    measured = [self._measure(job.item) for job in group]
+                    observe_model_compute(measured[0][0], elapsed_s, sum(audio_s for _, audio_s in measured))
                 for job, result in zip(group, results):
                     if job.future.done():
                         continue

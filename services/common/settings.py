@@ -11,7 +11,14 @@ Usage::
 
 Every field's metadata names its environment variable and documents it; the
 README table is generated from the same metadata (``python -m
-services.common.settings``).
+services.common.settings``). A value that does not parse (``ASR_MAX_BATCH=four``,
+``ASR_INT8=ture``, ``ASR_MODE=fast``) stops the process at once with a message
+naming the variable, its flag and the accepted values (exit status 2).
+
+A server that needs several settings classes parses them together, so every
+flag of each is accepted::
+
+    settings, models = load_many(AsrSettings, ModelSettings, argv=argv)
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "GatewaySettings",
     "ModelSettings",
     "load",
+    "load_many",
     "env_flag",
 ]
 
@@ -39,8 +47,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def _field(default: Any, env: str, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"env": env, "help": help})
+def _field(default: Any, env: str, help: str, *, choices: Sequence[str] | None = None,
+           minimum: float | None = None) -> Any:
+    """A setting: default, environment variable, help; optionally its accepted values."""
+    metadata: dict[str, Any] = {"env": env, "help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if minimum is not None:
+        metadata["minimum"] = minimum
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,29 +79,35 @@ class ServerSettings:
     port: int = _field(0, "PORT", "gRPC port; 0 picks a free port (reported in --port-file).")
     port_file: str | None = _field(None, "PORT_FILE", "Write the bound port here once listening.")
     metrics_port: int = _field(-1, "METRICS_PORT", "Prometheus /metrics port; -1 disables, 0 picks a free one.")
-    grace_s: float = _field(5.0, "SHUTDOWN_GRACE_S", "Seconds in-flight calls get to finish on SIGTERM.")
+    grace_s: float = _field(5.0, "SHUTDOWN_GRACE_S", "Seconds in-flight calls get to finish on SIGTERM.",
+                           minimum=0)
     max_message_bytes: int = _field(8 * 1024 * 1024, "MAX_MESSAGE_BYTES",
                                     "Largest gRPC message between the processes, and largest audio "
-                                    "message a client may send.")
+                                    "message a client may send.", minimum=1024)
     max_connection_age_s: float = _field(300.0, "MAX_CONNECTION_AGE_S",
                                          "Connections are recycled after this long so clients re-resolve "
-                                         "DNS and reach new replicas; streams in flight are never cut.")
+                                         "DNS and reach new replicas; streams in flight are never cut.",
+                                         minimum=0.1)
     torch_threads: int = _field(2, "TORCH_THREADS", "torch intra-op threads for model inference.")
-    log_level: str = _field("INFO", "LOG_LEVEL", "Python logging level.")
+    log_level: str = _field("INFO", "LOG_LEVEL", "Python logging level.",
+                            choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
 
 @dataclasses.dataclass(frozen=True)
 class VadSettings(ServerSettings):
     port: int = _field(50051, "VAD_PORT", "VAD worker gRPC port.")
-    default_backend: str = _field("silero", "VAD_BACKEND", "Default VAD backend: silero or fsmn.")
+    default_backend: str = _field("silero", "VAD_BACKEND", "Default VAD backend: silero or fsmn.",
+                                  choices=("silero", "fsmn"))
     max_streams: int = _field(64, "VAD_MAX_STREAMS", "Concurrent VAD streams before RESOURCE_EXHAUSTED.")
 
 
 @dataclasses.dataclass(frozen=True)
 class AsrSettings(ServerSettings):
     port: int = _field(50052, "ASR_PORT", "ASR worker gRPC port.")
-    mode: str = _field("paraformer", "ASR_MODE", "Models to serve: paraformer, sensevoice or both.")
-    max_batch: int = _field(4, "ASR_MAX_BATCH", "Most segments decoded in one model call.")
+    mode: str = _field("paraformer", "ASR_MODE", "Models to serve: paraformer, sensevoice or both.",
+                      choices=("paraformer", "sensevoice", "both"))
+    max_batch: int = _field(4, "ASR_MAX_BATCH", "Most segments decoded in one model call.",
+                            minimum=1)
     batch_wait_ms: int = _field(10, "ASR_BATCH_WAIT_MS", "How long to wait for more segments to batch.")
     max_queue: int = _field(16, "ASR_MAX_QUEUE", "Queued segments before RESOURCE_EXHAUSTED.")
     max_segment_s: float = _field(30.0, "ASR_MAX_SEGMENT_S", "Longer segments are split by FSMN-VAD (paraformer).")
@@ -104,7 +125,8 @@ class AsrSettings(ServerSettings):
 class EmotionSettings(ServerSettings):
     port: int = _field(50053, "EMOTION_PORT", "Emotion worker gRPC port.")
     lazy_load: bool = _field(False, "EMOTION_LAZY_LOAD", "Load the model on the first request, not at start.")
-    max_batch: int = _field(4, "EMOTION_MAX_BATCH", "Most segments classified in one model call.")
+    max_batch: int = _field(4, "EMOTION_MAX_BATCH", "Most segments classified in one model call.",
+                            minimum=1)
     batch_wait_ms: int = _field(10, "EMOTION_BATCH_WAIT_MS", "How long to wait for more segments to batch.")
     max_queue: int = _field(16, "EMOTION_MAX_QUEUE", "Queued segments before RESOURCE_EXHAUSTED.")
     window_s: float = _field(10.0, "EMOTION_WINDOW_S", "Long segments are classified in windows of this length.")
@@ -128,14 +150,17 @@ class GatewaySettings(ServerSettings):
     vad_address: str = _field("127.0.0.1:50051", "VAD_ADDRESS", "VAD worker target (dns:///name:port for replicas).")
     asr_address: str = _field("127.0.0.1:50052", "ASR_ADDRESS", "ASR worker target.")
     emotion_address: str = _field("127.0.0.1:50053", "EMOTION_ADDRESS", "Emotion worker target.")
-    default_mode: str = _field("paraformer", "DEFAULT_MODE", "Mode used when a stream does not name one.")
-    max_sessions: int = _field(16, "MAX_SESSIONS", "Concurrent Analyze streams before RESOURCE_EXHAUSTED.")
+    default_mode: str = _field("paraformer", "DEFAULT_MODE", "Mode used when a stream does not name one.",
+                              choices=("paraformer", "sensevoice"))
+    max_sessions: int = _field(16, "MAX_SESSIONS", "Concurrent Analyze streams before RESOURCE_EXHAUSTED.",
+                              minimum=1)
     max_session_s: float = _field(4 * 3600.0, "MAX_SESSION_S", "Longest audio one stream may send, in seconds.")
     idle_timeout_s: float = _field(30.0, "IDLE_TIMEOUT_S",
                                    "A stream that sends nothing (not even its config) for this long is "
-                                   "ended with OUT_OF_RANGE and frees its slot.")
+                                   "ended with OUT_OF_RANGE and frees its slot.", minimum=0.1)
     max_file_bytes: int = _field(8 * 1024 * 1024, "MAX_FILE_BYTES",
-                                 "Largest AnalyzeFile upload; larger recordings stream through Analyze.")
+                                 "Largest AnalyzeFile upload; larger recordings stream through Analyze.",
+                                 minimum=1)
     text_sentiment: bool = _field(False, "TEXT_SENTIMENT",
                                   "Load SnowNLP at start so streams may ask for text_sentiment "
                                   "(+410 MiB resident in the gateway, measured).")
@@ -149,56 +174,133 @@ class GatewaySettings(ServerSettings):
     auth_token: str | None = _field(None, "AUTH_TOKEN", "If set, clients must send 'authorization: Bearer <token>'.")
     tls_cert: str | None = _field(None, "TLS_CERT", "PEM certificate; with TLS_KEY enables TLS.")
     tls_key: str | None = _field(None, "TLS_KEY", "PEM private key.")
-    web_port: int = _field(-1, "WEB_PORT", "Browser page + WebSocket bridge port; -1 disables.")
+    web_port: int = _field(-1, "WEB_PORT", "Browser page + WebSocket bridge port; -1 disables. "
+                           "Served over HTTPS/WSS when TLS_CERT/TLS_KEY are set.")
+    web_allowed_origins: str = _field("", "WEB_ALLOWED_ORIGINS",
+                                      "Comma-separated extra Origins (e.g. https://app.example.com) whose "
+                                      "pages may open the WebSocket; the page's own origin is always "
+                                      "allowed, other sites never by default; * allows any.")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingError(ValueError):
+    """A setting's value cannot be used; the message names the variable and the accepted values."""
 
 
 def env_flag(value: str) -> bool:
-    """Parse a boolean environment value ("1", "true", "yes", "on")."""
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    """Parse a boolean value: 1/true/yes/on or 0/false/no/off (any case); else ValueError."""
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def _kind(field: dataclasses.Field) -> str:
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    return kind.split("|")[0].strip()
+
+
+def _source(field: dataclasses.Field) -> str:
+    return f"{field.metadata['env']} (--{field.name.replace('_', '-')})"
 
 
 def _convert(value: str, field: dataclasses.Field) -> Any:
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
-    if kind.startswith("bool"):
-        return env_flag(value)
-    if kind.startswith("int"):
-        return int(value)
-    if kind.startswith("float"):
-        return float(value)
-    return value
+    """``value`` as the field's type, or SettingError naming the variable and what it accepts."""
+    kind = _kind(field)
+    text = value.strip()
+    try:
+        if kind == "bool":
+            converted: Any = env_flag(text)
+        elif kind == "int":
+            converted = int(text)
+        elif kind == "float":
+            converted = float(text)
+            if converted != converted or converted in (float("inf"), float("-inf")):
+                raise ValueError("not finite")
+        else:
+            converted = value
+    except ValueError:
+        accepted = {"bool": "1/true/yes/on or 0/false/no/off", "int": "an integer",
+                    "float": "a number"}[kind]
+        raise SettingError(f"{_source(field)}={value!r} is invalid: expected {accepted}") from None
+    choices = field.metadata.get("choices")
+    if choices is not None:
+        lowered = {c.lower(): c for c in choices}
+        if text.lower() not in lowered:
+            raise SettingError(f"{_source(field)}={value!r} is invalid: expected one of "
+                               f"{', '.join(choices)}")
+        converted = lowered[text.lower()]
+    minimum = field.metadata.get("minimum")
+    if minimum is not None and converted < minimum:
+        raise SettingError(f"{_source(field)}={value!r} is invalid: expected at least {minimum}")
+    return converted
+
+
+def load_many(*classes: type, argv: Sequence[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> tuple:
+    """Build each of ``classes`` from defaults, then ``environ``, then ``argv`` (--field-name value).
+
+    One parser holds the flags of every class, so a server accepts e.g. both
+    ``--port`` and ``--model-cache-dir``. An invalid value exits with status 2
+    and a message naming the variable, its flag and the accepted values.
+    """
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(description=classes[0].__doc__)
+    fields: dict[str, dataclasses.Field] = {}
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            if field.name in fields:
+                continue
+            fields[field.name] = field
+            env = field.metadata.get("env")
+            choices = field.metadata.get("choices")
+            accepted = f" One of: {', '.join(choices)}." if choices else ""
+            parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=None,
+                                help=f"{field.metadata.get('help', '')}{accepted} [env {env}]")
+    args = parser.parse_args(list(argv) if argv is not None else [])
+    built = []
+    for cls in classes:
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            env = field.metadata.get("env")
+            raw = getattr(args, field.name)
+            if raw is None and env and environ.get(env, "") != "":
+                raw = environ[env]
+            if raw is None:
+                continue
+            try:
+                values[field.name] = _convert(raw, field)
+            except SettingError as exc:
+                parser.error(str(exc))
+        built.append(cls(**values))
+    return tuple(built)
 
 
 def load(cls: type[T], argv: Sequence[str] | None = None,
          environ: Mapping[str, str] | None = None) -> T:
     """Build ``cls`` from defaults, then ``environ``, then ``argv`` (--field-name value)."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    parser = argparse.ArgumentParser(description=cls.__doc__)
-    for field in dataclasses.fields(cls):
-        env = field.metadata.get("env")
-        if env and env in environ and environ[env] != "":
-            values[field.name] = _convert(environ[env], field)
-        flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, dest=field.name, default=None,
-                            help=f"{field.metadata.get('help', '')} [env {env}]")
-    args = parser.parse_args(list(argv) if argv is not None else [])
-    for field in dataclasses.fields(cls):
-        raw = getattr(args, field.name)
-        if raw is not None:
-            values[field.name] = _convert(raw, field)
-    return cls(**values)
+    return load_many(cls, argv=argv, environ=environ)[0]
 
 
 def _markdown_table() -> str:
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
     seen: set[str] = set()
     for cls in (ModelSettings, ServerSettings, VadSettings, AsrSettings, EmotionSettings, GatewaySettings):
         for field in dataclasses.fields(cls):
             env = field.metadata["env"]
-            if env in seen or env == "PROJECT_ROOT":
+            if env in seen:
                 continue
             seen.add(env)
-            rows.append(f"| `{env}` | `{field.default}` | {field.metadata['help']} |")
+            default = "<project directory>" if env == "PROJECT_ROOT" else field.default
+            choices = field.metadata.get("choices")
+            accepted = f" One of: {', '.join(choices)}." if choices else ""
+            flag = "--" + field.name.replace("_", "-")
+            rows.append(f"| `{env}` | `{flag}` | `{default}` | {field.metadata['help']}{accepted} |")
     return "\n".join(rows)
 
 

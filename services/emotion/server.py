@@ -21,7 +21,8 @@ import torch
 from protos.v1 import emotion_pb2, emotion_pb2_grpc
 from services.common import grpc_server
 from services.common.batching import BatchOptions
-from services.common.settings import EmotionSettings, ModelSettings, load
+from services.common.metrics import MODELS_INFO
+from services.common.settings import EmotionSettings, ModelSettings, load_many
 from services.emotion.engine import (
     EmotionEngine,
     EmotionOptions,
@@ -85,8 +86,7 @@ def enable_offline() -> None:
 
 
 async def main(argv: list[str]) -> None:
-    settings = load(EmotionSettings, argv)
-    models = load(ModelSettings)
+    settings, models = load_many(EmotionSettings, ModelSettings, argv=argv)
     grpc_server.configure_logging(settings.log_level, "emotion")
     model_dir = resolve_model_dir(models)
     enable_offline()
@@ -110,6 +110,7 @@ async def main(argv: list[str]) -> None:
     def build_engine() -> EmotionEngine:
         engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8), options)
         engine.warm_up()
+        MODELS_INFO.labels("emotion", model_dir.name, str(random_weights).lower()).set(1)
         return engine
 
     servicer = EmotionServicer(

@@ -21,10 +21,9 @@ from typing import Callable
 import grpc
 
 from protos.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-from services.common.audio import samples_from_f32le
+from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import NotReady, grpc_errors
-from services.common.metrics import REQUESTS
 from services.emotion.engine import EmotionEngine, EmotionOptions, EmotionResult, check_segment
 
 __all__ = ["EmotionServicer", "result_to_proto"]
@@ -51,7 +50,9 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
         self._build_engine = build_engine  # blocking; runs on the model thread
         self.options = options
         self.engine: EmotionEngine | None = None
-        self.worker: BatchWorker = BatchWorker("emotion", self._classify_batch, batch)
+        model = model_names[0] if model_names else "emotion"
+        self.worker: BatchWorker = BatchWorker("emotion", self._classify_batch, batch,
+                                               measure=lambda samples: (model, samples.size / SAMPLE_RATE_HZ))
         self.model_info = audio_pb2.ModelInfo(models=model_names, random_weights=random_weights)
         self._loading: asyncio.Future | None = None
 
@@ -98,5 +99,4 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
         remaining_s = context.time_remaining()
         deadline_s = time.monotonic() + remaining_s if remaining_s is not None else None
         result = await self.worker.submit(samples, deadline_s)
-        REQUESTS.labels("emotion", "Classify", "OK").inc()
         return result_to_proto(result, self.model_info)

@@ -16,7 +16,8 @@ import torch
 from protos.v1 import vad_pb2, vad_pb2_grpc
 from services.common import grpc_server
 from services.common.errors import InvalidInput
-from services.common.settings import ModelSettings, VadSettings, load
+from services.common.metrics import MODELS_INFO
+from services.common.settings import ModelSettings, VadSettings, load_many
 from services.vad.engine import SileroStream, VadOptions, load_silero
 from services.vad.servicer import VadServicer
 
@@ -44,6 +45,15 @@ def build_factory(models: ModelSettings, default_backend: str):
                                f"available: {', '.join(sorted(backends))}")
         return backends[backend](options)
 
+    fsmn_random = False
+    if "fsmn" in backends:
+        from services.common.fixture_marker import is_random_weights
+        from services.common.model_paths import resolve_models
+
+        fsmn_path = resolve_models(Path(models.project_root), models.model_cache_dir).fsmn_vad.path
+        fsmn_random = fsmn_path is not None and is_random_weights(fsmn_path)
+    MODELS_INFO.labels("vad", "+".join(sorted(backends)), str(fsmn_random).lower()).set(1)
+
     # Warm-up: one second of noise through every backend before reporting SERVING.
     import numpy as np
     noise = (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32)
@@ -55,8 +65,7 @@ def build_factory(models: ModelSettings, default_backend: str):
 
 
 async def main(argv: list[str]) -> None:
-    settings = load(VadSettings, argv)
-    models = load(ModelSettings)
+    settings, models = load_many(VadSettings, ModelSettings, argv=argv)
     grpc_server.configure_logging(settings.log_level, "vad")
     torch.set_num_threads(settings.torch_threads)
     servicer = VadServicer(settings.default_backend, VadOptions(), settings.max_streams,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable
 
 import grpc
 
 from protos.v1 import vad_pb2, vad_pb2_grpc
-from services.common.audio import ms_to_samples, samples_from_f32le, samples_to_ms
+from services.common.audio import SAMPLE_RATE_HZ, ms_to_samples, samples_from_f32le, samples_to_ms
 from services.common.errors import InvalidInput, NotReady, Overloaded, grpc_errors
-from services.common.metrics import ACTIVE_STREAMS, REQUESTS
+from services.common.metrics import observe_model_compute
 from services.vad.engine import SpeechEnded, SpeechStarted, VadEvent, VadOptions, VadStream
 
 __all__ = ["VadServicer", "StreamFactory"]
@@ -65,10 +66,8 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
         if self.factory is None:
             raise NotReady("VAD model is still loading; retry when health reports SERVING")
         if self.active >= self.max_streams:
-            REQUESTS.labels("vad", "StreamVad", "RESOURCE_EXHAUSTED").inc()
             raise Overloaded(f"VAD worker is at its limit of {self.max_streams} streams; retry later")
         self.active += 1
-        ACTIVE_STREAMS.labels("vad").inc()
         loop = asyncio.get_running_loop()
         try:
             if first is None or first.WhichOneof("payload") != "config":
@@ -83,7 +82,11 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
                 if request.WhichOneof("payload") != "audio":
                     raise InvalidInput("only the first VadRequest may carry a config")
                 samples = samples_from_f32le(request.audio.samples_f32le)
-                for event in await loop.run_in_executor(self.executor, stream.accept, samples):
+                started = time.perf_counter()
+                events = await loop.run_in_executor(self.executor, stream.accept, samples)
+                observe_model_compute(f"vad-{backend}", time.perf_counter() - started,
+                                      samples.size / SAMPLE_RATE_HZ)
+                for event in events:
                     yield _event_to_proto(event)
                 processed, keep_from = stream.progress()
                 if processed - reported >= PROGRESS_INTERVAL_SAMPLES:
@@ -92,7 +95,5 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
                         processed_ms=samples_to_ms(processed), keep_from_ms=samples_to_ms(keep_from)))
             for event in await loop.run_in_executor(self.executor, stream.flush):
                 yield _event_to_proto(event)
-            REQUESTS.labels("vad", "StreamVad", "OK").inc()
         finally:
             self.active -= 1
-            ACTIVE_STREAMS.labels("vad").dec()
