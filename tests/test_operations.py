@@ -251,6 +251,33 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
     assert sample(metrics, "speech_worker_serving", part="asr") == 0
 
 
+def test_sessions_report_what_users_feel(metered):
+    """Per Analyze session: audio received, segments, final-result latency after the end of
+    speech, and failed parts (the ASR and emotion addresses are closed ports here)."""
+    from gateway.client import analyze
+    from tests.conftest import read_clip
+
+    _vad, gateway = metered
+    samples, rate = read_clip("en_meeting", dtype="int16")  # 3 segments
+    before = scrape(gateway.metrics_port)
+    with grpc.insecure_channel(gateway.address) as channel:
+        events = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+                              metadata=[("authorization", "Bearer s3cret")], timeout=60))
+    after = scrape(gateway.metrics_port)
+
+    def grew(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    results = [e for e in events if e.WhichOneof("event") == "segment_result"]
+    assert len(results) == 3
+    assert grew("speech_audio_received_seconds_total", mode="paraformer") == pytest.approx(len(samples) / rate, abs=0.05)
+    assert grew("speech_segments_total", mode="paraformer") == 3
+    assert grew("speech_final_result_latency_seconds_count", mode="paraformer") == 3
+    assert grew("speech_final_result_latency_seconds_sum", mode="paraformer") > 0
+    assert grew("speech_segment_part_failures_total", part="asr", code="UNAVAILABLE") == 3
+    assert grew("speech_segment_part_failures_total", part="emotion", code="UNAVAILABLE") == 3
+
+
 def _reflect(address: str, **request) -> list:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
