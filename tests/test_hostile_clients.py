@@ -25,7 +25,7 @@ from services.common.limits import MAX_HOTWORDS
 from tests.conftest import read_clip
 from tests.procs import start_server
 
-SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}
+SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}  # no ASR or emotion: wait on health "vad"
 
 
 def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisStub]:
@@ -61,7 +61,7 @@ def flac_of_silence(seconds: int, rate: int, channels: int) -> bytes:
 def hostile_gateway(vad_worker):
     server = start_server("gateway.server", "gateway-hostile", env={
         **SPINE_ENV, "VAD_ADDRESS": vad_worker.address, "MAX_SESSIONS": "2", "IDLE_TIMEOUT_S": "1.5",
-        "MAX_SESSION_S": "600", "MAX_FILE_BYTES": "1000000"})
+        "MAX_SESSION_S": "600", "MAX_FILE_BYTES": "1000000"}, serving_service="vad")
     yield server
     server.stop()
 
@@ -73,7 +73,8 @@ def test_streams_outlive_connection_recycling(tmp_path):
     through gateway and VAD must still complete, with every segment and the summary."""
     env = {"MAX_CONNECTION_AGE_S": "1"}
     vad = start_server("services.vad.server", "vad-aging", env=env)
-    gateway = start_server("gateway.server", "gateway-aging", env={**SPINE_ENV, **env, "VAD_ADDRESS": vad.address})
+    gateway = start_server("gateway.server", "gateway-aging", env={**SPINE_ENV, **env, "VAD_ADDRESS": vad.address},
+                           serving_service="vad")
     try:
         clip, rate = read_clip("en_meeting", dtype="int16")
         audio = clip[: int(8.5 * rate)]
@@ -324,7 +325,8 @@ def test_a_worker_refusal_always_reaches_the_client():
     """The VAD worker refuses a second stream (VAD_MAX_STREAMS=1): 20 streams in a row each get
     its RESOURCE_EXHAUSTED, never INTERNAL (the old session raced closing its request generator)."""
     vad = start_server("services.vad.server", "vad-one-stream", env={"VAD_MAX_STREAMS": "1"})
-    gateway = start_server("gateway.server", "gateway-one-vad", env={**SPINE_ENV, "VAD_ADDRESS": vad.address})
+    gateway = start_server("gateway.server", "gateway-one-vad", env={**SPINE_ENV, "VAD_ADDRESS": vad.address},
+                           serving_service="vad")
     release = threading.Event()
     clip, rate = read_clip("zh_single", dtype="int16")
 
