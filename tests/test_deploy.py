@@ -36,6 +36,8 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from referencing import Registry, Resource
 
+from services.common.grpc_server import LIVENESS_SERVICE
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S = ROOT / "deploy" / "k8s"
@@ -511,8 +513,11 @@ def test_k8s_deployments_are_the_launcher_topology(base):
         for key, value in launcher[name].items():
             if not (name == "gateway" and key in ADDRESS_ENV.values()):
                 assert env.get(key) == value, f"{name}: {key}={env.get(key)!r}, launcher has {value!r}"
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             assert container[probe]["grpc"] == {"port": port}, f"{name}: {probe} must be a native gRPC probe"
+        # Overall health follows the workers: a liveness probe on it would restart a healthy
+        # gateway whenever a worker is down. Liveness asks the always-SERVING "liveness" name.
+        assert container["livenessProbe"]["grpc"] == {"port": port, "service": LIVENESS_SERVICE}
         assert container["image"].startswith("speech-emotion:")
         security = deployments[name]["spec"]["template"]["spec"]["securityContext"]
         assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
