@@ -357,3 +357,44 @@ def test_a_worker_refusal_always_reaches_the_client():
         release.set()
         gateway.stop()
         vad.stop()
+
+
+def test_every_session_ends_with_one_log_line_naming_its_status(vad_worker):
+    """Operations item 6: finished, cancelled and expired sessions each get one end line with
+    their status, and nothing spurious is logged at ERROR (no "Task was destroyed", no
+    millisecond-rounding complaints). The log is what this item is about, so the test reads it."""
+    gateway = start_server("gateway.server", "gateway-logs", env={
+        **SPINE_ENV, "VAD_ADDRESS": vad_worker.address, "IDLE_TIMEOUT_S": "1"}, serving_service="vad")
+    clip, rate = read_clip("en_meeting", dtype="int16")
+    try:
+        channel, stub = stub_for(gateway.address)
+        with channel:
+            for _ in range(3):
+                assert list(analyze(stub, clip, rate, timeout=30))[-1].WhichOneof("event") == "summary"
+            started = threading.Event()
+
+            def until_cancelled():
+                yield gateway_pb2.AnalyzeRequest(config=config())
+                yield gateway_pb2.AnalyzeRequest(audio=clip[: rate].tobytes())
+                started.set()
+                threading.Event().wait(30)
+
+            cancelled = stub.Analyze(until_cancelled(), timeout=30)
+            assert started.wait(10)
+            cancelled.cancel()
+            expired = refusal(lambda: list(stub.Analyze(_config_then_silence(), timeout=30)))
+            assert expired.code() == grpc.StatusCode.OUT_OF_RANGE
+        deadline = time.monotonic() + 10
+        while len(ends := re.findall(r"(finished: |ended with (\S+))", gateway.log())) < 5:
+            assert time.monotonic() < deadline, gateway.log()
+            time.sleep(0.05)
+        log = gateway.log()
+        assert sorted(status or "OK" for _, status in ends) == ["CANCELLED", "OK", "OK", "OK", "OUT_OF_RANGE"], log
+        assert " ERROR " not in log and "Task was destroyed" not in log and "still buffered" not in log, log
+    finally:
+        gateway.stop()
+
+
+def _config_then_silence():
+    yield gateway_pb2.AnalyzeRequest(config=config())
+    threading.Event().wait(20)
