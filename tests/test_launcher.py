@@ -9,11 +9,24 @@ import sys
 import time
 
 import grpc
+import pytest
 
 from gateway.client import analyze
 from protos.v1 import gateway_pb2_grpc
 from tests.conftest import read_clip
 from tests.procs import ROOT, free_port
+
+
+def _stop(launcher: subprocess.Popen) -> None:
+    """Stop a launcher still running after a failed test."""
+    if launcher.poll() is None:
+        # SIGTERM lets honcho stop its children (each runs in its own process group,
+        # so killing honcho outright would orphan them); SIGKILL only as a last resort.
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
 
 
 def test_launcher_starts_serves_and_stops_everything(model_env):
@@ -40,14 +53,7 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends
         launcher.wait(60)
     finally:
-        if launcher.poll() is None:
-            # SIGTERM lets honcho stop its children (each runs in its own process group,
-            # so killing honcho outright would orphan them); SIGKILL only as a last resort.
-            launcher.send_signal(signal.SIGTERM)
-            try:
-                launcher.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(launcher.pid, signal.SIGKILL)
+        _stop(launcher)
     rest = launcher.stdout.read()
     # Every process was stopped, none left listening.
     for port in ports.values():
@@ -124,13 +130,8 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
         launcher.send_signal(signal.SIGINT)
         launcher.wait(60)
     finally:
-        if launcher.poll() is None:
-            launcher.send_signal(signal.SIGTERM)
-            try:
-                launcher.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(launcher.pid, signal.SIGKILL)
+        _stop(launcher)
     for port in ports.values():
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            with __import__("pytest").raises(grpc.FutureTimeoutError):
+            with pytest.raises(grpc.FutureTimeoutError):
                 grpc.channel_ready_future(channel).result(timeout=1)
