@@ -345,7 +345,7 @@ def test_a_worker_refusal_always_reaches_the_client():
                     list(analyze(stub, clip[:1600], rate, timeout=10))
                 except grpc.RpcError:
                     break
-                assert time.monotonic() < deadline, "the held stream never took the VAD slot"
+                assert time.monotonic() < deadline, f"the held stream never took the VAD slot:\n{gateway.log()}\n{vad.log()}"
             codes = []
             for _ in range(20):
                 error = refusal(lambda: list(analyze(stub, clip, rate, timeout=30)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import ssl
@@ -417,3 +418,14 @@ def test_web_malformed_first_messages_get_clean_errors(web_tls, first, code):
         reply = json.loads(ws.recv(timeout=10))
     assert reply["type"] == "error" and reply["code"] == code, reply
     assert "Traceback" not in gateway.log()
+
+
+def test_a_second_server_on_a_taken_port_fails_to_start(vad_worker):
+    """gRPC's default SO_REUSEPORT would let a second process bind the same port and take
+    half of the connections; the server turns it off, so the second one exits instead."""
+    second = subprocess.run([sys.executable, "-m", "services.vad.server", "--port", str(vad_worker.port)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "METRICS_PORT": "0"})
+    assert second.returncode != 0
+    assert f"could not bind 127.0.0.1:{vad_worker.port}" in second.stdout + second.stderr
+    assert vad_worker.health() == health_pb2.HealthCheckResponse.SERVING

@@ -292,6 +292,10 @@ async def create_server(
     options = dict(channel_options(settings.max_message_bytes) + age)  # gRPC takes the first of duplicates
     if max_receive_message_bytes is not None:
         options["grpc.max_receive_message_length"] = max_receive_message_bytes
+    # gRPC sets SO_REUSEPORT by default: a second server on a busy port (a stale process, a
+    # mistyped port) would then start quietly and the kernel would split connections between
+    # the two. Binding must fail instead.
+    options["grpc.so_reuseport"] = 0
     server = grpc.aio.server(options=list(options.items()),
                              interceptors=[MetricsInterceptor(), *interceptors])
     register(server)
@@ -306,10 +310,13 @@ async def create_server(
         tuple(service_names) + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                 reflection.SERVICE_NAME), server, pool=pool)
     address = f"{settings.host}:{settings.port}"
-    port = (server.add_secure_port(address, credentials) if credentials
-            else server.add_insecure_port(address))
+    try:
+        port = (server.add_secure_port(address, credentials) if credentials
+                else server.add_insecure_port(address))
+    except RuntimeError:  # gRPC >= 1.5x raises instead of returning 0
+        port = 0
     if port == 0:
-        raise RuntimeError(f"could not bind {address}")
+        raise RuntimeError(f"could not bind {address}: is another process listening there?")
     handle = ServerHandle(server, port, health_servicer, tuple(service_names))
     await handle.set_serving(False)
     await handle.set_serving(False, health_names)
