@@ -1,9 +1,9 @@
-"""Client for the SpeechAnalysis API: a small library plus the command-line tool.
+"""Client for the SpeechAnalysisService API: a small library plus the command-line tool.
 
 Library use::
 
     with grpc.insecure_channel("127.0.0.1:50050") as channel:
-        stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
         for event in analyze(stub, samples, 16000, StreamConfig(...)):
             ...
 
@@ -25,14 +25,14 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 __all__ = ["audio_requests", "analyze", "main"]
 
 
 def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2.StreamConfig,
                    chunk_ms: int = 20, realtime: bool = False) -> Iterator[gateway_pb2.AnalyzeRequest]:
-    """Config first, then PCM16LE (int16 input) or FLOAT32LE (float input) chunks.
+    """Config first, then AUDIO_ENCODING_PCM16LE (int16 input) or AUDIO_ENCODING_FLOAT32LE (float input) chunks.
 
     ``samples`` is frames x channels or 1-D mono.
     """
@@ -42,10 +42,10 @@ def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2
     request_config.sample_rate_hz = sample_rate_hz
     request_config.channels = frames.shape[1]
     if samples.dtype == np.int16:
-        request_config.encoding = audio_pb2.PCM16LE
+        request_config.encoding = common_pb2.AUDIO_ENCODING_PCM16LE
         data = frames.astype("<i2")
     else:
-        request_config.encoding = audio_pb2.FLOAT32LE
+        request_config.encoding = common_pb2.AUDIO_ENCODING_FLOAT32LE
         data = frames.astype("<f4")
     yield gateway_pb2.AnalyzeRequest(config=request_config)
     step = max(1, sample_rate_hz * chunk_ms // 1000)
@@ -58,9 +58,9 @@ def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2
         yield gateway_pb2.AnalyzeRequest(audio=data[start:start + step].tobytes())
 
 
-def analyze(stub: gateway_pb2_grpc.SpeechAnalysisStub, samples: np.ndarray, sample_rate_hz: int,
+def analyze(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, samples: np.ndarray, sample_rate_hz: int,
             config: gateway_pb2.StreamConfig | None = None, chunk_ms: int = 20, realtime: bool = False,
-            metadata=None, timeout: float | None = None) -> Iterator[gateway_pb2.AnalyzeEvent]:
+            metadata=None, timeout: float | None = None) -> Iterator[gateway_pb2.AnalyzeResponse]:
     requests = audio_requests(samples, sample_rate_hz, config or gateway_pb2.StreamConfig(), chunk_ms, realtime)
     yield from stub.Analyze(requests, metadata=metadata, timeout=timeout)
 
@@ -102,7 +102,7 @@ def _microphone(rate: int = 16000, chunk_ms: int = 100) -> Iterator[bytes]:
         raise SystemExit(f"no usable microphone: {exc}") from None
 
 
-def _describe(event: gateway_pb2.AnalyzeEvent) -> str:
+def _describe(event: gateway_pb2.AnalyzeResponse) -> str:
     kind = event.WhichOneof("event")
     if kind == "speech_started":
         return f"[{event.speech_started.start_ms / 1000:7.2f}s] speech started (segment {event.speech_started.segment_id})"
@@ -157,16 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either FILE or --mic")
     config = gateway_pb2.StreamConfig()
     if args.mode:
-        config.mode = asr_pb2.PARAFORMER if args.mode == "paraformer" else asr_pb2.SENSEVOICE
+        config.mode = common_pb2.ASR_MODE_PARAFORMER if args.mode == "paraformer" else common_pb2.ASR_MODE_SENSEVOICE
     channel = (grpc.secure_channel(args.address, grpc.ssl_channel_credentials(args.tls_ca.read_bytes()))
                if args.tls_ca else grpc.insecure_channel(args.address))
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
     try:
-        stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
         if args.mic:
             mic_config = gateway_pb2.StreamConfig()
             mic_config.CopyFrom(config)
-            mic_config.sample_rate_hz, mic_config.encoding, mic_config.channels = 16000, audio_pb2.PCM16LE, 1
+            mic_config.sample_rate_hz, mic_config.encoding, mic_config.channels = 16000, common_pb2.AUDIO_ENCODING_PCM16LE, 1
             requests = _chain([gateway_pb2.AnalyzeRequest(config=mic_config)],  # config first, then live audio
                               (gateway_pb2.AnalyzeRequest(audio=chunk) for chunk in _microphone()))
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protos.v1 import gateway_pb2
+from speech_analysis.v1 import gateway_pb2
 
 __all__ = ["EMOTION_DISPLAY", "SummaryBuilder"]
 

@@ -370,8 +370,8 @@ def test_health_check_script_exit_codes(health_server):
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     assert health_check.main([address]) == 0
     assert health_check.check(address, "no.such.Service") == "NOT_FOUND"
-    servicer.set("speech_analysis.v1.AsrService", health_pb2.HealthCheckResponse.SERVING)
-    assert health_check.main([address, "--service", "speech_analysis.v1.AsrService"]) == 0
+    servicer.set("speech_analysis.worker.v1.AsrService", health_pb2.HealthCheckResponse.SERVING)
+    assert health_check.main([address, "--service", "speech_analysis.worker.v1.AsrService"]) == 0
     server_gone = address.rsplit(":", 1)[0] + ":9"
     assert health_check.main([server_gone, "--timeout-s", "1"]) == 1
 

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from gateway.client import analyze
-from protos.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
 from tests.procs import start_server
@@ -26,7 +26,7 @@ EMOTION_LABELS = {"neu", "ang", "hap", "sad"}
 def run(address, clip, config=None, **kwargs):
     samples, rate = read_clip(clip, dtype="int16")
     with grpc.insecure_channel(address) as channel:
-        return list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate, config,
+        return list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, config,
                             timeout=180, **kwargs))
 
 
@@ -36,7 +36,7 @@ def results_of(events):
 
 @pytest.mark.parametrize("clip", ["zh_weather", "zh_service", "en_meeting", "zh_single"])
 def test_paraformer_mode_every_clip(stack, manifest, clip):
-    events = run(stack.gateway.address, clip, gateway_pb2.StreamConfig(mode=asr_pb2.PARAFORMER))
+    events = run(stack.gateway.address, clip, gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_PARAFORMER))
     results = results_of(events)
     truth = truth_segments_ms(manifest[clip])
     assert [r.segment_id for r in results] == list(range(len(truth)))
@@ -69,7 +69,7 @@ def test_paraformer_mode_every_clip(stack, manifest, clip):
 
 def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
     events = run(stack.gateway.address, "zh_service",
-                 gateway_pb2.StreamConfig(mode=asr_pb2.SENSEVOICE, language="auto", use_itn=True))
+                 gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE, language="auto", use_itn=True))
     results = results_of(events)
     assert len(results) == 2
     for result in results:
@@ -79,7 +79,7 @@ def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
         assert [e.source for e in result.emotions] == ["sensevoice"]
         assert "<|" not in result.text
     with_sb = results_of(run(stack.gateway.address, "zh_single", gateway_pb2.StreamConfig(
-        mode=asr_pb2.SENSEVOICE, speechbrain_emotion=True)))
+        mode=common_pb2.ASR_MODE_SENSEVOICE, speechbrain_emotion=True)))
     assert sorted(e.source for e in with_sb[0].emotions) == ["sensevoice", "speechbrain"]
 
 
@@ -89,7 +89,7 @@ def test_analyze_file_equals_streaming(stack):
     sf.write(buffer, samples, rate, format="FLAC")
     streamed = results_of(run(stack.gateway.address, "zh_weather"))
     with grpc.insecure_channel(stack.gateway.address) as channel:
-        response = gateway_pb2_grpc.SpeechAnalysisStub(channel).AnalyzeFile(
+        response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
             gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
     from_file = results_of(response.events)
     assert len(from_file) == len(streamed) == 3
@@ -136,7 +136,7 @@ def test_wrong_mode_fails_the_stream(model_env, stack):
         "EMOTION_ADDRESS": stack.emotion.address})
     try:
         with pytest.raises(grpc.RpcError) as info:
-            run(gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=asr_pb2.SENSEVOICE))
+            run(gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE))
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "paraformer" in info.value.details()
     finally:
@@ -158,7 +158,7 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
 
         def stream():
             with grpc.insecure_channel(gateway.address) as channel:
-                events.extend(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+                events.extend(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate,
                                       realtime=True, chunk_ms=100, timeout=120))
 
         worker = threading.Thread(target=stream)
@@ -207,7 +207,7 @@ def test_round_robin_over_replicas(model_env, stack):
 def test_client_cancel_cancels_worker_calls(stack):
     samples, rate = read_clip("zh_weather", dtype="int16")
     with grpc.insecure_channel(stack.gateway.address) as channel:
-        call = gateway_pb2_grpc.SpeechAnalysisStub(channel).Analyze(
+        call = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(
             iter(list(__import__("gateway.client", fromlist=["x"]).audio_requests(
                 samples, rate, gateway_pb2.StreamConfig()))), timeout=60)
         for event in call:
@@ -244,7 +244,7 @@ def test_long_file_never_floods_the_workers(stack, model_env):
         warm_up = io.BytesIO()
         sf.write(warm_up, read_clip("zh_single")[0], rate, format="WAV", subtype="PCM_16")
         with grpc.insecure_channel(gateway.address) as channel:
-            stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+            stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
             stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=warm_up.getvalue()), timeout=60)
             os.kill(asr.proc.pid, signal.SIGSTOP)
             resume = threading.Timer(2.0, os.kill, (asr.proc.pid, signal.SIGCONT))

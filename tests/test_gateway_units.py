@@ -9,14 +9,14 @@ import soxr
 from gateway.audio_input import AudioConverter
 from gateway.buffer import SampleBuffer
 from gateway.summary import SummaryBuilder
-from protos.v1 import audio_pb2, gateway_pb2
+from speech_analysis.v1 import common_pb2, gateway_pb2
 from services.common.errors import InvalidInput
 
 
 def test_streaming_resample_equals_whole_resample():
     rng = np.random.default_rng(1)
     audio = (rng.standard_normal(44100 * 2) * 0.1).astype(np.float32)
-    converter = AudioConverter(44100, audio_pb2.FLOAT32LE, 1)
+    converter = AudioConverter(44100, common_pb2.AUDIO_ENCODING_FLOAT32LE, 1)
     pieces = [converter.convert(audio[i:i + 997].astype("<f4").tobytes()) for i in range(0, audio.size, 997)]
     streamed = np.concatenate(pieces + [converter.finish()])
     whole = soxr.resample(audio, 44100, 16000)
@@ -28,14 +28,14 @@ def test_pcm16_stereo_downmix():
     left = np.full(160, 16384, dtype=np.int16)
     right = np.zeros(160, dtype=np.int16)
     frames = np.stack([left, right], axis=1).astype("<i2").tobytes()
-    out = AudioConverter(16000, audio_pb2.PCM16LE, 2).convert(frames)
+    out = AudioConverter(16000, common_pb2.AUDIO_ENCODING_PCM16LE, 2).convert(frames)
     assert out.dtype == np.float32 and out.shape == (160,)
     assert np.allclose(out, 0.25)
 
 
 def test_partial_frame_rejected_with_frame_size():
     with pytest.raises(InvalidInput, match="4 bytes per frame"):
-        AudioConverter(16000, audio_pb2.PCM16LE, 2).convert(b"\0" * 6)
+        AudioConverter(16000, common_pb2.AUDIO_ENCODING_PCM16LE, 2).convert(b"\0" * 6)
 
 
 def test_sample_buffer_slices_and_trims():
@@ -54,7 +54,7 @@ def _result(segment_id, start, end, text, label, probs):
     return gateway_pb2.SegmentResult(
         segment_id=segment_id, start_ms=start, end_ms=end, text=text,
         emotions=[gateway_pb2.EmotionResult(source="speechbrain", label=label, probabilities=[
-            audio_pb2.EmotionScore(label=k, probability=v) for k, v in probs.items()])])
+            common_pb2.EmotionScore(label=k, probability=v) for k, v in probs.items()])])
 
 
 def test_summary_is_duration_weighted():
@@ -84,12 +84,12 @@ def test_fast_client_segments_keep_their_audio(spine_gateway):
     import grpc
 
     from gateway.client import analyze
-    from protos.v1 import gateway_pb2_grpc
+    from speech_analysis.v1 import gateway_pb2_grpc
     from tests.conftest import read_clip
 
     samples, rate = read_clip("en_meeting", dtype="int16")
     with grpc.insecure_channel(spine_gateway.address) as channel:
-        events = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+        events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate,
                               chunk_ms=200, timeout=60))
     results = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
     assert len(results) == 3
@@ -101,7 +101,7 @@ def test_summary_ignores_result_and_emotion_order():
     """Results may be added in any order, and a segment's emotions in any source order."""
     def result(segment_id, start, text, sources):
         emotions = [gateway_pb2.EmotionResult(source=source, label=label, probabilities=[
-            audio_pb2.EmotionScore(label=label, probability=1.0)]) for source, label in sources]
+            common_pb2.EmotionScore(label=label, probability=1.0)]) for source, label in sources]
         return gateway_pb2.SegmentResult(segment_id=segment_id, start_ms=start, end_ms=start + 1000,
                                          text=text, emotions=emotions)
 

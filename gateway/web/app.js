@@ -1,5 +1,5 @@
 // Browser client: WebSocket bridge to the gateway (see gateway/web.py for the protocol).
-// Microphone audio is captured with an AudioWorklet and sent as PCM16LE at the
+// Microphone audio is captured with an AudioWorklet and sent as AUDIO_ENCODING_PCM16LE at the
 // AudioContext's own rate; the gateway resamples to 16 kHz at the edge.
 const $ = (id) => document.getElementById(id);
 let socket = null, context = null, stream = null, node = null;
@@ -84,7 +84,7 @@ $("start").onclick = async () => {
   await context.audioWorklet.addModule("recorder-worklet.js");
   const source = context.createMediaStreamSource(stream);
   node = new AudioWorkletNode(context, "recorder");
-  const config = { sampleRateHz: context.sampleRate, encoding: "PCM16LE", channels: 1, mode: $("mode").value };
+  const config = { sampleRateHz: context.sampleRate, encoding: "AUDIO_ENCODING_PCM16LE", channels: 1, mode: $("mode").value };
   if ($("token").value) config.token = $("token").value;
   socket.send(JSON.stringify(config));
   node.port.onmessage = (msg) => {

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from protos.v1 import asr_pb2, asr_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc
 from services.asr.engine import AsrOptions, ModelDirs, load_engine, modes_for
 from services.asr.servicer import AsrServicer
 from services.common import grpc_server

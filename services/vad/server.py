@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from protos.v1 import vad_pb2, vad_pb2_grpc
+from speech_analysis.worker.v1 import vad_pb2, vad_pb2_grpc
 from services.common import grpc_server
 from services.common.errors import InvalidInput
 from services.common.metrics import MODELS_INFO

@@ -1,4 +1,5 @@
-from protos.v1 import audio_pb2 as _audio_pb2
+from speech_analysis.v1 import common_pb2 as _common_pb2
+from speech_analysis.worker.v1 import audio_pb2 as _audio_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -25,8 +26,8 @@ class ClassifyResponse(_message.Message):
     label: str
     display_name: str
     confidence: float
-    probabilities: _containers.RepeatedCompositeFieldContainer[_audio_pb2.EmotionScore]
+    probabilities: _containers.RepeatedCompositeFieldContainer[_common_pb2.EmotionScore]
     windows: int
     model_info: _audio_pb2.ModelInfo
     compute_ms: float
-    def __init__(self, label: _Optional[str] = ..., display_name: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[_Union[_audio_pb2.EmotionScore, _Mapping]]] = ..., windows: _Optional[int] = ..., model_info: _Optional[_Union[_audio_pb2.ModelInfo, _Mapping]] = ..., compute_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, label: _Optional[str] = ..., display_name: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[_Union[_common_pb2.EmotionScore, _Mapping]]] = ..., windows: _Optional[int] = ..., model_info: _Optional[_Union[_audio_pb2.ModelInfo, _Mapping]] = ..., compute_ms: _Optional[float] = ...) -> None: ...

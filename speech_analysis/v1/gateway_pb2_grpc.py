@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.v1 import gateway_pb2 as protos_dot_v1_dot_gateway__pb2
+from speech_analysis.v1 import gateway_pb2 as speech__analysis_dot_v1_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,15 +18,17 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/v1/gateway_pb2_grpc.py depends on'
+        + ' but the generated code in speech_analysis/v1/gateway_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class SpeechAnalysisStub:
-    """Missing associated documentation comment in .proto file."""
+class SpeechAnalysisServiceStub:
+    """The speech analysis service: audio in, speech segments, transcripts and
+    emotions out.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -35,57 +37,64 @@ class SpeechAnalysisStub:
             channel: A grpc.Channel.
         """
         self.Analyze = channel.stream_stream(
-                '/speech_analysis.v1.SpeechAnalysis/Analyze',
-                request_serializer=protos_dot_v1_dot_gateway__pb2.AnalyzeRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_gateway__pb2.AnalyzeEvent.FromString,
+                '/speech_analysis.v1.SpeechAnalysisService/Analyze',
+                request_serializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeRequest.SerializeToString,
+                response_deserializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeResponse.FromString,
                 _registered_method=True)
         self.AnalyzeFile = channel.unary_unary(
-                '/speech_analysis.v1.SpeechAnalysis/AnalyzeFile',
-                request_serializer=protos_dot_v1_dot_gateway__pb2.AnalyzeFileRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_gateway__pb2.AnalyzeFileResponse.FromString,
+                '/speech_analysis.v1.SpeechAnalysisService/AnalyzeFile',
+                request_serializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeFileRequest.SerializeToString,
+                response_deserializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeFileResponse.FromString,
                 _registered_method=True)
 
 
-class SpeechAnalysisServicer:
-    """Missing associated documentation comment in .proto file."""
+class SpeechAnalysisServiceServicer:
+    """The speech analysis service: audio in, speech segments, transcripts and
+    emotions out.
+    """
 
     def Analyze(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """Streaming analysis: config first, then audio; events stream back as they
+        happen, the summary after the client half-closes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AnalyzeFile(self, request, context):
-        """A whole encoded file (WAV, FLAC, OGG, MP3; any rate; mono or stereo).
-        Returns every event the streaming call would have produced, in order.
+        """A whole encoded file (WAV, FLAC, OGG, MP3; any rate; 1-8 channels), at
+        most MAX_FILE_BYTES (8 MiB by default). Returns every event the streaming
+        call would have produced, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_SpeechAnalysisServicer_to_server(servicer, server):
+def add_SpeechAnalysisServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Analyze': grpc.stream_stream_rpc_method_handler(
                     servicer.Analyze,
-                    request_deserializer=protos_dot_v1_dot_gateway__pb2.AnalyzeRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_gateway__pb2.AnalyzeEvent.SerializeToString,
+                    request_deserializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeRequest.FromString,
+                    response_serializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeResponse.SerializeToString,
             ),
             'AnalyzeFile': grpc.unary_unary_rpc_method_handler(
                     servicer.AnalyzeFile,
-                    request_deserializer=protos_dot_v1_dot_gateway__pb2.AnalyzeFileRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_gateway__pb2.AnalyzeFileResponse.SerializeToString,
+                    request_deserializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeFileRequest.FromString,
+                    response_serializer=speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'speech_analysis.v1.SpeechAnalysis', rpc_method_handlers)
+            'speech_analysis.v1.SpeechAnalysisService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('speech_analysis.v1.SpeechAnalysis', rpc_method_handlers)
+    server.add_registered_method_handlers('speech_analysis.v1.SpeechAnalysisService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class SpeechAnalysis:
-    """Missing associated documentation comment in .proto file."""
+class SpeechAnalysisService:
+    """The speech analysis service: audio in, speech segments, transcripts and
+    emotions out.
+    """
 
     @staticmethod
     def Analyze(request_iterator,
@@ -101,9 +110,9 @@ class SpeechAnalysis:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/speech_analysis.v1.SpeechAnalysis/Analyze',
-            protos_dot_v1_dot_gateway__pb2.AnalyzeRequest.SerializeToString,
-            protos_dot_v1_dot_gateway__pb2.AnalyzeEvent.FromString,
+            '/speech_analysis.v1.SpeechAnalysisService/Analyze',
+            speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeRequest.SerializeToString,
+            speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -128,9 +137,9 @@ class SpeechAnalysis:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/speech_analysis.v1.SpeechAnalysis/AnalyzeFile',
-            protos_dot_v1_dot_gateway__pb2.AnalyzeFileRequest.SerializeToString,
-            protos_dot_v1_dot_gateway__pb2.AnalyzeFileResponse.FromString,
+            '/speech_analysis.v1.SpeechAnalysisService/AnalyzeFile',
+            speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeFileRequest.SerializeToString,
+            speech__analysis_dot_v1_dot_gateway__pb2.AnalyzeFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.v1 import vad_pb2 as protos_dot_v1_dot_vad__pb2
+from speech_analysis.worker.v1 import vad_pb2 as speech__analysis_dot_worker_dot_v1_dot_vad__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/v1/vad_pb2_grpc.py depends on'
+        + ' but the generated code in speech_analysis/worker/v1/vad_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -35,9 +35,9 @@ class VadServiceStub:
             channel: A grpc.Channel.
         """
         self.StreamVad = channel.stream_stream(
-                '/speech_analysis.v1.VadService/StreamVad',
-                request_serializer=protos_dot_v1_dot_vad__pb2.VadRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_vad__pb2.VadEvent.FromString,
+                '/speech_analysis.worker.v1.VadService/StreamVad',
+                request_serializer=speech__analysis_dot_worker_dot_v1_dot_vad__pb2.StreamVadRequest.SerializeToString,
+                response_deserializer=speech__analysis_dot_worker_dot_v1_dot_vad__pb2.StreamVadResponse.FromString,
                 _registered_method=True)
 
 
@@ -58,14 +58,14 @@ def add_VadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'StreamVad': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamVad,
-                    request_deserializer=protos_dot_v1_dot_vad__pb2.VadRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_vad__pb2.VadEvent.SerializeToString,
+                    request_deserializer=speech__analysis_dot_worker_dot_v1_dot_vad__pb2.StreamVadRequest.FromString,
+                    response_serializer=speech__analysis_dot_worker_dot_v1_dot_vad__pb2.StreamVadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'speech_analysis.v1.VadService', rpc_method_handlers)
+            'speech_analysis.worker.v1.VadService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('speech_analysis.v1.VadService', rpc_method_handlers)
+    server.add_registered_method_handlers('speech_analysis.worker.v1.VadService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -86,9 +86,9 @@ class VadService:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/speech_analysis.v1.VadService/StreamVad',
-            protos_dot_v1_dot_vad__pb2.VadRequest.SerializeToString,
-            protos_dot_v1_dot_vad__pb2.VadEvent.FromString,
+            '/speech_analysis.worker.v1.VadService/StreamVad',
+            speech__analysis_dot_worker_dot_v1_dot_vad__pb2.StreamVadRequest.SerializeToString,
+            speech__analysis_dot_worker_dot_v1_dot_vad__pb2.StreamVadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,5 @@
-from protos.v1 import audio_pb2 as _audio_pb2
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from speech_analysis.v1 import common_pb2 as _common_pb2
+from speech_analysis.worker.v1 import audio_pb2 as _audio_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
@@ -7,38 +7,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class VadBackend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    VAD_BACKEND_UNSPECIFIED: _ClassVar[VadBackend]
-    SILERO: _ClassVar[VadBackend]
-    FSMN: _ClassVar[VadBackend]
-VAD_BACKEND_UNSPECIFIED: VadBackend
-SILERO: VadBackend
-FSMN: VadBackend
-
-class VadConfig(_message.Message):
-    __slots__ = ("backend", "threshold", "min_speech_duration_ms", "min_silence_duration_ms", "speech_pad_ms", "max_speech_duration_s")
-    BACKEND_FIELD_NUMBER: _ClassVar[int]
-    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
-    MIN_SPEECH_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
-    MIN_SILENCE_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
-    SPEECH_PAD_MS_FIELD_NUMBER: _ClassVar[int]
-    MAX_SPEECH_DURATION_S_FIELD_NUMBER: _ClassVar[int]
-    backend: VadBackend
-    threshold: float
-    min_speech_duration_ms: int
-    min_silence_duration_ms: int
-    speech_pad_ms: int
-    max_speech_duration_s: float
-    def __init__(self, backend: _Optional[_Union[VadBackend, str]] = ..., threshold: _Optional[float] = ..., min_speech_duration_ms: _Optional[int] = ..., min_silence_duration_ms: _Optional[int] = ..., speech_pad_ms: _Optional[int] = ..., max_speech_duration_s: _Optional[float] = ...) -> None: ...
-
-class VadRequest(_message.Message):
+class StreamVadRequest(_message.Message):
     __slots__ = ("config", "audio")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
-    config: VadConfig
+    config: _common_pb2.VadConfig
     audio: _audio_pb2.AudioChunk
-    def __init__(self, config: _Optional[_Union[VadConfig, _Mapping]] = ..., audio: _Optional[_Union[_audio_pb2.AudioChunk, _Mapping]] = ...) -> None: ...
+    def __init__(self, config: _Optional[_Union[_common_pb2.VadConfig, _Mapping]] = ..., audio: _Optional[_Union[_audio_pb2.AudioChunk, _Mapping]] = ...) -> None: ...
 
 class SpeechStart(_message.Message):
     __slots__ = ("segment_id", "start_ms")
@@ -66,7 +41,7 @@ class Progress(_message.Message):
     keep_from_ms: int
     def __init__(self, processed_ms: _Optional[int] = ..., keep_from_ms: _Optional[int] = ...) -> None: ...
 
-class VadEvent(_message.Message):
+class StreamVadResponse(_message.Message):
     __slots__ = ("speech_started", "speech_ended", "progress")
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
     SPEECH_ENDED_FIELD_NUMBER: _ClassVar[int]

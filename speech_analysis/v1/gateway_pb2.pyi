@@ -1,6 +1,4 @@
-from protos.v1 import audio_pb2 as _audio_pb2
-from protos.v1 import asr_pb2 as _asr_pb2
-from protos.v1 import vad_pb2 as _vad_pb2
+from speech_analysis.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -24,18 +22,18 @@ class StreamConfig(_message.Message):
     SPEECHBRAIN_EMOTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     sample_rate_hz: int
-    encoding: _audio_pb2.AudioEncoding
+    encoding: _common_pb2.AudioEncoding
     channels: int
-    mode: _asr_pb2.AsrMode
-    vad_backend: _vad_pb2.VadBackend
+    mode: _common_pb2.AsrMode
+    vad_backend: _common_pb2.VadBackend
     interim_results: bool
     language: str
     hotwords: _containers.RepeatedScalarFieldContainer[str]
     use_itn: bool
-    vad: _vad_pb2.VadConfig
+    vad: _common_pb2.VadConfig
     speechbrain_emotion: bool
     text_sentiment: bool
-    def __init__(self, sample_rate_hz: _Optional[int] = ..., encoding: _Optional[_Union[_audio_pb2.AudioEncoding, str]] = ..., channels: _Optional[int] = ..., mode: _Optional[_Union[_asr_pb2.AsrMode, str]] = ..., vad_backend: _Optional[_Union[_vad_pb2.VadBackend, str]] = ..., interim_results: _Optional[bool] = ..., language: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., use_itn: _Optional[bool] = ..., vad: _Optional[_Union[_vad_pb2.VadConfig, _Mapping]] = ..., speechbrain_emotion: _Optional[bool] = ..., text_sentiment: _Optional[bool] = ...) -> None: ...
+    def __init__(self, sample_rate_hz: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.AudioEncoding, str]] = ..., channels: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.AsrMode, str]] = ..., vad_backend: _Optional[_Union[_common_pb2.VadBackend, str]] = ..., interim_results: _Optional[bool] = ..., language: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., use_itn: _Optional[bool] = ..., vad: _Optional[_Union[_common_pb2.VadConfig, _Mapping]] = ..., speechbrain_emotion: _Optional[bool] = ..., text_sentiment: _Optional[bool] = ...) -> None: ...
 
 class AnalyzeRequest(_message.Message):
     __slots__ = ("config", "audio")
@@ -56,8 +54,8 @@ class AnalyzeFileRequest(_message.Message):
 class AnalyzeFileResponse(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
-    events: _containers.RepeatedCompositeFieldContainer[AnalyzeEvent]
-    def __init__(self, events: _Optional[_Iterable[_Union[AnalyzeEvent, _Mapping]]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[AnalyzeResponse]
+    def __init__(self, events: _Optional[_Iterable[_Union[AnalyzeResponse, _Mapping]]] = ...) -> None: ...
 
 class SpeechStarted(_message.Message):
     __slots__ = ("segment_id", "start_ms")
@@ -88,8 +86,8 @@ class EmotionResult(_message.Message):
     label: str
     display_name: str
     confidence: float
-    probabilities: _containers.RepeatedCompositeFieldContainer[_audio_pb2.EmotionScore]
-    def __init__(self, source: _Optional[str] = ..., label: _Optional[str] = ..., display_name: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[_Union[_audio_pb2.EmotionScore, _Mapping]]] = ...) -> None: ...
+    probabilities: _containers.RepeatedCompositeFieldContainer[_common_pb2.EmotionScore]
+    def __init__(self, source: _Optional[str] = ..., label: _Optional[str] = ..., display_name: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[_Union[_common_pb2.EmotionScore, _Mapping]]] = ...) -> None: ...
 
 class AudioFeatures(_message.Message):
     __slots__ = ("duration_ms", "loudness_dbfs", "peak_dbfs")
@@ -129,7 +127,7 @@ class SegmentResult(_message.Message):
     start_ms: int
     end_ms: int
     text: str
-    timestamps: _containers.RepeatedCompositeFieldContainer[_asr_pb2.TokenTimestamp]
+    timestamps: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenTimestamp]
     language: str
     language_display_name: str
     audio_event: str
@@ -139,7 +137,7 @@ class SegmentResult(_message.Message):
     sentiment: TextSentiment
     errors: _containers.RepeatedScalarFieldContainer[str]
     random_weights: bool
-    def __init__(self, segment_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., text: _Optional[str] = ..., timestamps: _Optional[_Iterable[_Union[_asr_pb2.TokenTimestamp, _Mapping]]] = ..., language: _Optional[str] = ..., language_display_name: _Optional[str] = ..., audio_event: _Optional[str] = ..., audio_event_display_name: _Optional[str] = ..., emotions: _Optional[_Iterable[_Union[EmotionResult, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ..., errors: _Optional[_Iterable[str]] = ..., random_weights: _Optional[bool] = ...) -> None: ...
+    def __init__(self, segment_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., text: _Optional[str] = ..., timestamps: _Optional[_Iterable[_Union[_common_pb2.TokenTimestamp, _Mapping]]] = ..., language: _Optional[str] = ..., language_display_name: _Optional[str] = ..., audio_event: _Optional[str] = ..., audio_event_display_name: _Optional[str] = ..., emotions: _Optional[_Iterable[_Union[EmotionResult, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ..., errors: _Optional[_Iterable[str]] = ..., random_weights: _Optional[bool] = ...) -> None: ...
 
 class InterimResult(_message.Message):
     __slots__ = ("segment_id", "text", "end_ms")
@@ -152,16 +150,18 @@ class InterimResult(_message.Message):
     def __init__(self, segment_id: _Optional[int] = ..., text: _Optional[str] = ..., end_ms: _Optional[int] = ...) -> None: ...
 
 class EmotionShare(_message.Message):
-    __slots__ = ("label", "display_name", "share", "duration_ms")
+    __slots__ = ("label", "display_name", "share", "duration_ms", "mean_probability")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     SHARE_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     label: str
     display_name: str
     share: float
     duration_ms: int
-    def __init__(self, label: _Optional[str] = ..., display_name: _Optional[str] = ..., share: _Optional[float] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+    mean_probability: float
+    def __init__(self, label: _Optional[str] = ..., display_name: _Optional[str] = ..., share: _Optional[float] = ..., duration_ms: _Optional[int] = ..., mean_probability: _Optional[float] = ...) -> None: ...
 
 class SessionSummary(_message.Message):
     __slots__ = ("transcript", "segment_count", "audio_duration_ms", "speech_duration_ms", "silence_duration_ms", "dominant_emotion", "dominant_emotion_display_name", "emotion_distribution", "sentiment", "random_weights")
@@ -197,7 +197,7 @@ class ErrorEvent(_message.Message):
     segment_id: int
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., segment_id: _Optional[int] = ...) -> None: ...
 
-class AnalyzeEvent(_message.Message):
+class AnalyzeResponse(_message.Message):
     __slots__ = ("session_id", "speech_started", "speech_ended", "segment_result", "interim_result", "summary", "error")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.v1 import emotion_pb2 as protos_dot_v1_dot_emotion__pb2
+from speech_analysis.worker.v1 import emotion_pb2 as speech__analysis_dot_worker_dot_v1_dot_emotion__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/v1/emotion_pb2_grpc.py depends on'
+        + ' but the generated code in speech_analysis/worker/v1/emotion_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -35,9 +35,9 @@ class EmotionServiceStub:
             channel: A grpc.Channel.
         """
         self.Classify = channel.unary_unary(
-                '/speech_analysis.v1.EmotionService/Classify',
-                request_serializer=protos_dot_v1_dot_emotion__pb2.ClassifyRequest.SerializeToString,
-                response_deserializer=protos_dot_v1_dot_emotion__pb2.ClassifyResponse.FromString,
+                '/speech_analysis.worker.v1.EmotionService/Classify',
+                request_serializer=speech__analysis_dot_worker_dot_v1_dot_emotion__pb2.ClassifyRequest.SerializeToString,
+                response_deserializer=speech__analysis_dot_worker_dot_v1_dot_emotion__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
 
 
@@ -55,14 +55,14 @@ def add_EmotionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Classify': grpc.unary_unary_rpc_method_handler(
                     servicer.Classify,
-                    request_deserializer=protos_dot_v1_dot_emotion__pb2.ClassifyRequest.FromString,
-                    response_serializer=protos_dot_v1_dot_emotion__pb2.ClassifyResponse.SerializeToString,
+                    request_deserializer=speech__analysis_dot_worker_dot_v1_dot_emotion__pb2.ClassifyRequest.FromString,
+                    response_serializer=speech__analysis_dot_worker_dot_v1_dot_emotion__pb2.ClassifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'speech_analysis.v1.EmotionService', rpc_method_handlers)
+            'speech_analysis.worker.v1.EmotionService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('speech_analysis.v1.EmotionService', rpc_method_handlers)
+    server.add_registered_method_handlers('speech_analysis.worker.v1.EmotionService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -83,9 +83,9 @@ class EmotionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/speech_analysis.v1.EmotionService/Classify',
-            protos_dot_v1_dot_emotion__pb2.ClassifyRequest.SerializeToString,
-            protos_dot_v1_dot_emotion__pb2.ClassifyResponse.FromString,
+            '/speech_analysis.worker.v1.EmotionService/Classify',
+            speech__analysis_dot_worker_dot_v1_dot_emotion__pb2.ClassifyRequest.SerializeToString,
+            speech__analysis_dot_worker_dot_v1_dot_emotion__pb2.ClassifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
