@@ -126,7 +126,8 @@ def _describe(event: gateway_pb2.AnalyzeResponse) -> str:
         return f"  ... {event.interim_result.text}"
     if kind == "summary":
         s = event.summary
-        shares = ", ".join(f"{d.display_name or d.label} {d.share:.0%}" for d in s.emotion_distribution)
+        shares = ", ".join(f"{d.display_name or d.label} {d.share:.0%} of speech time "
+                           f"(mean probability {d.mean_probability:.0%})" for d in s.emotion_distribution)
         return (f"summary: {s.segment_count} segments, speech {s.speech_duration_ms / 1000:.1f}s of "
                 f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
                 f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]\n"

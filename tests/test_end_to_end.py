@@ -100,6 +100,37 @@ def test_analyze_file_equals_streaming(stack):
             assert abs(pa.probability - pb.probability) < 1e-3
 
 
+def test_summary_shares_are_dominant_speech_time(stack):
+    """Issue #20 item 14: ``share`` is the fraction of speech time each label dominates, so it
+    agrees with ``duration_ms`` and sums to 1; ``mean_probability`` carries the duration-weighted
+    mean probability, which the segments' own probabilities reproduce."""
+    samples, rate = read_clip("zh_service")
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV")
+    with grpc.insecure_channel(stack.gateway.address) as channel:
+        response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
+            gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
+    results = results_of(response.events)
+    summary = response.events[-1].summary
+    assert len(results) >= 2 and not any(r.errors for r in results)
+    speech_ms = sum(r.end_ms - r.start_ms for r in results)
+    assert summary.speech_duration_ms == speech_ms
+    dominant_ms, weighted = {}, {}
+    for r in results:
+        (emotion,) = [e for e in r.emotions if e.source == "speechbrain"]
+        dominant_ms[emotion.label] = dominant_ms.get(emotion.label, 0) + r.end_ms - r.start_ms
+        for p in emotion.probabilities:
+            weighted[p.label] = weighted.get(p.label, 0.0) + p.probability * (r.end_ms - r.start_ms)
+    by_label = {d.label: d for d in summary.emotion_distribution}
+    assert {k: d.duration_ms for k, d in by_label.items() if d.duration_ms} == dominant_ms
+    for label, d in by_label.items():
+        assert abs(d.share - d.duration_ms / speech_ms) < 1e-6, (label, d)
+        assert abs(d.mean_probability - weighted[label] / speech_ms) < 1e-4, (label, d)
+    assert abs(sum(d.share for d in summary.emotion_distribution) - 1) < 1e-6
+    assert abs(sum(d.mean_probability for d in summary.emotion_distribution) - 1) < 1e-4
+    assert by_label[summary.dominant_emotion].duration_ms == max(dominant_ms.values())
+
+
 def test_interim_results_are_bounded(stack):
     events = run(stack.gateway.address, "zh_weather", gateway_pb2.StreamConfig(interim_results=True),
                  realtime=True, chunk_ms=100)

@@ -57,18 +57,35 @@ def _result(segment_id, start, end, text, label, probs):
             common_pb2.EmotionScore(label=k, probability=v) for k, v in probs.items()])])
 
 
-def test_summary_is_duration_weighted():
+def test_summary_share_is_dominant_speech_time_and_mean_probability_is_weighted():
     summary = SummaryBuilder()
     summary.add(_result(0, 0, 1000, "你好。", "hap", {"neu": 0.0, "hap": 1.0}))
-    summary.add(_result(1, 2000, 5000, "再见。", "sad", {"neu": 0.5, "sad": 0.5}))
+    summary.add(_result(1, 2000, 5000, "再见。", "sad", {"neu": 0.45, "sad": 0.55}))
     proto = summary.to_proto(audio_ms=6000)
-    shares = {d.label: d.share for d in proto.emotion_distribution}
-    assert shares == pytest.approx({"hap": 0.25, "neu": 0.375, "sad": 0.375})
-    times = {d.label: d.duration_ms for d in proto.emotion_distribution}
-    assert times == {"hap": 1000, "neu": 0, "sad": 3000}
+    by_label = {d.label: d for d in proto.emotion_distribution}
+    # share: the fraction of speech time each label dominates, consistent with duration_ms
+    assert {k: d.share for k, d in by_label.items()} == pytest.approx({"hap": 0.25, "neu": 0.0, "sad": 0.75})
+    assert {k: d.duration_ms for k, d in by_label.items()} == {"hap": 1000, "neu": 0, "sad": 3000}
+    assert sum(d.share for d in proto.emotion_distribution) == pytest.approx(1.0)
+    for d in proto.emotion_distribution:
+        assert d.share == pytest.approx(d.duration_ms / proto.speech_duration_ms)
+    # mean_probability: duration-weighted mean probability, non-zero for "neu" that never dominates
+    assert {k: d.mean_probability for k, d in by_label.items()} == pytest.approx(
+        {"hap": 0.25, "neu": 0.45 * 0.75, "sad": 0.55 * 0.75})
+    assert [d.label for d in proto.emotion_distribution] == ["sad", "hap", "neu"]  # largest share first
+    assert proto.dominant_emotion == "sad"
     assert proto.transcript == "你好。再见。"
     assert (proto.speech_duration_ms, proto.silence_duration_ms) == (4000, 2000)
-    assert proto.dominant_emotion in {"neu", "sad"}
+
+
+def test_summary_shares_sum_to_one_with_zero_length_segments():
+    summary = SummaryBuilder()
+    summary.add(_result(0, 1000, 1000, "", "hap", {"hap": 0.6, "sad": 0.4}))
+    summary.add(_result(1, 2000, 2000, "", "sad", {"hap": 0.2, "sad": 0.8}))
+    summary.add(_result(2, 3000, 3000, "", "sad", {"hap": 0.2, "sad": 0.8}))
+    proto = summary.to_proto(audio_ms=4000)
+    assert {d.label: d.share for d in proto.emotion_distribution} == pytest.approx({"sad": 2 / 3, "hap": 1 / 3})
+    assert sum(d.share for d in proto.emotion_distribution) == pytest.approx(1.0)
 
 
 def test_summary_joins_english_with_spaces():

@@ -6,13 +6,18 @@ internal worker services. Stubs are generated beside the repository root as the
 packages ``speech_analysis.v1`` and ``speech_analysis.worker.v1``.
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.procs import ROOT
 
 PROTOS = ROOT / "protos"
+BUF = ROOT / "tools" / "buf" / "node_modules" / ".bin" / "buf"
+BASELINE = PROTOS / "baseline" / "speech_analysis_v1.binpb"
 PUBLIC = {"common", "gateway"}
 WORKER = {"audio", "vad", "asr", "emotion"}
 
@@ -96,3 +101,39 @@ def test_public_api_states_the_limits_a_client_can_hit():
     text = (PROTOS / "speech_analysis" / "v1" / "gateway.proto").read_text()
     for setting in ("MAX_MESSAGE_BYTES", "MAX_FILE_BYTES", "MAX_SESSION_S", "IDLE_TIMEOUT_S", "MAX_SESSIONS"):
         assert f"[{setting}]" in text, setting
+
+
+@pytest.fixture(scope="module")
+def buf() -> str:
+    assert BUF.exists(), f"{BUF} missing: run bash scripts/install_test_deps.sh (npm ci in tools/buf)"
+    return str(BUF)
+
+
+def test_buf_lint_standard_passes(buf):
+    config = (ROOT / "buf.yaml").read_text()
+    assert "STANDARD" in config and "except:" not in config and "ignore" not in config
+    result = subprocess.run([buf, "lint"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_against_the_released_baseline(buf):
+    result = subprocess.run([buf, "breaking", "--against", str(BASELINE)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_catches_a_wire_break(buf, tmp_path: Path):
+    """The guard works: a renumbered field and a removed enum value in a copy of the tree fail it."""
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    shutil.copytree(PROTOS, tmp_path / "protos")
+    gateway = tmp_path / "protos" / "speech_analysis" / "v1" / "gateway.proto"
+    text = gateway.read_text()
+    assert "  bool interim_results = 6;" in text
+    gateway.write_text(text.replace("  bool interim_results = 6;", "  bool interim_results = 16;"))
+    common = tmp_path / "protos" / "speech_analysis" / "v1" / "common.proto"
+    common.write_text(common.read_text().replace("  VAD_BACKEND_FSMN = 2;\n", ""))
+    result = subprocess.run([buf, "breaking", "--against", str(BASELINE)], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert '"interim_results" on message "StreamConfig"' in result.stdout, result.stdout
+    assert 'enum value "2" on enum "VadBackend" was deleted' in result.stdout, result.stdout

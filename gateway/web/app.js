@@ -49,7 +49,12 @@ function showSummary(summary) {
     const bar = document.createElement("div");
     bar.className = "bar";
     const seconds = ((+share.durationMs || 0) / 1000).toFixed(1);
-    bar.innerHTML = `<span class="label"></span><span class="fill" style="width:${Math.round(300 * (share.share || 0))}px"></span><span>${(100 * (share.share || 0)).toFixed(0)}% · ${seconds} s</span>`;
+    // share: fraction of speech time this emotion dominates (duration_ms of it);
+    // meanProbability: the model's probability for it, averaged over the speech.
+    const percent = (100 * (share.share || 0)).toFixed(0);
+    const mean = (100 * (share.meanProbability || 0)).toFixed(0);
+    bar.innerHTML = `<span class="label"></span><span class="fill" style="width:${Math.round(300 * (share.share || 0))}px"></span>` +
+      `<span>${percent}% of speech time · ${seconds} s · mean probability ${mean}%</span>`;
     bar.querySelector(".label").textContent = share.displayName || share.label;
     box.appendChild(bar);
   }
