@@ -432,7 +432,7 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
     takes it (the gateway's own back-pressure: MAX_VAD_LAG_S, MAX_SEGMENTS_IN_FLIGHT)."""
     import grpc
 
-    from gateway.client import audio_requests
+    from speech_analysis_client import audio_requests
     from speech_analysis.v1 import gateway_pb2, gateway_pb2_grpc
 
     run = StreamRun()

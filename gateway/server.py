@@ -157,5 +157,10 @@ async def main(argv: list[str]) -> None:
     )
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point."""
     asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

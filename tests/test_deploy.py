@@ -6,7 +6,7 @@ Everything is checked offline and in a few seconds:
   schema (vendored in tests/schemas/, see its README), both as written and
   after ``${VAR:-default}`` interpolation, then checked for meaning: health
   checks, memory limits, restart policies, read-only model mounts, start-up
-  order, and the same services/ports/environment as scripts/launch.py's
+  order, and the same services/ports/environment as services/launcher.py's
   TOPOLOGY.
 * deploy/k8s/ is built with a minimal kustomize (below: ``resources``,
   ``namespace``, ``images`` and JSON 6902 ``patches``, the only features the
@@ -45,14 +45,7 @@ K8S_SCHEMAS = SCHEMAS / "kubernetes" / "v1.32.0-local-strict"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 
-def _load_launch():
-    spec = importlib.util.spec_from_file_location("deploy_test_launch", ROOT / "scripts" / "launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-launch = _load_launch()
+launch = importlib.import_module("services.launcher")
 TOPOLOGY = launch.TOPOLOGY
 WORKERS = ("vad", "asr", "emotion")
 SCALABLE = ("asr", "emotion")

@@ -14,7 +14,7 @@ import grpc
 import pytest
 import soundfile as sf
 
-from gateway.client import analyze
+from speech_analysis_client import analyze
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
@@ -239,7 +239,7 @@ def test_client_cancel_cancels_worker_calls(stack):
     samples, rate = read_clip("zh_weather", dtype="int16")
     with grpc.insecure_channel(stack.gateway.address) as channel:
         call = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(
-            iter(list(__import__("gateway.client", fromlist=["x"]).audio_requests(
+            iter(list(__import__("speech_analysis_client", fromlist=["x"]).audio_requests(
                 samples, rate, gateway_pb2.StreamConfig()))), timeout=60)
         for event in call:
             if event.WhichOneof("event") == "speech_ended":

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from gateway.client import analyze
+from speech_analysis_client import analyze
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import read_clip
 from tests.procs import free_port, start_server

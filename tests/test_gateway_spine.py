@@ -13,7 +13,7 @@ import pytest
 import soxr
 from grpc_health.v1 import health_pb2
 
-from gateway.client import analyze
+from speech_analysis_client import analyze
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
@@ -141,5 +141,5 @@ def test_gateway_serving_only_once_vad_is(tmp_path):
 
 
 def test_gateway_does_not_import_torch():
-    code = "import sys, gateway.server, gateway.client; assert 'torch' not in sys.modules"
+    code = "import sys, gateway.server, speech_analysis_client.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

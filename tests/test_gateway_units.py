@@ -100,7 +100,7 @@ def test_fast_client_segments_keep_their_audio(spine_gateway):
     events; the gateway must still hold each segment's audio when its end arrives."""
     import grpc
 
-    from gateway.client import analyze
+    from speech_analysis_client import analyze
     from speech_analysis.v1 import gateway_pb2_grpc
     from tests.conftest import read_clip
 

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from bench.procstat import memory_mib
-from gateway.client import analyze
+from speech_analysis_client import analyze
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, vad_pb2, vad_pb2_grpc
 from services.common.limits import MAX_HOTWORDS

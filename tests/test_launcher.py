@@ -10,7 +10,7 @@ import time
 
 import grpc
 
-from gateway.client import analyze
+from speech_analysis_client import analyze
 from speech_analysis.v1 import gateway_pb2_grpc
 from tests.conftest import read_clip
 from tests.procs import ROOT, free_port

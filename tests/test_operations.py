@@ -255,7 +255,7 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
 def test_sessions_report_what_users_feel(metered):
     """Per Analyze session: audio received, segments, final-result latency after the end of
     speech, and failed parts (the ASR and emotion addresses are closed ports here)."""
-    from gateway.client import analyze
+    from speech_analysis_client import analyze
     from tests.conftest import read_clip
 
     _vad, gateway = metered

@@ -1,13 +1,8 @@
-"""Client for the SpeechAnalysisService API: a small library plus the command-line tool.
+"""Command-line client for ``speech_analysis.v1.SpeechAnalysisService``.
 
-Library use::
-
-    with grpc.insecure_channel("127.0.0.1:50050") as channel:
-        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
-        for event in analyze(stub, samples, 16000, StreamConfig(...)):
-            ...
-
-CLI: ``python -m gateway.client FILE [--address HOST:PORT] [--fast] [--json] [--mic]``.
+``speech-analysis-client FILE [--address HOST:PORT] [--fast] [--json] [--mic]``
+(``python -m speech_analysis_client`` from a checkout); a thin layer over
+:mod:`speech_analysis_client`.
 Files in any format libsndfile reads (WAV, FLAC, OGG, MP3); ``--mic`` records
 from the default microphone with the optional ``sounddevice`` package.
 """
@@ -17,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -26,43 +20,9 @@ import numpy as np
 from google.protobuf import json_format
 
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis_client import audio_requests, describe
 
-__all__ = ["audio_requests", "analyze", "main"]
-
-
-def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2.StreamConfig,
-                   chunk_ms: int = 20, realtime: bool = False) -> Iterator[gateway_pb2.AnalyzeRequest]:
-    """Config first, then AUDIO_ENCODING_PCM16LE (int16 input) or AUDIO_ENCODING_FLOAT32LE (float input) chunks.
-
-    ``samples`` is frames x channels or 1-D mono.
-    """
-    frames = samples if samples.ndim == 2 else samples[:, None]
-    request_config = gateway_pb2.StreamConfig()
-    request_config.CopyFrom(config)
-    request_config.sample_rate_hz = sample_rate_hz
-    request_config.channels = frames.shape[1]
-    if samples.dtype == np.int16:
-        request_config.encoding = common_pb2.AUDIO_ENCODING_PCM16LE
-        data = frames.astype("<i2")
-    else:
-        request_config.encoding = common_pb2.AUDIO_ENCODING_FLOAT32LE
-        data = frames.astype("<f4")
-    yield gateway_pb2.AnalyzeRequest(config=request_config)
-    step = max(1, sample_rate_hz * chunk_ms // 1000)
-    started = time.monotonic()
-    for index, start in enumerate(range(0, data.shape[0], step)):
-        if realtime:
-            delay = started + index * chunk_ms / 1000 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        yield gateway_pb2.AnalyzeRequest(audio=data[start:start + step].tobytes())
-
-
-def analyze(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, samples: np.ndarray, sample_rate_hz: int,
-            config: gateway_pb2.StreamConfig | None = None, chunk_ms: int = 20, realtime: bool = False,
-            metadata=None, timeout: float | None = None) -> Iterator[gateway_pb2.AnalyzeResponse]:
-    requests = audio_requests(samples, sample_rate_hz, config or gateway_pb2.StreamConfig(), chunk_ms, realtime)
-    yield from stub.Analyze(requests, metadata=metadata, timeout=timeout)
+__all__ = ["main", "run"]
 
 
 def _progress(samples: np.ndarray, rate: int, requests: Iterator[gateway_pb2.AnalyzeRequest],
@@ -100,39 +60,6 @@ def _microphone(rate: int = 16000, chunk_ms: int = 100) -> Iterator[bytes]:
         return
     except sounddevice.PortAudioError as exc:
         raise SystemExit(f"no usable microphone: {exc}") from None
-
-
-def _describe(event: gateway_pb2.AnalyzeResponse) -> str:
-    kind = event.WhichOneof("event")
-    if kind == "speech_started":
-        return f"[{event.speech_started.start_ms / 1000:7.2f}s] speech started (segment {event.speech_started.segment_id})"
-    if kind == "speech_ended":
-        e = event.speech_ended
-        return f"[{e.end_ms / 1000:7.2f}s] speech ended   (segment {e.segment_id}, {e.start_ms / 1000:.2f}-{e.end_ms / 1000:.2f}s)"
-    if kind == "segment_result":
-        r = event.segment_result
-        emotions = ", ".join(f"{e.display_name or e.label} {e.confidence:.0%} ({e.source})" for e in r.emotions)
-        parts = [f"segment {r.segment_id} {r.start_ms / 1000:.2f}-{r.end_ms / 1000:.2f}s: {r.text or '(no text)'}"]
-        if emotions:
-            parts.append(f"emotion: {emotions}")
-        if r.language:
-            parts.append(f"language: {r.language_display_name or r.language}")
-        if r.errors:
-            parts.append("errors: " + "; ".join(r.errors))
-        if r.random_weights:
-            parts.append("(random-weight demo models: not a real analysis)")
-        return "  " + " | ".join(parts)
-    if kind == "interim_result":
-        return f"  ... {event.interim_result.text}"
-    if kind == "summary":
-        s = event.summary
-        shares = ", ".join(f"{d.display_name or d.label} {d.share:.0%} of speech time "
-                           f"(mean probability {d.mean_probability:.0%})" for d in s.emotion_distribution)
-        return (f"summary: {s.segment_count} segments, speech {s.speech_duration_ms / 1000:.1f}s of "
-                f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
-                f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]\n"
-                f"transcript: {s.transcript}")
-    return str(event)
 
 
 def _chain(*iterators):
@@ -182,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(json.dumps(json_format.MessageToDict(event), ensure_ascii=False), flush=True)
             else:
-                print(_describe(event), flush=True)
+                print(describe(event), flush=True)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
@@ -191,5 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
