@@ -198,9 +198,14 @@ print(json.dumps({"analyze": summarise(streamed), "analyze_file": summarise(from
 
 @pytest.mark.slow
 def test_client_wheel_installs_without_torch_and_analyzes(stack, manifest, tmp_path: Path):
+    # built from a copy (same layout: the client's pyproject points at ../../) so no build/ lands here
+    source = tmp_path / "source"
+    for name in ("clients/python", "speech_analysis/v1", "speech_analysis_client"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     dist = tmp_path / "dist"
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(dist), str(ROOT / "clients" / "python")],
+                             "-w", str(dist), str(source / "clients" / "python")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = dist.glob("speech_analysis_client-*.whl")
