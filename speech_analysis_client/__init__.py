@@ -36,9 +36,10 @@ __all__ = ["audio_requests", "analyze", "analyze_file", "describe"]
 
 def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2.StreamConfig,
                    chunk_ms: int = 20, realtime: bool = False) -> Iterator[gateway_pb2.AnalyzeRequest]:
-    """Config first, then AUDIO_ENCODING_PCM16LE (int16 input) or AUDIO_ENCODING_FLOAT32LE (float input) chunks.
+    """``Analyze`` requests: the config first, then ``chunk_ms`` audio chunks.
 
-    ``samples`` is frames x channels or 1-D mono.
+    ``samples`` is frames x channels or 1-D mono; int16 goes as AUDIO_ENCODING_PCM16LE, float as
+    AUDIO_ENCODING_FLOAT32LE. ``realtime`` paces the chunks like a live source.
     """
     frames = samples if samples.ndim == 2 else samples[:, None]
     request_config = gateway_pb2.StreamConfig()
@@ -65,6 +66,7 @@ def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2
 def analyze(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, samples: np.ndarray, sample_rate_hz: int,
             config: gateway_pb2.StreamConfig | None = None, chunk_ms: int = 20, realtime: bool = False,
             metadata=None, timeout: float | None = None) -> Iterator[gateway_pb2.AnalyzeResponse]:
+    """``Analyze``: stream ``samples``, yield each event as it arrives (the summary last)."""
     requests = audio_requests(samples, sample_rate_hz, config or gateway_pb2.StreamConfig(), chunk_ms, realtime)
     yield from stub.Analyze(requests, metadata=metadata, timeout=timeout)
 
@@ -78,6 +80,7 @@ def analyze_file(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, content: byte
 
 
 def describe(event: gateway_pb2.AnalyzeResponse) -> str:
+    """One human-readable line (two for the summary) per event."""
     kind = event.WhichOneof("event")
     if kind == "speech_started":
         return f"[{event.speech_started.start_ms / 1000:7.2f}s] speech started (segment {event.speech_started.segment_id})"
