@@ -33,11 +33,11 @@ RUN groupadd --gid 10001 app \
  && chown app:app /models
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
-COPY protos protos
+COPY speech_analysis speech_analysis
 COPY services services
 COPY gateway gateway
 COPY scripts scripts
-RUN /app/.venv/bin/python -m compileall -q protos services gateway scripts
+RUN /app/.venv/bin/python -m compileall -q speech_analysis services gateway scripts
 # PROJECT_ROOT holds pretrained_models/emotion-recognition-wav2vec2-IEMOCAP/ and
 # silero-vad/; MODEL_CACHE_DIR holds Paraformer trio + SenseVoice
 # (services/common/model_paths.py). Both point into the /models mount.

@@ -196,7 +196,7 @@ def measure_server(args, int8: bool = False) -> dict:
     sys.path.insert(0, str(ROOT))
     import grpc
 
-    from protos.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
+    from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
     from tests.procs import start_server
 
     root = Path(tempfile.mkdtemp(prefix="emotion-bench-root-"))

@@ -432,8 +432,8 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
     takes it (the gateway's own back-pressure: MAX_VAD_LAG_S, MAX_SEGMENTS_IN_FLIGHT)."""
     import grpc
 
-    from gateway.client import audio_requests
-    from protos.v1 import gateway_pb2, gateway_pb2_grpc
+    from speech_analysis_client import audio_requests
+    from speech_analysis.v1 import gateway_pb2, gateway_pb2_grpc
 
     run = StreamRun()
     requests = audio_requests(workload.samples, SAMPLE_RATE_HZ, gateway_pb2.StreamConfig(),
@@ -441,7 +441,7 @@ def run_stream(address: str, workload: Workload, realtime: bool, chunk_ms: int,
     started = time.monotonic()
     options = [("grpc.max_receive_message_length", 64 << 20)]
     with grpc.insecure_channel(address, options=options) as channel:
-        stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
         try:
             for event in stub.Analyze(requests, timeout=timeout_s):
                 now = time.monotonic()

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, vad_pb2
+from speech_analysis.v1 import common_pb2, gateway_pb2
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.errors import InvalidInput
 from services.common.limits import check_vad_overrides, normalise_hotwords, shorten
@@ -26,7 +26,7 @@ __all__ = ["MIN_SAMPLE_RATE_HZ", "MAX_SAMPLE_RATE_HZ", "MAX_FILE_CHANNELS", "val
 
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 192_000
-_BYTES_PER_SAMPLE = {audio_pb2.PCM16LE: 2, audio_pb2.FLOAT32LE: 4}
+_BYTES_PER_SAMPLE = {common_pb2.AUDIO_ENCODING_PCM16LE: 2, common_pb2.AUDIO_ENCODING_FLOAT32LE: 4}
 
 
 def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: bool = True) -> None:
@@ -38,14 +38,14 @@ def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: 
                 f"got {config.sample_rate_hz}")
         if config.encoding not in _BYTES_PER_SAMPLE:
             raise InvalidInput(
-                f"config.encoding must be PCM16LE or FLOAT32LE, got {config.encoding} "
-                f"({audio_pb2.AudioEncoding.Name(config.encoding) if config.encoding in audio_pb2.AudioEncoding.values() else 'unknown'})")
+                f"config.encoding must be AUDIO_ENCODING_PCM16LE or AUDIO_ENCODING_FLOAT32LE, got {config.encoding} "
+                f"({common_pb2.AudioEncoding.Name(config.encoding) if config.encoding in common_pb2.AudioEncoding.values() else 'unknown'})")
         if config.channels not in (0, 1, 2):
             raise InvalidInput(f"config.channels must be 1 or 2 (0 means 1), got {config.channels}")
-    if config.mode not in asr_pb2.AsrMode.values():
-        raise InvalidInput(f"config.mode {config.mode} is unknown; use PARAFORMER or SENSEVOICE")
-    if config.vad_backend not in vad_pb2.VadBackend.values():
-        raise InvalidInput(f"config.vad_backend {config.vad_backend} is unknown; use SILERO or FSMN")
+    if config.mode not in common_pb2.AsrMode.values():
+        raise InvalidInput(f"config.mode {config.mode} is unknown; use ASR_MODE_PARAFORMER or ASR_MODE_SENSEVOICE")
+    if config.vad_backend not in common_pb2.VadBackend.values():
+        raise InvalidInput(f"config.vad_backend {config.vad_backend} is unknown; use VAD_BACKEND_SILERO or VAD_BACKEND_FSMN")
     if config.language and config.language not in REQUEST_LANGUAGES:
         raise InvalidInput(f"config.language {shorten(config.language)} is not one of "
                            f"{', '.join(REQUEST_LANGUAGES)}")
@@ -76,14 +76,14 @@ class AudioConverter:
         if len(data) % self.frame_bytes:
             raise InvalidInput(
                 f"audio chunk of {len(data)} bytes is not a whole number of frames "
-                f"({self.frame_bytes} bytes per frame for {audio_pb2.AudioEncoding.Name(self.encoding)} "
+                f"({self.frame_bytes} bytes per frame for {common_pb2.AudioEncoding.Name(self.encoding)} "
                 f"x {self.channels} channel(s)); split chunks on frame boundaries")
-        if self.encoding == audio_pb2.PCM16LE:
+        if self.encoding == common_pb2.AUDIO_ENCODING_PCM16LE:
             samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
         else:
             samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
             if samples.size and not np.isfinite(samples).all():
-                raise InvalidInput("FLOAT32LE audio contains NaN or Inf samples")
+                raise InvalidInput("AUDIO_ENCODING_FLOAT32LE audio contains NaN or Inf samples")
         return self.convert_frames(samples.reshape(-1, self.channels), last=last)
 
     def convert_frames(self, frames: np.ndarray, last: bool = False) -> np.ndarray:

@@ -10,11 +10,11 @@ from services.common.metrics import AUTH_FAILURES
 
 __all__ = ["BearerTokenInterceptor"]
 
-_PROTECTED_PREFIX = "/speech_analysis.v1.SpeechAnalysis/"
+_PROTECTED_PREFIX = "/speech_analysis.v1.SpeechAnalysisService/"
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>`` metadata on SpeechAnalysis calls."""
+    """Requires ``authorization: Bearer <token>`` metadata on SpeechAnalysisService calls."""
 
     def __init__(self, token: str):
         self._expected = f"Bearer {token}".encode()

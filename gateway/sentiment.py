@@ -15,7 +15,7 @@ import asyncio
 import threading
 from typing import Callable
 
-from protos.v1 import gateway_pb2
+from speech_analysis.v1 import gateway_pb2
 
 __all__ = ["TextSentimentScorer", "load_sentiment", "NEUTRAL_BAND"]
 

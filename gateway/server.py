@@ -1,10 +1,10 @@
 """Gateway process: ``python -m gateway.server [--port N] [--vad-address A] ...``.
 
-Serves the public SpeechAnalysis API. It holds no model (and never imports
+Serves the public SpeechAnalysisService API. It holds no model (and never imports
 torch). Its health follows its workers (a ``Health.Watch`` stream on each,
 off the request path):
 
-* ``""`` and ``speech_analysis.v1.SpeechAnalysis``: SERVING while the VAD and
+* ``""`` and ``speech_analysis.v1.SpeechAnalysisService``: SERVING while the VAD and
   the ASR worker are SERVING (every Analyze needs both), NOT_SERVING as soon
   as either is down or unreachable, SERVING again by itself when they return;
 * ``vad``, ``asr``, ``emotion``: each worker's own status as the gateway sees
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import grpc
 
-from protos.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common import grpc_server
 from services.common.metrics import WORKER_UP
 from services.common.settings import GatewaySettings, load
 from gateway.auth import BearerTokenInterceptor
 from gateway.sentiment import load_sentiment
-from gateway.servicer import Admission, SpeechAnalysisServicer
+from gateway.servicer import Admission, SpeechAnalysisServiceServicer
 from services.common.limits import longest_segment_bytes
 from gateway.session import SessionLimits
 from gateway.web import start_web_server
@@ -37,7 +37,7 @@ from gateway.workers import PARTS, Workers, follow_worker_health
 
 log = logging.getLogger("gateway")
 
-_MODES = {"paraformer": asr_pb2.PARAFORMER, "sensevoice": asr_pb2.SENSEVOICE}
+_MODES = {"paraformer": common_pb2.ASR_MODE_PARAFORMER, "sensevoice": common_pb2.ASR_MODE_SENSEVOICE}
 
 
 def _credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
@@ -119,7 +119,7 @@ async def main(argv: list[str]) -> None:
     except ValueError as exc:
         raise SystemExit(f"gateway settings: {exc}") from None
     workers = Workers.connect(settings)
-    servicer = SpeechAnalysisServicer(workers, limits, admission)
+    servicer = SpeechAnalysisServiceServicer(workers, limits, admission)
     interceptors = [BearerTokenInterceptor(settings.auth_token)] if settings.auth_token else []
     web = None
     if settings.web_port >= 0:
@@ -140,8 +140,8 @@ async def main(argv: list[str]) -> None:
 
     await grpc_server.run(
         settings, "gateway",
-        register=lambda server: gateway_pb2_grpc.add_SpeechAnalysisServicer_to_server(servicer, server),
-        service_names=[gateway_pb2.DESCRIPTOR.services_by_name["SpeechAnalysis"].full_name],
+        register=lambda server: gateway_pb2_grpc.add_SpeechAnalysisServiceServicer_to_server(servicer, server),
+        service_names=[gateway_pb2.DESCRIPTOR.services_by_name["SpeechAnalysisService"].full_name],
         load=load_sentiment_model,
         health_driver=health_follower(workers),
         # Reflection describes the public API only, not the worker services.
@@ -157,5 +157,10 @@ async def main(argv: list[str]) -> None:
     )
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point."""
     asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

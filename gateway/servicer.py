@@ -1,4 +1,4 @@
-"""gRPC SpeechAnalysis service: validates requests and hands audio to a Session.
+"""gRPC SpeechAnalysisService: validates requests and hands audio to a Session.
 
 Every stream takes one of ``max_sessions`` slots from its first moment (before
 its config arrives) until it ends, and a stream that sends nothing for
@@ -19,14 +19,14 @@ from typing import AsyncIterator
 import grpc
 import numpy as np
 
-from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, grpc_errors, status_for
 from gateway.audio_input import AudioConverter, FileDecoder, validate_config
 from gateway.sentiment import TextSentimentScorer
 from gateway.session import Session, SessionLimits
 from gateway.workers import Workers
 
-__all__ = ["SpeechAnalysisServicer", "Admission"]
+__all__ = ["SpeechAnalysisServiceServicer", "Admission"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _mebibytes(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
+class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServicer):
     def __init__(self, workers: Workers, limits: SessionLimits, admission: Admission,
                  sentiment: TextSentimentScorer | None = None):
         self.workers = workers
@@ -81,11 +81,11 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
         session = Session(uuid.uuid4().hex[:12], config, self.workers, self.limits, deadline, self.sentiment)
         session.log.info("started (mode %s, %d Hz x %d, %s)", session.mode_name,
                          config.sample_rate_hz, config.channels or 1,
-                         audio_pb2.AudioEncoding.Name(config.encoding))
+                         common_pb2.AudioEncoding.Name(config.encoding))
         return session
 
     async def _run_session(self, session: Session, audio: AsyncIterator[np.ndarray],
-                           method: str) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+                           method: str) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         """Drive ``session``; log one end line whatever the outcome."""
         outcome = "OK"
         try:
@@ -121,7 +121,7 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
 
     async def _stream(self, config: gateway_pb2.StreamConfig, chunks: AsyncIterator[bytes],
                       context: grpc.aio.ServicerContext | None, method: str
-                      ) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+                      ) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         self._check_config(config)
         converter = AudioConverter(config.sample_rate_hz, config.encoding, config.channels)
         session = self._session(config, context)
@@ -145,7 +145,7 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
 
     async def stream_session(self, config: gateway_pb2.StreamConfig, chunks: AsyncIterator[bytes],
                              context: grpc.aio.ServicerContext | None = None,
-                             method: str = "Analyze") -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+                             method: str = "Analyze") -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         """The streaming path for callers that parsed the config themselves (WebSocket bridge)."""
         with self._slot(method):
             async for event in self._stream(config, self._idle_bounded(chunks), context, method):
@@ -153,7 +153,7 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
 
     @grpc_errors
     async def Analyze(self, request_iterator: AsyncIterator[gateway_pb2.AnalyzeRequest],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         with self._slot("Analyze"):  # counted from the first moment, config or not
             requests = self._idle_bounded(self._read_requests(context))
             first = await anext(requests, None)
@@ -197,15 +197,15 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
             return gateway_pb2.AnalyzeFileResponse(events=events)
 
     async def _analyze_decoded(self, decoder: FileDecoder, file_config: gateway_pb2.StreamConfig,
-                               context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+                               context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         first = await asyncio.to_thread(decoder.read_block)
         if not first.size:
             raise InvalidInput("the file decodes to no audio (truncated or empty)")
-        converter = AudioConverter(decoder.sample_rate_hz, audio_pb2.FLOAT32LE, decoder.channels)
+        converter = AudioConverter(decoder.sample_rate_hz, common_pb2.AUDIO_ENCODING_FLOAT32LE, decoder.channels)
         config = gateway_pb2.StreamConfig()
         config.CopyFrom(file_config)
         config.sample_rate_hz, config.encoding, config.channels = (
-            decoder.sample_rate_hz, audio_pb2.FLOAT32LE, decoder.channels)
+            decoder.sample_rate_hz, common_pb2.AUDIO_ENCODING_FLOAT32LE, decoder.channels)
         session = self._session(config, context)
 
         async def file_audio() -> AsyncIterator[np.ndarray]:
@@ -219,6 +219,6 @@ class SpeechAnalysisServicer(gateway_pb2_grpc.SpeechAnalysisServicer):
 
         async for event in self._run_session(session, file_audio(), "AnalyzeFile"):
             if event.WhichOneof("event") == "summary" and (note := decoder.truncation_note()):
-                yield gateway_pb2.AnalyzeEvent(session_id=session.id, error=gateway_pb2.ErrorEvent(
+                yield gateway_pb2.AnalyzeResponse(session_id=session.id, error=gateway_pb2.ErrorEvent(
                     code=grpc.StatusCode.DATA_LOSS.name, message=note))
             yield event

@@ -35,7 +35,8 @@ from typing import AsyncIterator, Awaitable, Callable
 import grpc
 import numpy as np
 
-from protos.v1 import asr_pb2, audio_pb2, emotion_pb2, gateway_pb2, vad_pb2
+from speech_analysis.v1 import common_pb2, gateway_pb2
+from speech_analysis.worker.v1 import asr_pb2, audio_pb2, emotion_pb2, vad_pb2
 from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
                                    samples_to_f32le, samples_to_ms)
 from services.common.errors import OutOfRange, ServiceError, WrongMode, worker_error
@@ -76,7 +77,7 @@ class _SessionLog(logging.LoggerAdapter):
 class SessionLimits:
     max_session_s: float
     worker_timeout_s: float
-    default_mode: int  # asr_pb2.AsrMode
+    default_mode: int  # common_pb2.AsrMode
     max_vad_lag_s: float = 30.0
     """The session stops reading client audio while it is this far ahead of the VAD."""
     max_segments_in_flight: int = 4
@@ -140,7 +141,7 @@ class Session:
         self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
         self.sentiment = sentiment if config.text_sentiment else None
         self.mode = config.mode or limits.default_mode
-        self.mode_name = asr_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
+        self.mode_name = common_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
         self.buffer = SampleBuffer()
         self.summary = SummaryBuilder()
         self.log = _SessionLog(log, {"session": session_id})
@@ -161,11 +162,11 @@ class Session:
         return (f"{self.buffer.end / SAMPLE_RATE_HZ:.1f} s of audio, {self.summary.segments} "
                 f"segments, buffer peak {self.buffer.peak / SAMPLE_RATE_HZ:.1f} s")
 
-    def _event(self, **kwargs) -> gateway_pb2.AnalyzeEvent:
-        return gateway_pb2.AnalyzeEvent(session_id=self.id, **kwargs)
+    def _event(self, **kwargs) -> gateway_pb2.AnalyzeResponse:
+        return gateway_pb2.AnalyzeResponse(session_id=self.id, **kwargs)
 
     # ---- the stream ---------------------------------------------------------------
-    async def events(self, client_audio: AsyncIterator[np.ndarray]) -> AsyncIterator[gateway_pb2.AnalyzeEvent]:
+    async def events(self, client_audio: AsyncIterator[np.ndarray]) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         """Drive the session; ``client_audio`` yields converted 16 kHz float32 chunks."""
         runner = asyncio.create_task(self._run(client_audio))
         try:
@@ -208,13 +209,13 @@ class Session:
         real answer (RESOURCE_EXHAUSTED, INVALID_ARGUMENT, UNAVAILABLE) would be lost.
         """
         try:
-            await call.write(vad_pb2.VadRequest(config=self._vad_config()))
+            await call.write(vad_pb2.StreamVadRequest(config=self._vad_config()))
             await call.initial_metadata()
         except asyncio.InvalidStateError:
             pass  # the call has already ended: reading it (_pump_vad) reports its status
 
-    def _vad_config(self) -> vad_pb2.VadConfig:
-        vad = vad_pb2.VadConfig()
+    def _vad_config(self) -> common_pb2.VadConfig:
+        vad = common_pb2.VadConfig()
         vad.CopyFrom(self.config.vad)
         vad.backend = self.config.vad_backend
         return vad
@@ -237,7 +238,7 @@ class Session:
                 AUDIO_RECEIVED_S.labels(self.mode_name).inc(samples.size / SAMPLE_RATE_HZ)
                 for start in range(0, samples.size, VAD_MESSAGE_SAMPLES):
                     piece = samples[start:start + VAD_MESSAGE_SAMPLES]
-                    await call.write(vad_pb2.VadRequest(
+                    await call.write(vad_pb2.StreamVadRequest(
                         audio=audio_pb2.AudioChunk(samples_f32le=samples_to_f32le(piece))))
                 self._maybe_interim()
             await call.done_writing()
@@ -346,7 +347,7 @@ class Session:
             language=self.config.language or "auto", use_itn=self.config.use_itn)
 
     def _wants_speechbrain(self) -> bool:
-        return self.mode != asr_pb2.SENSEVOICE or self.config.speechbrain_emotion
+        return self.mode != common_pb2.ASR_MODE_SENSEVOICE or self.config.speechbrain_emotion
 
     async def _analyze_segment(self, segment_id: int, start_ms: int, end_ms: int,
                                samples: np.ndarray) -> tuple[gateway_pb2.SegmentResult, list[PartFailure]]:

@@ -5,13 +5,15 @@ Usage::
     summary = SummaryBuilder()
     summary.add(segment_result)          # once per finished segment, in any order
     proto = summary.to_proto(audio_ms)   # gateway_pb2.SessionSummary
+
+The dominant emotion is the label with the largest share of speech time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protos.v1 import gateway_pb2
+from speech_analysis.v1 import gateway_pb2
 
 __all__ = ["EMOTION_DISPLAY", "SummaryBuilder"]
 
@@ -33,10 +35,21 @@ def _segment_emotion(result: gateway_pb2.SegmentResult) -> gateway_pb2.EmotionRe
 
 @dataclass
 class SummaryBuilder:
+    """Accumulates finished segments; each segment counts with its duration.
+
+    Per emotion label the summary reports ``duration_ms`` (speech time whose
+    dominant emotion is the label), ``share`` (that time as a fraction of the
+    speech time that had an emotion, so shares sum to 1) and ``mean_probability``
+    (the label's probability averaged over that speech time, weighted by segment
+    duration: a label can have a mean probability without ever dominating).
+    """
+
     transcript: dict[int, str] = field(default_factory=dict)  # segment id -> text
     speech_ms: int = 0
-    weighted: dict[str, float] = field(default_factory=dict)
-    time_ms: dict[str, int] = field(default_factory=dict)
+    weighted: dict[str, float] = field(default_factory=dict)  # label -> sum of probability x duration_ms
+    time_ms: dict[str, int] = field(default_factory=dict)  # label -> dominant speech time
+    segments_dominated: dict[str, int] = field(default_factory=dict)  # label -> segments it dominated
+    emotion_ms: int = 0  # speech time of segments with an emotion
     random_weights: bool = False
     segments: int = 0
 
@@ -51,18 +64,32 @@ class SummaryBuilder:
         if emotion is None:
             return
         label = _SENSEVOICE_TO_CLASS.get(emotion.label, emotion.label)
+        self.emotion_ms += duration
         self.time_ms[label] = self.time_ms.get(label, 0) + duration
+        self.segments_dominated[label] = self.segments_dominated.get(label, 0) + 1
         for score in emotion.probabilities:
             key = _SENSEVOICE_TO_CLASS.get(score.label, score.label)
             self.weighted[key] = self.weighted.get(key, 0.0) + score.probability * duration
 
+    def _shares(self) -> dict[str, float]:
+        if self.emotion_ms:
+            return {label: ms / self.emotion_ms for label, ms in self.time_ms.items()}
+        # Only zero-length segments had an emotion: count segments instead, so the
+        # shares still sum to 1 over the labels that dominated.
+        count = sum(self.segments_dominated.values())
+        return {label: n / count for label, n in self.segments_dominated.items()} if count else {}
+
     def to_proto(self, audio_ms: int) -> gateway_pb2.SessionSummary:
-        total = sum(self.weighted.values())
+        shares = self._shares()
+        means = {label: weight / self.emotion_ms if self.emotion_ms else 0.0
+                 for label, weight in self.weighted.items()}
+        labels = sorted(set(shares) | set(means),
+                        key=lambda label: (-shares.get(label, 0.0), -means.get(label, 0.0), label))
         distribution = [
             gateway_pb2.EmotionShare(label=label, display_name=EMOTION_DISPLAY.get(label, label),
-                                     share=weight / total if total else 0.0,
-                                     duration_ms=self.time_ms.get(label, 0))
-            for label, weight in sorted(self.weighted.items(), key=lambda kv: (-kv[1], kv[0]))]
+                                     share=shares.get(label, 0.0), duration_ms=self.time_ms.get(label, 0),
+                                     mean_probability=means.get(label, 0.0))
+            for label in labels]
         dominant = distribution[0].label if distribution else ""
         texts = [self.transcript[i] for i in sorted(self.transcript)]
         joined = "".join(texts)

@@ -4,12 +4,12 @@ Served by the gateway process when ``WEB_PORT`` >= 0 (one port: HTTP GET for
 the page's static files, ``/ws`` for the WebSocket). Protocol on ``/ws``:
 
 1. client -> text: JSON ``StreamConfig`` (protobuf JSON names, e.g.
-   ``{"sampleRateHz": 48000, "encoding": "PCM16LE", "mode": "PARAFORMER"}``),
+   ``{"sampleRateHz": 48000, "encoding": "AUDIO_ENCODING_PCM16LE", "mode": "ASR_MODE_PARAFORMER"}``),
    plus ``"token"`` when the gateway requires one;
 2. client -> binary: audio in that encoding (the page sends its AudioContext's
    rate; the gateway resamples at the edge, as for gRPC clients);
 3. client -> text ``{"type": "stop"}``: end of audio (like a gRPC half-close);
-4. server -> text: one JSON ``AnalyzeEvent`` per event, then
+4. server -> text: one JSON ``AnalyzeResponse`` per event, then
    ``{"type": "closed"}``, or ``{"type": "error", "code": ..., "message": ...}``
    (a malformed message gets ``INVALID_ARGUMENT``, a wrong token ``UNAUTHENTICATED``).
 
@@ -41,10 +41,10 @@ from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from protos.v1 import gateway_pb2
+from speech_analysis.v1 import gateway_pb2
 from services.common.errors import InvalidInput, status_for
 from services.common.metrics import AUTH_FAILURES
-from gateway.servicer import SpeechAnalysisServicer
+from gateway.servicer import SpeechAnalysisServiceServicer
 
 __all__ = ["start_web_server"]
 
@@ -118,7 +118,7 @@ def _json_object(message: str | bytes, what: str) -> dict:
     return value
 
 
-def _handler(servicer: SpeechAnalysisServicer, token: str | None):
+def _handler(servicer: SpeechAnalysisServiceServicer, token: str | None):
     expected = token.encode() if token is not None else None
 
     async def handle(connection: ServerConnection) -> None:
@@ -161,7 +161,7 @@ def _handler(servicer: SpeechAnalysisServicer, token: str | None):
     return handle
 
 
-async def start_web_server(servicer: SpeechAnalysisServicer, host: str, port: int, token: str | None,
+async def start_web_server(servicer: SpeechAnalysisServiceServicer, host: str, port: int, token: str | None,
                            ssl_context: ssl.SSLContext | None = None, allowed_origins: Sequence[str] = ()):
     """Start serving; returns the websockets Server (``.close()`` to stop) and its port."""
     scheme = "https" if ssl_context is not None else "http"

@@ -27,7 +27,7 @@ from typing import Awaitable, Callable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.v1 import asr_pb2_grpc, emotion_pb2_grpc, vad_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2_grpc, emotion_pb2_grpc, vad_pb2_grpc
 from services.common.grpc_server import channel_options
 from services.common.settings import GatewaySettings
 
@@ -40,8 +40,8 @@ PARTS = ("vad", "asr", "emotion")
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
-        "name": [{"service": "speech_analysis.v1.AsrService"},
-                 {"service": "speech_analysis.v1.EmotionService"}],
+        "name": [{"service": "speech_analysis.worker.v1.AsrService"},
+                 {"service": "speech_analysis.worker.v1.EmotionService"}],
         "retryPolicy": {
             "maxAttempts": 3,
             "initialBackoff": "0.2s",

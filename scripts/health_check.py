@@ -5,7 +5,7 @@ The container health check of docker-compose.yml (Kubernetes uses its native
 ``grpc:`` probes instead)::
 
     python scripts/health_check.py 127.0.0.1:50052
-    python scripts/health_check.py 127.0.0.1:50052 --service speech_analysis.v1.AsrService
+    python scripts/health_check.py 127.0.0.1:50052 --service speech_analysis.worker.v1.AsrService
 
 A Python script rather than the ``grpc_health_probe`` binary: the image
 already has grpcio and grpcio-health-checking, and a downloaded binary would

@@ -5,7 +5,7 @@
 #  * torch is installed FIRST and pinned (constraints.txt) to the CPU build 2.13.0.
 #    PyPI's default torch is a CUDA build of several GB whose import costs ~280 MB
 #    more resident memory per process; on small CPU-only hosts that matters.
-#    On these dev machines `pip install torch==2.13.0` finds a local CPU wheel; elsewhere
+#    On these dev machines `pip install torch==2.13.0+cpu` finds a local CPU wheel; elsewhere
 #    set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (the Dockerfile does).
 #  * torchaudio 2.11.0 from PyPI declares no torch requirement but its bundled C
 #    extension (torchaudio/lib/*.so) links CUDA libraries and fails to import
@@ -24,7 +24,7 @@ stamp=".venv/.installed-$(cat requirements.txt constraints.txt scripts/install.s
 if [ ! -f "$stamp" ]; then
   echo "== installing into .venv (torch CPU build first)"
   "${PIP[@]}" install -q --upgrade pip
-  "${PIP[@]}" install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  "${PIP[@]}" install -q torch==2.13.0+cpu ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   "${PIP[@]}" install -q --no-deps torchaudio==2.11.0
   rm -f .venv/lib/python3*/site-packages/torchaudio/lib/*.so
   "${PIP[@]}" install -q -c constraints.txt -r requirements.txt

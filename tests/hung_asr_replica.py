@@ -12,7 +12,7 @@ import asyncio
 
 import grpc
 
-from protos.v1 import asr_pb2, asr_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc
 
 
 class HungAsr(asr_pb2_grpc.AsrServiceServicer):

@@ -19,7 +19,8 @@ import grpc
 import numpy as np
 import pytest
 
-from protos.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
+from speech_analysis.v1 import common_pb2
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
 from tests.conftest import read_clip
 from tests.procs import ROOT, start_server
 
@@ -67,8 +68,8 @@ def first_sentence() -> np.ndarray:
 
 def test_paraformer_text_timestamps_and_model_info(both_worker):
     segment = first_sentence()
-    response = transcribe(both_worker.address, segment, mode=asr_pb2.PARAFORMER, segment_start_ms=500)
-    assert response.mode == asr_pb2.PARAFORMER
+    response = transcribe(both_worker.address, segment, mode=common_pb2.ASR_MODE_PARAFORMER, segment_start_ms=500)
+    assert response.mode == common_pb2.ASR_MODE_PARAFORMER
     assert response.text and set(response.text) & PUNCTUATION, response.text
     assert response.model_info.random_weights
     assert any("seaco_paraformer" in name for name in response.model_info.models)
@@ -84,21 +85,21 @@ def test_paraformer_text_timestamps_and_model_info(both_worker):
 
 def test_unspecified_mode_is_the_first_served_mode(both_worker):
     response = transcribe(both_worker.address, first_sentence())
-    assert response.mode == asr_pb2.PARAFORMER
+    assert response.mode == common_pb2.ASR_MODE_PARAFORMER
 
 
 def test_hotwords_accepted_and_url_hotwords_refused(both_worker):
-    response = transcribe(both_worker.address, first_sentence(), mode=asr_pb2.PARAFORMER,
+    response = transcribe(both_worker.address, first_sentence(), mode=common_pb2.ASR_MODE_PARAFORMER,
                           hotwords=["天气", "公园"])
     assert response.text
-    error = refused(both_worker.address, first_sentence(), mode=asr_pb2.PARAFORMER,
+    error = refused(both_worker.address, first_sentence(), mode=common_pb2.ASR_MODE_PARAFORMER,
                     hotwords=["http://example.com/hotwords"])
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "hotword" in error.details()
 
 
 def test_long_segment_is_split_and_timestamps_pass_the_cap(both_worker):
     audio, _ = read_clip("zh_weather")  # 18.8 s > the 8 s cap
-    response = transcribe(both_worker.address, audio, mode=asr_pb2.PARAFORMER, segment_start_ms=1000)
+    response = transcribe(both_worker.address, audio, mode=common_pb2.ASR_MODE_PARAFORMER, segment_start_ms=1000)
     stamps = response.timestamps
     assert stamps[-1].end_ms > 8000
     assert stamps[-1].end_ms <= audio.size * 1000 // 16000
@@ -108,8 +109,8 @@ def test_long_segment_is_split_and_timestamps_pass_the_cap(both_worker):
 
 def test_sensevoice_tags_are_fields_never_text(both_worker):
     audio, _ = read_clip("zh_single")
-    response = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, language="auto")
-    assert response.mode == asr_pb2.SENSEVOICE
+    response = transcribe(both_worker.address, audio, mode=common_pb2.ASR_MODE_SENSEVOICE, language="auto")
+    assert response.mode == common_pb2.ASR_MODE_SENSEVOICE
     assert response.text and "<|" not in response.text and "|>" not in response.text
     assert (response.language, response.language_display_name) == ("zh", "中文")
     assert (response.emotion.label, response.emotion.display_name) == ("HAPPY", "开心")
@@ -125,17 +126,17 @@ def test_sensevoice_tags_are_fields_never_text(both_worker):
 
 def test_sensevoice_itn_and_language_reach_the_model(both_worker):
     audio, _ = read_clip("zh_single")
-    plain = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, use_itn=False)
-    itn = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, use_itn=True)
-    english = transcribe(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, language="en")
+    plain = transcribe(both_worker.address, audio, mode=common_pb2.ASR_MODE_SENSEVOICE, use_itn=False)
+    itn = transcribe(both_worker.address, audio, mode=common_pb2.ASR_MODE_SENSEVOICE, use_itn=True)
+    english = transcribe(both_worker.address, audio, mode=common_pb2.ASR_MODE_SENSEVOICE, language="en")
     assert plain.text != itn.text  # the fixture adds "。" only when asked for ITN
     assert itn.text.endswith("。") and not plain.text.endswith("。")
     assert (english.language, english.language_display_name) == ("en", "英文")
-    error = refused(both_worker.address, audio, mode=asr_pb2.SENSEVOICE, language="klingon")
+    error = refused(both_worker.address, audio, mode=common_pb2.ASR_MODE_SENSEVOICE, language="klingon")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize("mode", [asr_pb2.PARAFORMER, asr_pb2.SENSEVOICE])
+@pytest.mark.parametrize("mode", [common_pb2.ASR_MODE_PARAFORMER, common_pb2.ASR_MODE_SENSEVOICE])
 def test_empty_is_invalid_silent_and_tiny_are_empty_answers(both_worker, mode):
     error = refused(both_worker.address, np.zeros(0, np.float32), mode=mode)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -159,7 +160,7 @@ def test_concurrent_requests_all_answered(both_worker):
     results: dict[int, asr_pb2.TranscribeResponse] = {}
 
     def run(i):
-        mode = asr_pb2.PARAFORMER if i % 2 else asr_pb2.SENSEVOICE
+        mode = common_pb2.ASR_MODE_PARAFORMER if i % 2 else common_pb2.ASR_MODE_SENSEVOICE
         results[i] = transcribe(both_worker.address, pieces[i], mode=mode, segment_start_ms=i * 2500)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(pieces))]
@@ -174,7 +175,7 @@ def test_concurrent_requests_all_answered(both_worker):
 
 
 def test_wrong_mode_is_failed_precondition_naming_served_mode(paraformer_worker):
-    error = refused(paraformer_worker.address, first_sentence(), mode=asr_pb2.SENSEVOICE)
+    error = refused(paraformer_worker.address, first_sentence(), mode=common_pb2.ASR_MODE_SENSEVOICE)
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "paraformer" in error.details()
 
@@ -205,7 +206,7 @@ def test_overload_is_resource_exhausted_and_refusals_cost_no_model_call(paraform
 
     def run(i):
         try:
-            transcribe(paraformer_worker.address, audio, mode=asr_pb2.PARAFORMER, segment_start_ms=i)
+            transcribe(paraformer_worker.address, audio, mode=common_pb2.ASR_MODE_PARAFORMER, segment_start_ms=i)
             code = grpc.StatusCode.OK
         except grpc.RpcError as exc:
             code = exc.code()
@@ -229,14 +230,14 @@ def test_request_expiring_in_the_queue_never_reaches_the_model(both_worker):
     # Different hotwords cannot share a model call: three calls keep the model busy.
     words = ("天气", "公园", "散步")
     busy = [threading.Thread(target=transcribe, args=(both_worker.address, long_audio),
-                             kwargs={"mode": asr_pb2.PARAFORMER, "hotwords": [word]}) for word in words]
+                             kwargs={"mode": common_pb2.ASR_MODE_PARAFORMER, "hotwords": [word]}) for word in words]
     for thread in busy:
         thread.start()
     deadline = time.monotonic() + 60
     while metric(both_worker, "speech_queue_depth", service="asr") < 1:  # model busy, backlog queued
         assert time.monotonic() < deadline, "the busy requests never queued up"
         time.sleep(0.02)
-    expired = refused(both_worker.address, audio, mode=asr_pb2.PARAFORMER, timeout=0.3)
+    expired = refused(both_worker.address, audio, mode=common_pb2.ASR_MODE_PARAFORMER, timeout=0.3)
     for thread in busy:
         thread.join(120)
     assert expired.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -13,7 +13,7 @@ from tests.procs import ROOT
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.client", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "speech_analysis_client", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 

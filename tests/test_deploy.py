@@ -6,7 +6,7 @@ Everything is checked offline and in a few seconds:
   schema (vendored in tests/schemas/, see its README), both as written and
   after ``${VAR:-default}`` interpolation, then checked for meaning: health
   checks, memory limits, restart policies, read-only model mounts, start-up
-  order, and the same services/ports/environment as scripts/launch.py's
+  order, and the same services/ports/environment as services/launcher.py's
   TOPOLOGY.
 * deploy/k8s/ is built with a minimal kustomize (below: ``resources``,
   ``namespace``, ``images`` and JSON 6902 ``patches``, the only features the
@@ -45,14 +45,7 @@ K8S_SCHEMAS = SCHEMAS / "kubernetes" / "v1.32.0-local-strict"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 
-def _load_launch():
-    spec = importlib.util.spec_from_file_location("deploy_test_launch", ROOT / "scripts" / "launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-launch = _load_launch()
+launch = importlib.import_module("services.launcher")
 TOPOLOGY = launch.TOPOLOGY
 WORKERS = ("vad", "asr", "emotion")
 SCALABLE = ("asr", "emotion")
@@ -370,8 +363,8 @@ def test_health_check_script_exit_codes(health_server):
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     assert health_check.main([address]) == 0
     assert health_check.check(address, "no.such.Service") == "NOT_FOUND"
-    servicer.set("speech_analysis.v1.AsrService", health_pb2.HealthCheckResponse.SERVING)
-    assert health_check.main([address, "--service", "speech_analysis.v1.AsrService"]) == 0
+    servicer.set("speech_analysis.worker.v1.AsrService", health_pb2.HealthCheckResponse.SERVING)
+    assert health_check.main([address, "--service", "speech_analysis.worker.v1.AsrService"]) == 0
     server_gone = address.rsplit(":", 1)[0] + ":9"
     assert health_check.main([server_gone, "--timeout-s", "1"]) == 1
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from protos.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
+from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
 from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME, build_emotion_model
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.errors import InvalidInput

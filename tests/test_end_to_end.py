@@ -14,8 +14,8 @@ import grpc
 import pytest
 import soundfile as sf
 
-from gateway.client import analyze
-from protos.v1 import asr_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis_client import analyze
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
 from tests.procs import start_server
@@ -26,7 +26,7 @@ EMOTION_LABELS = {"neu", "ang", "hap", "sad"}
 def run(address, clip, config=None, **kwargs):
     samples, rate = read_clip(clip, dtype="int16")
     with grpc.insecure_channel(address) as channel:
-        return list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate, config,
+        return list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, config,
                             timeout=180, **kwargs))
 
 
@@ -36,7 +36,7 @@ def results_of(events):
 
 @pytest.mark.parametrize("clip", ["zh_weather", "zh_service", "en_meeting", "zh_single"])
 def test_paraformer_mode_every_clip(stack, manifest, clip):
-    events = run(stack.gateway.address, clip, gateway_pb2.StreamConfig(mode=asr_pb2.PARAFORMER))
+    events = run(stack.gateway.address, clip, gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_PARAFORMER))
     results = results_of(events)
     truth = truth_segments_ms(manifest[clip])
     assert [r.segment_id for r in results] == list(range(len(truth)))
@@ -69,7 +69,7 @@ def test_paraformer_mode_every_clip(stack, manifest, clip):
 
 def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
     events = run(stack.gateway.address, "zh_service",
-                 gateway_pb2.StreamConfig(mode=asr_pb2.SENSEVOICE, language="auto", use_itn=True))
+                 gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE, language="auto", use_itn=True))
     results = results_of(events)
     assert len(results) == 2
     for result in results:
@@ -79,7 +79,7 @@ def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
         assert [e.source for e in result.emotions] == ["sensevoice"]
         assert "<|" not in result.text
     with_sb = results_of(run(stack.gateway.address, "zh_single", gateway_pb2.StreamConfig(
-        mode=asr_pb2.SENSEVOICE, speechbrain_emotion=True)))
+        mode=common_pb2.ASR_MODE_SENSEVOICE, speechbrain_emotion=True)))
     assert sorted(e.source for e in with_sb[0].emotions) == ["sensevoice", "speechbrain"]
 
 
@@ -89,7 +89,7 @@ def test_analyze_file_equals_streaming(stack):
     sf.write(buffer, samples, rate, format="FLAC")
     streamed = results_of(run(stack.gateway.address, "zh_weather"))
     with grpc.insecure_channel(stack.gateway.address) as channel:
-        response = gateway_pb2_grpc.SpeechAnalysisStub(channel).AnalyzeFile(
+        response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
             gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
     from_file = results_of(response.events)
     assert len(from_file) == len(streamed) == 3
@@ -98,6 +98,37 @@ def test_analyze_file_equals_streaming(stack):
         assert [e.label for e in a.emotions] == [e.label for e in b.emotions]
         for pa, pb in zip(a.emotions[0].probabilities, b.emotions[0].probabilities):
             assert abs(pa.probability - pb.probability) < 1e-3
+
+
+def test_summary_shares_are_dominant_speech_time(stack):
+    """Issue #20 item 14: ``share`` is the fraction of speech time each label dominates, so it
+    agrees with ``duration_ms`` and sums to 1; ``mean_probability`` carries the duration-weighted
+    mean probability, which the segments' own probabilities reproduce."""
+    samples, rate = read_clip("zh_service")
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV")
+    with grpc.insecure_channel(stack.gateway.address) as channel:
+        response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
+            gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
+    results = results_of(response.events)
+    summary = response.events[-1].summary
+    assert len(results) >= 2 and not any(r.errors for r in results)
+    speech_ms = sum(r.end_ms - r.start_ms for r in results)
+    assert summary.speech_duration_ms == speech_ms
+    dominant_ms, weighted = {}, {}
+    for r in results:
+        (emotion,) = [e for e in r.emotions if e.source == "speechbrain"]
+        dominant_ms[emotion.label] = dominant_ms.get(emotion.label, 0) + r.end_ms - r.start_ms
+        for p in emotion.probabilities:
+            weighted[p.label] = weighted.get(p.label, 0.0) + p.probability * (r.end_ms - r.start_ms)
+    by_label = {d.label: d for d in summary.emotion_distribution}
+    assert {k: d.duration_ms for k, d in by_label.items() if d.duration_ms} == dominant_ms
+    for label, d in by_label.items():
+        assert abs(d.share - d.duration_ms / speech_ms) < 1e-6, (label, d)
+        assert abs(d.mean_probability - weighted[label] / speech_ms) < 1e-4, (label, d)
+    assert abs(sum(d.share for d in summary.emotion_distribution) - 1) < 1e-6
+    assert abs(sum(d.mean_probability for d in summary.emotion_distribution) - 1) < 1e-4
+    assert by_label[summary.dominant_emotion].duration_ms == max(dominant_ms.values())
 
 
 def test_interim_results_are_bounded(stack):
@@ -136,7 +167,7 @@ def test_wrong_mode_fails_the_stream(model_env, stack):
         "EMOTION_ADDRESS": stack.emotion.address})
     try:
         with pytest.raises(grpc.RpcError) as info:
-            run(gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=asr_pb2.SENSEVOICE))
+            run(gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE))
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "paraformer" in info.value.details()
     finally:
@@ -158,7 +189,7 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
 
         def stream():
             with grpc.insecure_channel(gateway.address) as channel:
-                events.extend(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+                events.extend(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate,
                                       realtime=True, chunk_ms=100, timeout=120))
 
         worker = threading.Thread(target=stream)
@@ -207,8 +238,8 @@ def test_round_robin_over_replicas(model_env, stack):
 def test_client_cancel_cancels_worker_calls(stack):
     samples, rate = read_clip("zh_weather", dtype="int16")
     with grpc.insecure_channel(stack.gateway.address) as channel:
-        call = gateway_pb2_grpc.SpeechAnalysisStub(channel).Analyze(
-            iter(list(__import__("gateway.client", fromlist=["x"]).audio_requests(
+        call = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(
+            iter(list(__import__("speech_analysis_client", fromlist=["x"]).audio_requests(
                 samples, rate, gateway_pb2.StreamConfig()))), timeout=60)
         for event in call:
             if event.WhichOneof("event") == "speech_ended":
@@ -244,7 +275,7 @@ def test_long_file_never_floods_the_workers(stack, model_env):
         warm_up = io.BytesIO()
         sf.write(warm_up, read_clip("zh_single")[0], rate, format="WAV", subtype="PCM_16")
         with grpc.insecure_channel(gateway.address) as channel:
-            stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+            stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
             stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=warm_up.getvalue()), timeout=60)
             os.kill(asr.proc.pid, signal.SIGSTOP)
             resume = threading.Timer(2.0, os.kill, (asr.proc.pid, signal.SIGCONT))

@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from gateway.client import analyze
-from protos.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis_client import analyze
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import read_clip
 from tests.procs import free_port, start_server
 
@@ -34,13 +34,13 @@ def limited_gateway(vad_worker):
     server.stop()
 
 
-def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisStub]:
+def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisServiceStub]:
     channel = grpc.insecure_channel(address)
-    return channel, gateway_pb2_grpc.SpeechAnalysisStub(channel)
+    return channel, gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
 
 
 def config_request(**kwargs) -> gateway_pb2.AnalyzeRequest:
-    base = dict(sample_rate_hz=16000, encoding=audio_pb2.PCM16LE, channels=1)
+    base = dict(sample_rate_hz=16000, encoding=common_pb2.AUDIO_ENCODING_PCM16LE, channels=1)
     base.update(kwargs)
     return gateway_pb2.AnalyzeRequest(config=gateway_pb2.StreamConfig(**base))
 
@@ -103,7 +103,7 @@ def test_metrics_endpoint(limited_gateway):
     with channel:
         list(analyze(stub, samples, rate, timeout=30))
     body = urllib.request.urlopen(f"http://127.0.0.1:{limited_gateway.metrics_port}/metrics", timeout=5).read().decode()
-    assert 'speech_rpcs_total{code="OK",method="Analyze",service="speech_analysis.v1.SpeechAnalysis"}' in body
+    assert 'speech_rpcs_total{code="OK",method="Analyze",service="speech_analysis.v1.SpeechAnalysisService"}' in body
     assert "speech_active_rpcs" in body
     assert "process_resident_memory_bytes" in body
     assert 'speech_stream_duration_seconds_bucket{code="OK",le="0.1",method="Analyze"' in body
@@ -216,7 +216,7 @@ def test_tls_and_bearer_token(vad_worker, tmp_path):
                    != health_pb2.HealthCheckResponse.SERVING):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-            stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+            stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
             samples, rate = read_clip("zh_single", dtype="int16")
             for metadata, needle in ((None, "missing"), ([("authorization", "Bearer wrong")], "invalid")):
                 with pytest.raises(grpc.RpcError) as info:

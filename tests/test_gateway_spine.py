@@ -13,8 +13,8 @@ import pytest
 import soxr
 from grpc_health.v1 import health_pb2
 
-from gateway.client import analyze
-from protos.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis_client import analyze
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
 from tests.procs import ROOT, free_port, start_server, wait_for_serving
@@ -27,7 +27,7 @@ def segments_of(events) -> list[tuple[int, int]]:
 
 def run(address, samples, rate, config=None, **kwargs):
     with grpc.insecure_channel(address) as channel:
-        return list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate, config,
+        return list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, config,
                             timeout=120, **kwargs))
 
 
@@ -77,11 +77,11 @@ def test_segment_results_report_missing_workers_and_features(spine_gateway):
 
 def raw_stream(address, requests, timeout=30):
     with grpc.insecure_channel(address) as channel:
-        return list(gateway_pb2_grpc.SpeechAnalysisStub(channel).Analyze(iter(requests), timeout=timeout))
+        return list(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(iter(requests), timeout=timeout))
 
 
 def config(**kwargs):
-    base = dict(sample_rate_hz=16000, encoding=audio_pb2.PCM16LE, channels=1)
+    base = dict(sample_rate_hz=16000, encoding=common_pb2.AUDIO_ENCODING_PCM16LE, channels=1)
     base.update(kwargs)
     return gateway_pb2.AnalyzeRequest(config=gateway_pb2.StreamConfig(**base))
 
@@ -96,9 +96,9 @@ BAD_STREAMS = {
     "unknown encoding": ([config(encoding=7)], "encoding"),
     "three channels": ([config(channels=3)], "channels"),
     "odd PCM16 byte count": ([config(), gateway_pb2.AnalyzeRequest(audio=b"\0" * 321)], "whole number of frames"),
-    "NaN floats": ([config(encoding=audio_pb2.FLOAT32LE),
+    "NaN floats": ([config(encoding=common_pb2.AUDIO_ENCODING_FLOAT32LE),
                     gateway_pb2.AnalyzeRequest(audio=np.array([0.1, np.nan], "<f4").tobytes())], "NaN"),
-    "Inf floats": ([config(encoding=audio_pb2.FLOAT32LE),
+    "Inf floats": ([config(encoding=common_pb2.AUDIO_ENCODING_FLOAT32LE),
                     gateway_pb2.AnalyzeRequest(audio=np.array([np.inf] * 4, "<f4").tobytes())], "Inf"),
     "second config": ([config(), config()], "only the first"),
     "unknown language": ([config(language="xx")], "language"),
@@ -141,5 +141,5 @@ def test_gateway_serving_only_once_vad_is(tmp_path):
 
 
 def test_gateway_does_not_import_torch():
-    code = "import sys, gateway.server, gateway.client; assert 'torch' not in sys.modules"
+    code = "import sys, gateway.server, speech_analysis_client.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -19,8 +19,9 @@ import pytest
 import soundfile as sf
 
 from bench.procstat import memory_mib
-from gateway.client import analyze
-from protos.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, gateway_pb2, gateway_pb2_grpc, vad_pb2, vad_pb2_grpc
+from speech_analysis_client import analyze
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, vad_pb2, vad_pb2_grpc
 from services.common.limits import MAX_HOTWORDS
 from tests.conftest import read_clip
 from tests.procs import start_server
@@ -28,13 +29,13 @@ from tests.procs import start_server
 SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}  # no ASR or emotion: wait on health "vad"
 
 
-def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisStub]:
+def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisServiceStub]:
     channel = grpc.insecure_channel(address)
-    return channel, gateway_pb2_grpc.SpeechAnalysisStub(channel)
+    return channel, gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
 
 
 def config(**kwargs) -> gateway_pb2.StreamConfig:
-    return gateway_pb2.StreamConfig(sample_rate_hz=16000, encoding=audio_pb2.PCM16LE, channels=1, **kwargs)
+    return gateway_pb2.StreamConfig(sample_rate_hz=16000, encoding=common_pb2.AUDIO_ENCODING_PCM16LE, channels=1, **kwargs)
 
 
 def kinds(events, kind):
@@ -175,7 +176,7 @@ def test_huge_hotword_lists_are_refused_at_once_without_harming_other_streams(st
     def concurrent_stream():
         clip, rate = read_clip("zh_weather", dtype="int16")
         with grpc.insecure_channel(stack.gateway.address) as channel:
-            done["events"] = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), clip, rate,
+            done["events"] = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), clip, rate,
                                           chunk_ms=100, timeout=120))
 
     other = threading.Thread(target=concurrent_stream)
@@ -192,7 +193,7 @@ def test_huge_hotword_lists_are_refused_at_once_without_harming_other_streams(st
             asr = asr_pb2_grpc.AsrServiceStub(channel)
             request = asr_pb2.TranscribeRequest(
                 audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(16000, "<f4").tobytes()),
-                mode=asr_pb2.PARAFORMER, hotwords=hotwords)
+                mode=common_pb2.ASR_MODE_PARAFORMER, hotwords=hotwords)
             for _ in range(3):
                 error = refusal(lambda: asr.Transcribe(request, timeout=10))
                 assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -219,15 +220,15 @@ def test_vad_overrides_are_bounded(hostile_gateway, vad_worker, overrides, needl
     clip, rate = read_clip("zh_single", dtype="int16")
     with channel:
         for _ in range(10):
-            error = refusal(lambda: list(analyze(stub, clip, rate, config(vad=vad_pb2.VadConfig(**overrides)),
+            error = refusal(lambda: list(analyze(stub, clip, rate, config(vad=common_pb2.VadConfig(**overrides)),
                                                  timeout=30)))
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
             assert needle in error.details(), error.details()
             assert not re.search(r"\.\d{6}", error.details())  # no float32 noise (-0.20000000298023224)
     with grpc.insecure_channel(vad_worker.address) as channel:
         vad = vad_pb2_grpc.VadServiceStub(channel)
-        requests = [vad_pb2.VadRequest(config=vad_pb2.VadConfig(**overrides)),
-                    vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(1600, "<f4").tobytes()))]
+        requests = [vad_pb2.StreamVadRequest(config=common_pb2.VadConfig(**overrides)),
+                    vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(1600, "<f4").tobytes()))]
         error = refusal(lambda: list(vad.StreamVad(iter(requests), timeout=30)))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
 
@@ -274,7 +275,7 @@ def test_busy_workers_make_segments_wait_not_fail(stack, model_env):
 
         def upload(i):
             with grpc.insecure_channel(gateway.address) as channel:
-                responses[i] = gateway_pb2_grpc.SpeechAnalysisStub(channel).AnalyzeFile(
+                responses[i] = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
                     gateway_pb2.AnalyzeFileRequest(content=content.getvalue()), timeout=120)
 
         threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]

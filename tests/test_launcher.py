@@ -11,8 +11,8 @@ import time
 import grpc
 import pytest
 
-from gateway.client import analyze
-from protos.v1 import gateway_pb2_grpc
+from speech_analysis_client import analyze
+from speech_analysis.v1 import gateway_pb2_grpc
 from tests.conftest import read_clip
 from tests.procs import ROOT, free_port
 
@@ -47,7 +47,7 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
         assert any("random" in line.lower() and "weight" in line.lower() for line in lines)
         samples, rate = read_clip("zh_single", dtype="int16")
         with grpc.insecure_channel(f"127.0.0.1:{ports['GATEWAY_PORT']}") as channel:
-            events = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate, timeout=60))
+            events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, timeout=60))
         (result,) = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
         assert result.text and result.emotions and result.random_weights and not result.errors
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends

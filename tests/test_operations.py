@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.v1 import asr_pb2, audio_pb2, gateway_pb2, gateway_pb2_grpc, vad_pb2, vad_pb2_grpc
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2, audio_pb2, vad_pb2, vad_pb2_grpc
 from tests.procs import ROOT, free_port, start_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -72,7 +73,7 @@ def test_gateway_health_follows_its_workers(model_env):
     try:
         # VAD alone is not enough: every Analyze needs ASR too.
         assert gateway.health() == NOT_SERVING
-        assert gateway.health(service="speech_analysis.v1.SpeechAnalysis") == NOT_SERVING
+        assert gateway.health(service="speech_analysis.v1.SpeechAnalysisService") == NOT_SERVING
         assert gateway.health(service="asr") == NOT_SERVING
         assert gateway.health(service="emotion") == NOT_SERVING
         assert gateway.health(service="liveness") == SERVING
@@ -212,15 +213,15 @@ def metered():
 
 def test_every_rpc_is_counted_by_its_final_code(metered):
     vad, gateway = metered
-    audio = vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(16000, "<f4").tobytes()))
+    audio = vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=np.zeros(16000, "<f4").tobytes()))
     with grpc.insecure_channel(vad.address) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:  # audio before config
             list(stub.StreamVad(iter([audio]), timeout=10))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        list(stub.StreamVad(iter([vad_pb2.VadRequest(config=vad_pb2.VadConfig()), audio]), timeout=10))
+        list(stub.StreamVad(iter([vad_pb2.StreamVadRequest(config=common_pb2.VadConfig()), audio]), timeout=10))
     metrics = scrape(vad.metrics_port)
-    vad_service = "speech_analysis.v1.VadService"
+    vad_service = "speech_analysis.worker.v1.VadService"
     assert sample(metrics, "speech_rpcs_total", service=vad_service, method="StreamVad",
                   code="INVALID_ARGUMENT") == 1
     assert sample(metrics, "speech_rpcs_total", service=vad_service, method="StreamVad", code="OK") == 1
@@ -233,7 +234,7 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
 
     config = gateway_pb2.AnalyzeRequest(config=gateway_pb2.StreamConfig(sample_rate_hz=16000))
     with grpc.insecure_channel(gateway.address) as channel:
-        stub = gateway_pb2_grpc.SpeechAnalysisStub(channel)
+        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
         for metadata in (None, [("authorization", "Bearer wrong")]):
             with pytest.raises(grpc.RpcError) as info:
                 list(stub.Analyze(iter([config]), metadata=metadata, timeout=10))
@@ -243,7 +244,7 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
             list(stub.Analyze(iter([bad]), metadata=[("authorization", "Bearer s3cret")], timeout=10))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     metrics = scrape(gateway.metrics_port)
-    public = "speech_analysis.v1.SpeechAnalysis"
+    public = "speech_analysis.v1.SpeechAnalysisService"
     assert sample(metrics, "speech_rpcs_total", service=public, method="Analyze", code="UNAUTHENTICATED") == 2
     assert sample(metrics, "speech_rpcs_total", service=public, method="Analyze", code="INVALID_ARGUMENT") == 1
     assert sample(metrics, "speech_auth_failures_total", transport="grpc", reason="missing") == 1
@@ -255,14 +256,14 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
 def test_sessions_report_what_users_feel(metered):
     """Per Analyze session: audio received, segments, final-result latency after the end of
     speech, and failed parts (the ASR and emotion addresses are closed ports here)."""
-    from gateway.client import analyze
+    from speech_analysis_client import analyze
     from tests.conftest import read_clip
 
     _vad, gateway = metered
     samples, rate = read_clip("en_meeting", dtype="int16")  # 3 segments
     before = scrape(gateway.metrics_port)
     with grpc.insecure_channel(gateway.address) as channel:
-        events = list(analyze(gateway_pb2_grpc.SpeechAnalysisStub(channel), samples, rate,
+        events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate,
                               metadata=[("authorization", "Bearer s3cret")], timeout=60))
     after = scrape(gateway.metrics_port)
 
@@ -294,19 +295,19 @@ def test_gateway_reflection_describes_the_public_api_only(metered):
     vad, gateway = metered
     (listing,) = _reflect(gateway.address, list_services="")
     services = {s.name for s in listing.list_services_response.service}
-    assert "speech_analysis.v1.SpeechAnalysis" in services
+    assert "speech_analysis.v1.SpeechAnalysisService" in services
     assert not any(name.endswith(("VadService", "AsrService", "EmotionService")) for name in services)
 
-    (public,) = _reflect(gateway.address, file_containing_symbol="speech_analysis.v1.SpeechAnalysis")
+    (public,) = _reflect(gateway.address, file_containing_symbol="speech_analysis.v1.SpeechAnalysisService")
     files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
              for raw in public.file_descriptor_response.file_descriptor_proto]
     described = {service.name for f in files for service in f.service}
-    assert described == {"SpeechAnalysis"}, described  # imports keep their messages, lose their services
-    for internal in ("speech_analysis.v1.AsrService", "speech_analysis.v1.VadService",
-                     "speech_analysis.v1.EmotionService"):
+    assert described == {"SpeechAnalysisService"}, described  # imports keep their messages, lose their services
+    for internal in ("speech_analysis.worker.v1.AsrService", "speech_analysis.worker.v1.VadService",
+                     "speech_analysis.worker.v1.EmotionService"):
         (reply,) = _reflect(gateway.address, file_containing_symbol=internal)
         assert reply.HasField("error_response"), internal
-    (worker,) = _reflect(vad.address, file_containing_symbol="speech_analysis.v1.VadService")
+    (worker,) = _reflect(vad.address, file_containing_symbol="speech_analysis.worker.v1.VadService")
     assert worker.HasField("file_descriptor_response")  # workers describe themselves
 
 

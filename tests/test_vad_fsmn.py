@@ -14,7 +14,8 @@ import grpc
 import numpy as np
 import pytest
 
-from protos.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+from speech_analysis.v1 import common_pb2
+from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 from tests.audio_helpers import check_progress_events
 from tests.conftest import read_clip
 from tests.procs import start_server
@@ -27,18 +28,18 @@ def fsmn_vad_worker(model_env):
     server.stop()
 
 
-def requests(audio: np.ndarray, chunk_samples: int, config: vad_pb2.VadConfig):
-    yield vad_pb2.VadRequest(config=config)
+def requests(audio: np.ndarray, chunk_samples: int, config: common_pb2.VadConfig):
+    yield vad_pb2.StreamVadRequest(config=config)
     for start in range(0, audio.size, chunk_samples):
         chunk = audio[start:start + chunk_samples].astype("<f4").tobytes()
-        yield vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=chunk))
+        yield vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=chunk))
 
 
 def stream_events(address: str, audio: np.ndarray, chunk_samples: int = 320, progress: bool = False,
                   **config) -> list:
     """(kind, message) pairs; Progress events (their timing depends on the chunk size) only
     with ``progress``."""
-    config = vad_pb2.VadConfig(backend=vad_pb2.FSMN, **config)
+    config = common_pb2.VadConfig(backend=common_pb2.VAD_BACKEND_FSMN, **config)
     with grpc.insecure_channel(address) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
         events = [(e.WhichOneof("event"), getattr(e, e.WhichOneof("event")))
@@ -122,7 +123,7 @@ def test_interleaved_streams_equal_each_alone(fsmn_vad_worker):
 
 def test_silero_remains_the_default_backend(fsmn_vad_worker):
     audio, _ = read_clip("zh_single")
-    config = vad_pb2.VadConfig()
+    config = common_pb2.VadConfig()
     with grpc.insecure_channel(fsmn_vad_worker.address) as channel:
         events = list(vad_pb2_grpc.VadServiceStub(channel).StreamVad(requests(audio, 320, config), timeout=60))
     assert any(e.WhichOneof("event") == "speech_ended" for e in events)

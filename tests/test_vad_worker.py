@@ -8,16 +8,17 @@ import grpc
 import numpy as np
 import pytest
 
-from protos.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+from speech_analysis.v1 import common_pb2
+from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
 from tests.audio_helpers import check_progress_events, frame_agreement, truth_segments_ms
 from tests.conftest import read_clip
 
 
 def vad_requests(audio: np.ndarray, chunk_samples: int = 320, config=None):
-    yield vad_pb2.VadRequest(config=config or vad_pb2.VadConfig())
+    yield vad_pb2.StreamVadRequest(config=config or common_pb2.VadConfig())
     for start in range(0, audio.size, chunk_samples):
         chunk = audio[start:start + chunk_samples].astype("<f4").tobytes()
-        yield vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=chunk))
+        yield vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=chunk))
 
 
 def stream_segments(address: str, audio: np.ndarray, config=None) -> list[tuple[int, int]]:
@@ -71,14 +72,14 @@ def test_concurrent_streams_are_independent(vad_worker):
 
 def test_per_stream_options_override(vad_worker):
     audio, _ = read_clip("zh_weather")
-    merged = stream_segments(vad_worker.address, audio, vad_pb2.VadConfig(min_silence_duration_ms=2000))
+    merged = stream_segments(vad_worker.address, audio, common_pb2.VadConfig(min_silence_duration_ms=2000))
     assert len(merged) == 1
 
 
 def test_audio_before_config_is_invalid(vad_worker):
     with grpc.insecure_channel(vad_worker.address) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
-        requests = iter([vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=b"\0" * 8))])
+        requests = iter([vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=b"\0" * 8))])
         with pytest.raises(grpc.RpcError) as info:
             list(stub.StreamVad(requests, timeout=10))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -90,8 +91,8 @@ def test_audio_before_config_is_invalid(vad_worker):
 def test_malformed_audio_is_invalid(vad_worker, payload, needle):
     with grpc.insecure_channel(vad_worker.address) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
-        requests = iter([vad_pb2.VadRequest(config=vad_pb2.VadConfig()),
-                         vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=payload))])
+        requests = iter([vad_pb2.StreamVadRequest(config=common_pb2.VadConfig()),
+                         vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=payload))])
         with pytest.raises(grpc.RpcError) as info:
             list(stub.StreamVad(requests, timeout=10))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -101,7 +102,7 @@ def test_malformed_audio_is_invalid(vad_worker, payload, needle):
 def test_bad_threshold_is_invalid(vad_worker):
     audio, _ = read_clip("zh_single")
     with pytest.raises(grpc.RpcError) as info:
-        stream_segments(vad_worker.address, audio, vad_pb2.VadConfig(threshold=3.0))
+        stream_segments(vad_worker.address, audio, common_pb2.VadConfig(threshold=3.0))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -112,4 +113,4 @@ def test_health_and_reflection(vad_worker):
     assert vad_worker.health() == health_pb2.HealthCheckResponse.SERVING
     with grpc.insecure_channel(vad_worker.address) as channel:
         services = ProtoReflectionDescriptorDatabase(channel).get_services()
-    assert "speech_analysis.v1.VadService" in services
+    assert "speech_analysis.worker.v1.VadService" in services

@@ -18,7 +18,8 @@ import grpc
 import numpy as np
 import pytest
 
-from protos.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, emotion_pb2, emotion_pb2_grpc, vad_pb2, vad_pb2_grpc
+from speech_analysis.v1 import common_pb2
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, emotion_pb2, emotion_pb2_grpc, vad_pb2, vad_pb2_grpc
 from tests.conftest import read_clip
 from tests.procs import ROOT, start_server
 
@@ -88,7 +89,7 @@ def test_asr_worker_both_modes_offline(guarded_env):
     try:
         with grpc.insecure_channel(server.address) as channel:
             stub = asr_pb2_grpc.AsrServiceStub(channel)
-            for mode in (asr_pb2.PARAFORMER, asr_pb2.SENSEVOICE):
+            for mode in (common_pb2.ASR_MODE_PARAFORMER, common_pb2.ASR_MODE_SENSEVOICE):
                 reply = stub.Transcribe(asr_pb2.TranscribeRequest(
                     audio=audio_pb2.AudioChunk(samples_f32le=segment_bytes()), mode=mode), timeout=120)
                 assert reply.text
@@ -117,9 +118,9 @@ def test_vad_worker_both_backends_offline(guarded_env):
     try:
         with grpc.insecure_channel(server.address) as channel:
             stub = vad_pb2_grpc.VadServiceStub(channel)
-            for backend in (vad_pb2.SILERO, vad_pb2.FSMN):
-                requests = [vad_pb2.VadRequest(config=vad_pb2.VadConfig(backend=backend))] + [
-                    vad_pb2.VadRequest(audio=audio_pb2.AudioChunk(samples_f32le=audio[i:i + 1600].tobytes()))
+            for backend in (common_pb2.VAD_BACKEND_SILERO, common_pb2.VAD_BACKEND_FSMN):
+                requests = [vad_pb2.StreamVadRequest(config=common_pb2.VadConfig(backend=backend))] + [
+                    vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=audio[i:i + 1600].tobytes()))
                     for i in range(0, audio.size, 1600)]
                 list(stub.StreamVad(iter(requests), timeout=60))
     finally:

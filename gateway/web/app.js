@@ -1,5 +1,5 @@
 // Browser client: WebSocket bridge to the gateway (see gateway/web.py for the protocol).
-// Microphone audio is captured with an AudioWorklet and sent as PCM16LE at the
+// Microphone audio is captured with an AudioWorklet and sent as AUDIO_ENCODING_PCM16LE at the
 // AudioContext's own rate; the gateway resamples to 16 kHz at the edge.
 const $ = (id) => document.getElementById(id);
 let socket = null, context = null, stream = null, node = null;
@@ -49,7 +49,12 @@ function showSummary(summary) {
     const bar = document.createElement("div");
     bar.className = "bar";
     const seconds = ((+share.durationMs || 0) / 1000).toFixed(1);
-    bar.innerHTML = `<span class="label"></span><span class="fill" style="width:${Math.round(300 * (share.share || 0))}px"></span><span>${(100 * (share.share || 0)).toFixed(0)}% · ${seconds} s</span>`;
+    // share: fraction of speech time this emotion dominates (duration_ms of it);
+    // meanProbability: the model's probability for it, averaged over the speech.
+    const percent = (100 * (share.share || 0)).toFixed(0);
+    const mean = (100 * (share.meanProbability || 0)).toFixed(0);
+    bar.innerHTML = `<span class="label"></span><span class="fill" style="width:${Math.round(300 * (share.share || 0))}px"></span>` +
+      `<span>${percent}% of speech time · ${seconds} s · mean probability ${mean}%</span>`;
     bar.querySelector(".label").textContent = share.displayName || share.label;
     box.appendChild(bar);
   }
@@ -84,7 +89,7 @@ $("start").onclick = async () => {
   await context.audioWorklet.addModule("recorder-worklet.js");
   const source = context.createMediaStreamSource(stream);
   node = new AudioWorkletNode(context, "recorder");
-  const config = { sampleRateHz: context.sampleRate, encoding: "PCM16LE", channels: 1, mode: $("mode").value };
+  const config = { sampleRateHz: context.sampleRate, encoding: "AUDIO_ENCODING_PCM16LE", channels: 1, mode: $("mode").value };
   if ($("token").value) config.token = $("token").value;
   socket.send(JSON.stringify(config));
   node.port.onmessage = (msg) => {

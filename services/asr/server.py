@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from protos.v1 import asr_pb2, asr_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc
 from services.asr.engine import AsrOptions, ModelDirs, load_engine, modes_for
 from services.asr.servicer import AsrServicer
 from services.common import grpc_server
@@ -26,7 +26,7 @@ from services.common.model_paths import ModelFilesMissing, required_models, reso
 from services.common.offline import enable_offline_mode
 from services.common.settings import AsrSettings, ModelSettings, load_many
 
-__all__ = ["resolve_model_dirs", "main"]
+__all__ = ["resolve_model_dirs", "main", "run"]
 
 log = logging.getLogger("services.asr")
 
@@ -121,5 +121,10 @@ async def main(argv: list[str]) -> None:
     )
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point."""
     asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

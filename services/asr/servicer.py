@@ -15,7 +15,8 @@ from typing import Sequence
 
 import grpc
 
-from protos.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
+from speech_analysis.v1 import common_pb2
+from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
 from services.asr.engine import (
     PARAFORMER,
     SENSEVOICE,
@@ -33,8 +34,8 @@ __all__ = ["AsrServicer"]
 
 log = logging.getLogger(__name__)
 
-_MODE_FROM_PROTO = {asr_pb2.PARAFORMER: PARAFORMER, asr_pb2.SENSEVOICE: SENSEVOICE}
-_MODE_TO_PROTO = {PARAFORMER: asr_pb2.PARAFORMER, SENSEVOICE: asr_pb2.SENSEVOICE}
+_MODE_FROM_PROTO = {common_pb2.ASR_MODE_PARAFORMER: PARAFORMER, common_pb2.ASR_MODE_SENSEVOICE: SENSEVOICE}
+_MODE_TO_PROTO = {PARAFORMER: common_pb2.ASR_MODE_PARAFORMER, SENSEVOICE: common_pb2.ASR_MODE_SENSEVOICE}
 
 
 def _response(result: Transcript, segment_start_ms: int, models: Sequence[str],
@@ -55,7 +56,7 @@ def _response(result: Transcript, segment_start_ms: int, models: Sequence[str],
         response.language_display_name = result.language.display_name
     if result.emotion is not None:
         # The tag carries no probability; 1.0 says "the model's single answer".
-        response.emotion.CopyFrom(audio_pb2.EmotionScore(
+        response.emotion.CopyFrom(common_pb2.EmotionScore(
             label=result.emotion.code, display_name=result.emotion.display_name, probability=1.0))
     if result.event is not None:
         response.audio_event = result.event.code
@@ -78,7 +79,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         return self.engine.transcribe_batch(requests)
 
     def _request(self, engine: AsrEngine, request: asr_pb2.TranscribeRequest) -> AsrRequest:
-        if request.mode not in _MODE_FROM_PROTO and request.mode != asr_pb2.ASR_MODE_UNSPECIFIED:
+        if request.mode not in _MODE_FROM_PROTO and request.mode != common_pb2.ASR_MODE_UNSPECIFIED:
             raise InvalidInput(f"unknown ASR mode {request.mode}")
         mode = engine.check_mode(_MODE_FROM_PROTO.get(request.mode))
         samples = samples_from_f32le(request.audio.samples_f32le)

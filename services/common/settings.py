@@ -261,7 +261,8 @@ def load_many(*classes: type, argv: Sequence[str] | None = None,
             choices = field.metadata.get("choices")
             accepted = f" One of: {', '.join(choices)}." if choices else ""
             parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=None,
-                                help=f"{field.metadata.get('help', '')}{accepted} [env {env}]")
+                                # argparse %-formats help texts ("10% more compute" broke --help)
+                                help=f"{field.metadata.get('help', '')}{accepted} [env {env}]".replace("%", "%%"))
     args = parser.parse_args(list(argv) if argv is not None else [])
     built = []
     for cls in classes:

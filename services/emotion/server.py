@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from protos.v1 import emotion_pb2, emotion_pb2_grpc
+from speech_analysis.worker.v1 import emotion_pb2, emotion_pb2_grpc
 from services.common import grpc_server
 from services.common.batching import BatchOptions
 from services.common.metrics import MODELS_INFO
@@ -133,5 +133,10 @@ async def main(argv: list[str]) -> None:
     )
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point."""
     asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

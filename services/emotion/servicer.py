@@ -20,7 +20,8 @@ from typing import Callable
 
 import grpc
 
-from protos.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
+from speech_analysis.v1 import common_pb2
+from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import NotReady, grpc_errors
@@ -36,7 +37,7 @@ def result_to_proto(result: EmotionResult, model_info: audio_pb2.ModelInfo) -> e
         label=result.label,
         display_name=result.display_name,
         confidence=result.confidence,
-        probabilities=[audio_pb2.EmotionScore(label=s.label, display_name=s.display_name,
+        probabilities=[common_pb2.EmotionScore(label=s.label, display_name=s.display_name,
                                               probability=s.probability) for s in result.scores],
         windows=result.windows,
         model_info=model_info,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from protos.v1 import vad_pb2, vad_pb2_grpc
+from speech_analysis.worker.v1 import vad_pb2, vad_pb2_grpc
 from services.common import grpc_server
 from services.common.errors import InvalidInput
 from services.common.metrics import MODELS_INFO
@@ -83,5 +83,10 @@ async def main(argv: list[str]) -> None:
     )
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point."""
     asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,162 @@
+"""Run the whole stack locally as separate processes: ``python scripts/launch.py``.
+
+Installed (``pip install .``) the same launcher is the ``speech-analysis-launch`` command.
+
+Uses honcho (a Procfile runner: prefixed, coloured logs per process; Ctrl-C or
+SIGTERM stops them all). honcho stops the whole stack when any of its
+processes exits, so each process runs under a small supervisor
+(``python -m services.launcher --supervise NAME``) that restarts it when it dies, with
+exponential backoff (1 s doubling to 30 s, reset after a minute of uptime),
+while the others keep serving; exit status 2 (invalid settings) is not
+retried. The topology (processes, ports, environment) is :data:`TOPOLOGY`;
+docker-compose.yml describes the same services, and a test keeps the two
+from drifting.
+
+``METRICS_PORT=N`` (N > 0) gives each process its own port: N + its index in
+:data:`TOPOLOGY` (vad N, asr N+1, emotion N+2, gateway N+3).
+
+A watcher thread polls each process's gRPC health service and prints one line
+when the whole stack is SERVING.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+__all__ = ["TOPOLOGY", "stack_env", "supervise", "main", "run"]
+
+ROOT = Path(__file__).resolve().parents[1]
+"""Where ``services``, ``gateway`` and ``speech_analysis`` are importable from: the
+checkout, or site-packages once installed. Every process runs with it as its cwd."""
+
+RESTART_BACKOFF_S = (1.0, 30.0)
+"""First and longest wait before restarting a process that died."""
+STABLE_AFTER_S = 60.0
+"""A process that ran this long restarts after the shortest wait again."""
+
+# name -> python module, its port variable and default port, default environment.
+# docker-compose.yml must describe the same services/ports/environment (tests/test_deploy.py).
+# OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spin-waiting between ops; the
+# torch workers share a small host's cores, and spinning made calls ~1.7x slower there.
+_TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+TOPOLOGY: dict[str, dict] = {
+    "vad": {"module": "services.vad.server", "port_env": "VAD_PORT", "port": 50051,
+            "env": {"VAD_BACKEND": "silero", **_TORCH_ENV}},
+    "asr": {"module": "services.asr.server", "port_env": "ASR_PORT", "port": 50052,
+            "env": {"ASR_MODE": "paraformer", **_TORCH_ENV}},
+    "emotion": {"module": "services.emotion.server", "port_env": "EMOTION_PORT", "port": 50053,
+                "env": {"EMOTION_LAZY_LOAD": "0", **_TORCH_ENV}},
+    "gateway": {"module": "gateway.server", "port_env": "GATEWAY_PORT", "port": 50050,
+                "env": {"DEFAULT_MODE": "paraformer"}},
+}
+_ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS"}
+
+
+def stack_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each process's environment: topology defaults, overridden by ``environ``."""
+    ports = {name: int(environ.get(spec["port_env"], spec["port"])) for name, spec in TOPOLOGY.items()}
+    metrics_base = int(environ.get("METRICS_PORT", "-1") or "-1")
+    envs = {}
+    for index, (name, spec) in enumerate(TOPOLOGY.items()):
+        env = {**spec["env"], **environ, "PYTHONUNBUFFERED": "1", spec["port_env"]: str(ports[name])}
+        if metrics_base > 0:  # one port each; 0 (any free port) and -1 (off) work as they are
+            env["METRICS_PORT"] = str(metrics_base + index)
+        if name == "gateway":
+            for worker, var in _ADDRESS_ENV.items():
+                env.setdefault(var, f"127.0.0.1:{ports[worker]}")
+        envs[name] = env
+    return envs
+
+
+def _port(name: str, env: dict[str, str]) -> int:
+    return int(env[TOPOLOGY[name]["port_env"]])
+
+
+def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
+    pending = set(names)
+    while pending:
+        for name in sorted(pending):
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{_port(name, envs[name])}") as channel:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    pending.discard(name)
+            except grpc.RpcError:
+                pass
+        time.sleep(0.5)
+    port = _port("gateway", envs["gateway"]) if "gateway" in envs else 0
+    sys.stdout.write(f"\n*** stack ready: gateway SERVING on 127.0.0.1:{port} "
+                     f"(try: .venv/bin/python -m speech_analysis_client ../shared/audio/zh_weather.wav "
+                     f"--address 127.0.0.1:{port}) ***\n\n")
+    sys.stdout.flush()
+
+
+def supervise(name: str) -> int:
+    """Run ``name``'s module until SIGTERM/SIGINT, restarting it with backoff when it dies."""
+    stopping = threading.Event()
+    child: subprocess.Popen | None = None
+
+    def stop(signum, _frame) -> None:
+        stopping.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    backoff_s = RESTART_BACKOFF_S[0]
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-m", TOPOLOGY[name]["module"]], cwd=ROOT)
+        print(f"supervisor: {name} running as pid {child.pid}", flush=True)
+        code = child.wait()
+        if stopping.is_set():
+            return 0 if code in (0, -signal.SIGTERM) else code
+        if code == 2:
+            print(f"supervisor: {name} exited with status 2 (invalid settings); not restarting", flush=True)
+            return code
+        if time.monotonic() - started >= STABLE_AFTER_S:
+            backoff_s = RESTART_BACKOFF_S[0]
+        print(f"supervisor: {name} exited with status {code}; restarting in {backoff_s:.0f} s", flush=True)
+        if stopping.wait(backoff_s):
+            return 0
+        backoff_s = min(backoff_s * 2, RESTART_BACKOFF_S[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated subset of " + ",".join(TOPOLOGY))
+    parser.add_argument("--supervise", metavar="NAME", choices=list(TOPOLOGY),
+                        help="(internal) run one process, restarting it when it dies")
+    args = parser.parse_args(argv)
+    if args.supervise:
+        return supervise(args.supervise)
+    names = args.only.split(",") if args.only else list(TOPOLOGY)
+    envs = stack_env(dict(os.environ))
+    manager = Manager(Printer(sys.stdout))
+    for name in names:
+        manager.add_process(name, f"{sys.executable} -m services.launcher --supervise {name}",
+                            env=envs[name], cwd=str(ROOT))
+    threading.Thread(target=_watch_health, args=(names, envs), daemon=True).start()
+    manager.loop()
+    return manager.returncode or 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

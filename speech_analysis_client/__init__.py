@@ -1,0 +1,113 @@
+"""Python client for ``speech_analysis.v1.SpeechAnalysisService``: a small library.
+
+Stubs: ``speech_analysis.v1.gateway_pb2`` (messages), ``speech_analysis.v1.gateway_pb2_grpc``
+(``SpeechAnalysisServiceStub``), ``speech_analysis.v1.common_pb2`` (shared enums and
+messages). The command-line tool is :mod:`speech_analysis_client.cli`
+(``speech-analysis-client`` once installed, ``python -m speech_analysis_client``).
+
+Library use::
+
+    import grpc
+    from speech_analysis.v1 import gateway_pb2, gateway_pb2_grpc
+    from speech_analysis_client import analyze, analyze_file, describe
+
+    with grpc.insecure_channel("127.0.0.1:50050") as channel:
+        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
+        for event in analyze(stub, samples, 16000, gateway_pb2.StreamConfig(), realtime=True):
+            print(describe(event))
+        events = analyze_file(stub, Path("call.mp3").read_bytes())
+
+``samples`` is int16 (sent as AUDIO_ENCODING_PCM16LE) or float (AUDIO_ENCODING_FLOAT32LE),
+frames x channels or 1-D mono, at any rate from 8 to 192 kHz; the gateway resamples.
+Limits (largest message, file and session, idle timeout) are in the proto's comments.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import numpy as np
+
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+__all__ = ["audio_requests", "analyze", "analyze_file", "describe"]
+
+
+def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2.StreamConfig,
+                   chunk_ms: int = 20, realtime: bool = False) -> Iterator[gateway_pb2.AnalyzeRequest]:
+    """``Analyze`` requests: the config first, then ``chunk_ms`` audio chunks.
+
+    ``samples`` is frames x channels or 1-D mono; int16 goes as AUDIO_ENCODING_PCM16LE, float as
+    AUDIO_ENCODING_FLOAT32LE. ``realtime`` paces the chunks like a live source.
+    """
+    frames = samples if samples.ndim == 2 else samples[:, None]
+    request_config = gateway_pb2.StreamConfig()
+    request_config.CopyFrom(config)
+    request_config.sample_rate_hz = sample_rate_hz
+    request_config.channels = frames.shape[1]
+    if samples.dtype == np.int16:
+        request_config.encoding = common_pb2.AUDIO_ENCODING_PCM16LE
+        data = frames.astype("<i2")
+    else:
+        request_config.encoding = common_pb2.AUDIO_ENCODING_FLOAT32LE
+        data = frames.astype("<f4")
+    yield gateway_pb2.AnalyzeRequest(config=request_config)
+    step = max(1, sample_rate_hz * chunk_ms // 1000)
+    started = time.monotonic()
+    for index, start in enumerate(range(0, data.shape[0], step)):
+        if realtime:
+            delay = started + index * chunk_ms / 1000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield gateway_pb2.AnalyzeRequest(audio=data[start:start + step].tobytes())
+
+
+def analyze(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, samples: np.ndarray, sample_rate_hz: int,
+            config: gateway_pb2.StreamConfig | None = None, chunk_ms: int = 20, realtime: bool = False,
+            metadata=None, timeout: float | None = None) -> Iterator[gateway_pb2.AnalyzeResponse]:
+    """``Analyze``: stream ``samples``, yield each event as it arrives (the summary last)."""
+    requests = audio_requests(samples, sample_rate_hz, config or gateway_pb2.StreamConfig(), chunk_ms, realtime)
+    yield from stub.Analyze(requests, metadata=metadata, timeout=timeout)
+
+
+def analyze_file(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, content: bytes,
+                 config: gateway_pb2.StreamConfig | None = None, metadata=None,
+                 timeout: float | None = None) -> list[gateway_pb2.AnalyzeResponse]:
+    """``AnalyzeFile``: a whole encoded file (WAV, FLAC, OGG, MP3) in, every event out, in order."""
+    request = gateway_pb2.AnalyzeFileRequest(content=content, config=config or gateway_pb2.StreamConfig())
+    return list(stub.AnalyzeFile(request, metadata=metadata, timeout=timeout).events)
+
+
+def describe(event: gateway_pb2.AnalyzeResponse) -> str:
+    """One human-readable line (two for the summary) per event."""
+    kind = event.WhichOneof("event")
+    if kind == "speech_started":
+        return f"[{event.speech_started.start_ms / 1000:7.2f}s] speech started (segment {event.speech_started.segment_id})"
+    if kind == "speech_ended":
+        e = event.speech_ended
+        return f"[{e.end_ms / 1000:7.2f}s] speech ended   (segment {e.segment_id}, {e.start_ms / 1000:.2f}-{e.end_ms / 1000:.2f}s)"
+    if kind == "segment_result":
+        r = event.segment_result
+        emotions = ", ".join(f"{e.display_name or e.label} {e.confidence:.0%} ({e.source})" for e in r.emotions)
+        parts = [f"segment {r.segment_id} {r.start_ms / 1000:.2f}-{r.end_ms / 1000:.2f}s: {r.text or '(no text)'}"]
+        if emotions:
+            parts.append(f"emotion: {emotions}")
+        if r.language:
+            parts.append(f"language: {r.language_display_name or r.language}")
+        if r.errors:
+            parts.append("errors: " + "; ".join(r.errors))
+        if r.random_weights:
+            parts.append("(random-weight demo models: not a real analysis)")
+        return "  " + " | ".join(parts)
+    if kind == "interim_result":
+        return f"  ... {event.interim_result.text}"
+    if kind == "summary":
+        s = event.summary
+        shares = ", ".join(f"{d.display_name or d.label} {d.share:.0%} of speech time "
+                           f"(mean probability {d.mean_probability:.0%})" for d in s.emotion_distribution)
+        return (f"summary: {s.segment_count} segments, speech {s.speech_duration_ms / 1000:.1f}s of "
+                f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
+                f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]\n"
+                f"transcript: {s.transcript}")
+    return str(event)

@@ -1,0 +1,244 @@
+"""Packaging: the runtime requirement set, the service's ``pip install .``, and the client wheel.
+
+* requirements.txt (what pyproject.toml, scripts/install.sh and the Docker image install) holds
+  the runtime set only; test and benchmark tools live in requirements-test.txt and
+  requirements-bench.txt, and every third-party module the code imports is declared.
+* ``pip install .`` of the service in a fresh venv gives one working console command per process.
+* The client wheel (clients/python) installs into a fresh venv without torch and talks to the
+  running stack (tiny random-weight models) through ``Analyze``, ``AnalyzeFile`` and its CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.audio_helpers import truth_segments_ms
+from tests.conftest import SHARED_AUDIO
+from tests.procs import ROOT
+
+TEST_AND_BENCH_TOOLS = {"pytest", "pytest-timeout", "playwright", "matplotlib", "grpcio-tools",
+                        "jsonschema", "referencing", "cryptography"}
+CONSOLE_COMMANDS = {  # command -> a flag its --help must list
+    "speech-analysis-gateway": "--vad-address",
+    "speech-analysis-vad": "--max-streams",
+    "speech-analysis-asr": "--max-batch",
+    "speech-analysis-emotion": "--window-s",
+    "speech-analysis-launch": "--only",
+    "speech-analysis-client": "--address",
+}
+TOLERANCE_MS = 150  # as tests/test_end_to_end.py
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(_normalise(re.split(r"[\s<>=!~;\[]", line, maxsplit=1)[0]))
+    return names
+
+
+def _third_party_imports(paths: list[Path]) -> dict[str, set[str]]:
+    """Top-level module -> files importing it, for modules outside the stdlib and the repo."""
+    local = {"gateway", "services", "scripts", "speech_analysis", "speech_analysis_client", "tests", "bench",
+             "naive_monolith", "procstat", "download_models"}
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in local:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _undeclared(paths: list[Path], declared: set[str], optional: dict[str, str]) -> dict[str, set[str]]:
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for module, files in _third_party_imports(paths).items():
+        if module in optional:
+            assert _normalise(optional[module]) in declared, module
+            continue
+        dists = {_normalise(d) for d in distributions.get(module, [module])}
+        if not dists & declared:
+            missing[module] = files
+    return missing
+
+
+def test_runtime_requirements_hold_no_test_or_bench_tools():
+    runtime = requirement_names(ROOT / "requirements.txt")
+    assert not runtime & TEST_AND_BENCH_TOOLS, runtime & TEST_AND_BENCH_TOOLS
+    tools = requirement_names(ROOT / "requirements-test.txt") | requirement_names(ROOT / "requirements-bench.txt")
+    assert TEST_AND_BENCH_TOOLS <= tools
+    assert not runtime & tools
+    # pyproject's dependencies are that file; the tools are extras
+    dynamic = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]
+    assert dynamic["dependencies"] == {"file": ["requirements.txt"]}
+    assert dynamic["optional-dependencies"]["test"] == {"file": ["requirements-test.txt"]}
+    assert dynamic["optional-dependencies"]["bench"] == {"file": ["requirements-bench.txt"]}
+    # the image installs what scripts/install.sh installs, which is the runtime set only
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    assert "bash scripts/install.sh" in dockerfile and "requirements-" not in dockerfile
+    assert "-r requirements.txt" in install and "requirements-" not in install
+
+
+def test_every_third_party_import_is_declared():
+    """Runtime code imports only what requirements.txt declares; tests and benchmarks may add
+    their own tools. ``sounddevice`` is the CLI's optional --mic (the ``mic`` extra)."""
+    runtime = requirement_names(ROOT / "requirements.txt")
+    service = [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("services/**/*.py"), *ROOT.glob("speech_analysis/**/*.py"),
+               *ROOT.glob("speech_analysis_client/*.py"), *ROOT.glob("scripts/**/*.py")]
+    optional = {"sounddevice": "sounddevice", "modelscope_hub": "modelscope-hub"}
+    mic = requirement_names(ROOT / "requirements-mic.txt")
+    assert _undeclared(service, runtime | mic, optional) == {}
+    tests = requirement_names(ROOT / "requirements-test.txt")
+    assert _undeclared(list(ROOT.glob("tests/*.py")), runtime | tests, {}) == {}
+    bench = requirement_names(ROOT / "requirements-bench.txt")
+    assert _undeclared(list(ROOT.glob("bench/*.py")), runtime | bench, {}) == {}
+
+
+def _fresh_venv(path: Path, with_deps_of_this_venv: bool) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    if with_deps_of_this_venv:
+        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        Path(purelib, "_dev_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def _pip(python: Path, *args: str, cwd: Path | None = None) -> None:
+    """This venv's pip acting on ``python``'s environment, with pip's configured indexes."""
+    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), *args],
+                            capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_service_pip_install_gives_console_commands(tmp_path: Path):
+    """``pip install .`` (a copy of the project, so the checkout is not on the path) into a fresh
+    venv, then ``--help`` of every console command, run from elsewhere.
+
+    Installed with ``--no-deps --no-build-isolation`` into a venv whose site-packages reaches this
+    development venv's through a .pth file: reinstalling torch, FunASR and SpeechBrain would take
+    minutes and gigabytes for nothing this test checks (the dependency metadata is checked by the
+    requirement tests above, and the client wheel test resolves real dependencies). The commands
+    import the installed copy of the service, which the test asserts.
+    """
+    project = tmp_path / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info")
+    for name in ("gateway", "services", "speech_analysis", "speech_analysis_client"):
+        shutil.copytree(ROOT / name, project / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-test.txt",
+                 "requirements-bench.txt", "requirements-mic.txt"):
+        shutil.copy(ROOT / name, project / name)
+    python = _fresh_venv(tmp_path / "venv", with_deps_of_this_venv=True)
+    _pip(python, "install", "--no-deps", "--no-build-isolation", "-q", str(project))
+    shutil.rmtree(project)  # the installed copy must stand on its own
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run([str(python), "-c", "import gateway.web, services.launcher, speech_analysis.v1.gateway_pb2, "
+                            "speech_analysis_client; print(gateway.web.__file__)"],
+                           cwd=elsewhere, check=True, capture_output=True, text=True).stdout
+    assert where.startswith(str(tmp_path / "venv")), where
+    installed = Path(where.strip()).parent
+    assert (installed / "web" / "index.html").is_file() and (installed / "web" / "app.js").is_file()
+    for command, flag in CONSOLE_COMMANDS.items():
+        result = subprocess.run([str(tmp_path / "venv" / "bin" / command), "--help"], cwd=elsewhere,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (command, result.stdout + result.stderr)
+        assert "usage:" in result.stdout and flag in result.stdout, (command, result.stdout)
+
+
+CLIENT_PROGRAM = r"""
+import json, sys
+import grpc, soundfile
+from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis_client import analyze, analyze_file
+
+address, path = sys.argv[1:]
+samples, rate = soundfile.read(path, dtype="int16")
+config = gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_PARAFORMER)
+
+def summarise(events):
+    kinds = [e.WhichOneof("event") for e in events]
+    segments = [[e.segment_result.start_ms, e.segment_result.end_ms, list(e.segment_result.errors)]
+                for e in events if e.WhichOneof("event") == "segment_result"]
+    return {"kinds": kinds, "segments": segments, "summary_segments": events[-1].summary.segment_count}
+
+with grpc.insecure_channel(address) as channel:
+    stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
+    streamed = list(analyze(stub, samples, rate, config, timeout=180))
+    from_file = analyze_file(stub, open(path, "rb").read(), config, timeout=180)
+print(json.dumps({"analyze": summarise(streamed), "analyze_file": summarise(from_file)}))
+"""
+
+
+@pytest.mark.slow
+def test_client_wheel_installs_without_torch_and_analyzes(stack, manifest, tmp_path: Path):
+    # built from a copy (same layout: the client's pyproject points at ../../) so no build/ lands here
+    source = tmp_path / "source"
+    for name in ("clients/python", "speech_analysis/v1", "speech_analysis_client"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    dist = tmp_path / "dist"
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(dist), str(source / "clients" / "python")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = dist.glob("speech_analysis_client-*.whl")
+    python = _fresh_venv(tmp_path / "venv", with_deps_of_this_venv=False)
+    _pip(python, "install", "-q", str(wheel))  # real dependency resolution, pip's own index settings
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    modules = subprocess.run(
+        [str(python), "-c", "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m "
+         "in ('torch', 'torchaudio', 'funasr', 'speechbrain', 'gateway', 'services', 'speech_analysis.worker')}))"],
+        cwd=elsewhere, check=True, capture_output=True, text=True).stdout
+    assert not any(json.loads(modules).values()), modules  # no models, no service, no internal stubs
+
+    clip = manifest["zh_weather"]
+    truth = truth_segments_ms(clip)
+    wav = SHARED_AUDIO / clip["file"]
+    out = subprocess.run([str(python), "-c", CLIENT_PROGRAM, stack.gateway.address, str(wav)],
+                         cwd=elsewhere, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    for call in ("analyze", "analyze_file"):
+        got = report[call]
+        assert got["kinds"][-1] == "summary" and got["summary_segments"] == len(truth), (call, got)
+        assert len(got["segments"]) == len(truth), (call, got)
+        for (start, end, errors), (t_start, t_end) in zip(got["segments"], truth):
+            assert not errors, (call, errors)
+            assert abs(start - t_start) <= TOLERANCE_MS and abs(end - t_end) <= TOLERANCE_MS, (call, start, end)
+
+    cli = subprocess.run([str(tmp_path / "venv" / "bin" / "speech-analysis-client"), str(wav), "--fast", "--json",
+                          "--address", stack.gateway.address], cwd=elsewhere, capture_output=True, text=True,
+                         timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    events = [json.loads(line) for line in cli.stdout.splitlines()]
+    assert sum("segmentResult" in e for e in events) == len(truth)
+    assert "summary" in events[-1]
