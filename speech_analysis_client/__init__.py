@@ -79,6 +79,10 @@ def analyze_file(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, content: byte
     return list(stub.AnalyzeFile(request, metadata=metadata, timeout=timeout).events)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def describe(event: gateway_pb2.AnalyzeResponse) -> str:
     """One human-readable line (two for the summary) per event."""
     kind = event.WhichOneof("event")
@@ -102,11 +106,13 @@ def describe(event: gateway_pb2.AnalyzeResponse) -> str:
         return "  " + " | ".join(parts)
     if kind == "interim_result":
         return f"  ... {event.interim_result.text}"
+    if kind == "error":
+        return f"error: {event.error.code}: {event.error.message}"
     if kind == "summary":
         s = event.summary
         shares = ", ".join(f"{d.display_name or d.label} {d.share:.0%} of speech time "
                            f"(mean probability {d.mean_probability:.0%})" for d in s.emotion_distribution)
-        return (f"summary: {s.segment_count} segments, speech {s.speech_duration_ms / 1000:.1f}s of "
+        return (f"summary: {_count(s.segment_count, 'segment')}, speech {s.speech_duration_ms / 1000:.1f}s of "
                 f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
                 f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]\n"
                 f"transcript: {s.transcript}")
