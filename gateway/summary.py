@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 
 from protos.v1 import gateway_pb2
 
+from services.common.emotion_labels import DISPLAY_NAMES, display_name, sensevoice_label
+
 __all__ = ["EMOTION_DISPLAY", "SummaryBuilder"]
 
-EMOTION_DISPLAY = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
-# SenseVoice's emotion tags mapped onto the SpeechBrain classes for the session summary.
-_SENSEVOICE_TO_CLASS = {"NEUTRAL": "neu", "ANGRY": "ang", "HAPPY": "hap", "SAD": "sad"}
-_SOURCE_PREFERENCE = ("speechbrain", "sensevoice")
-"""Which emotion a segment counts with when several sources ran: SpeechBrain's has
-probabilities for every class, SenseVoice's only its top tag."""
+EMOTION_DISPLAY = DISPLAY_NAMES  # the shared table, for existing importers
+_SOURCE_PREFERENCE = ("speechbrain", "emotion2vec", "sensevoice")
+"""Which emotion a segment counts with when several sources ran: the emotion worker's
+(SpeechBrain or emotion2vec+) has probabilities for every class, SenseVoice's only its
+top tag."""
 
 
 def _segment_emotion(result: gateway_pb2.SegmentResult) -> gateway_pb2.EmotionResult | None:
@@ -35,8 +36,9 @@ def _segment_emotion(result: gateway_pb2.SegmentResult) -> gateway_pb2.EmotionRe
 class SummaryBuilder:
     transcript: dict[int, str] = field(default_factory=dict)  # segment id -> text
     speech_ms: int = 0
-    weighted: dict[str, float] = field(default_factory=dict)
-    time_ms: dict[str, int] = field(default_factory=dict)
+    # (source, label, [(label, probability)], duration_ms) per segment that has an emotion;
+    # labels are resolved in to_proto, once the session's vocabulary is known
+    emotions: list[tuple[str, str, list[tuple[str, float]], int]] = field(default_factory=list)
     random_weights: bool = False
     segments: int = 0
 
@@ -50,19 +52,32 @@ class SummaryBuilder:
         emotion = _segment_emotion(result)
         if emotion is None:
             return
-        label = _SENSEVOICE_TO_CLASS.get(emotion.label, emotion.label)
-        self.time_ms[label] = self.time_ms.get(label, 0) + duration
-        for score in emotion.probabilities:
-            key = _SENSEVOICE_TO_CLASS.get(score.label, score.label)
-            self.weighted[key] = self.weighted.get(key, 0.0) + score.probability * duration
+        self.emotions.append((emotion.source, emotion.label,
+                              [(score.label, score.probability) for score in emotion.probabilities], duration))
+
+    def _distribution(self) -> tuple[dict[str, float], dict[str, int]]:
+        # SenseVoice tags join the vocabulary of the session's emotion worker: IEMOCAP codes
+        # when SpeechBrain classified any segment (NEUTRAL counts as "neu"), else the nine
+        # emotion2vec+ labels (NEUTRAL counts as "neutral").
+        iemocap = any(source == "speechbrain" for source, *_ in self.emotions)
+        weighted: dict[str, float] = {}
+        time_ms: dict[str, int] = {}
+        for source, label, scores, duration in self.emotions:
+            def key(code: str) -> str:
+                return sensevoice_label(code, iemocap) if source == "sensevoice" else code
+            time_ms[key(label)] = time_ms.get(key(label), 0) + duration
+            for code, probability in scores:
+                weighted[key(code)] = weighted.get(key(code), 0.0) + probability * duration
+        return weighted, time_ms
 
     def to_proto(self, audio_ms: int) -> gateway_pb2.SessionSummary:
-        total = sum(self.weighted.values())
+        weighted, time_ms = self._distribution()
+        total = sum(weighted.values())
         distribution = [
-            gateway_pb2.EmotionShare(label=label, display_name=EMOTION_DISPLAY.get(label, label),
+            gateway_pb2.EmotionShare(label=label, display_name=display_name(label),
                                      share=weight / total if total else 0.0,
-                                     duration_ms=self.time_ms.get(label, 0))
-            for label, weight in sorted(self.weighted.items(), key=lambda kv: (-kv[1], kv[0]))]
+                                     duration_ms=time_ms.get(label, 0))
+            for label, weight in sorted(weighted.items(), key=lambda kv: (-kv[1], kv[0]))]
         dominant = distribution[0].label if distribution else ""
         texts = [self.transcript[i] for i in sorted(self.transcript)]
         joined = "".join(texts)
@@ -73,7 +88,7 @@ class SummaryBuilder:
             speech_duration_ms=self.speech_ms,
             silence_duration_ms=max(audio_ms - self.speech_ms, 0),
             dominant_emotion=dominant,
-            dominant_emotion_display_name=EMOTION_DISPLAY.get(dominant, dominant),
+            dominant_emotion_display_name=display_name(dominant) if dominant else "",
             emotion_distribution=distribution,
             random_weights=self.random_weights)
 
