@@ -118,7 +118,7 @@ async def main(argv: list[str]) -> None:
     except ValueError as exc:
         raise SystemExit(f"emotion settings: {exc}") from None
 
-    def load_model():
+    def load_classifier():
         if settings.model == "emotion2vec":
             from services.emotion.emotion2vec import load_emotion2vec_model
 
@@ -126,7 +126,7 @@ async def main(argv: list[str]) -> None:
         return load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8)
 
     def build_engine() -> EmotionEngine:
-        engine = EmotionEngine(load_model(), options)
+        engine = EmotionEngine(load_classifier(), options)
         engine.warm_up()
         MODELS_INFO.labels("emotion", model_dir.name, str(random_weights).lower()).set(1)
         return engine
