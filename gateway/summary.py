@@ -9,6 +9,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from protos.v1 import gateway_pb2
@@ -63,8 +64,7 @@ class SummaryBuilder:
         weighted: dict[str, float] = {}
         time_ms: dict[str, int] = {}
         for source, label, scores, duration in self.emotions:
-            def key(code: str) -> str:
-                return sensevoice_label(code, iemocap) if source == "sensevoice" else code
+            key = functools.partial(sensevoice_label, iemocap=iemocap) if source == "sensevoice" else str
             time_ms[key(label)] = time_ms.get(key(label), 0) + duration
             for code, probability in scores:
                 weighted[key(code)] = weighted.get(key(code), 0.0) + probability * duration
