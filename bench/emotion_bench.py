@@ -1,6 +1,7 @@
 """Emotion model: memory, real-time factor and batching, naive loader vs the worker's.
 
-Three loaders of the same model directory are compared:
+The loaders of the SpeechBrain model compared (and, side by side, those of
+emotion2vec+, the worker's other model, ``EMOTION_MODEL=emotion2vec``):
 
 * ``naive``: ``foreign_class`` as the release's README shows it (plus the two
   overrides needed offline: the local ``wav2vec2-base`` and ``pretrained_path``),
@@ -10,6 +11,11 @@ Three loaders of the same model directory are compared:
   of equal-length windows), exactly what the worker runs.
 * ``int8``: the worker with ``EMOTION_INT8`` (dynamic int8 ``nn.Linear``;
   one window per model call, see ``WindowClassifier.batch_invariant``).
+* ``e2v_naive``: emotion2vec+ through ``funasr.AutoModel`` as its model card shows
+  it (full FunASR import, FunASR's checkpoint loader), ``generate`` on the whole segment.
+* ``e2v``: ``services.emotion.emotion2vec.load_emotion2vec_model`` (selective FunASR
+  import, memory-mapped checkpoint) + the same ``EmotionEngine``.
+* ``e2v_int8``: ``e2v`` with ``EMOTION_INT8``.
 
 Memory: each loader in a fresh child process (imports, allocator state and
 peaks never leak between them), from ``/proc/self/status``: VmRSS (= RssAnon
@@ -31,6 +37,7 @@ Usage (builds the full-size random-weight fixture, ~720 MB, if absent)::
 
     .venv/bin/python bench/emotion_bench.py
     .venv/bin/python bench/emotion_bench.py --model-dir pretrained_models/emotion-recognition-wav2vec2-IEMOCAP
+    .venv/bin/python bench/emotion_bench.py --loaders worker,e2v,int8,e2v_int8   # the two models side by side
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/emotion_bench.py --no-memory --no-server
 
 Results are printed and written to ``bench/results/emotion_bench.json``.
@@ -54,6 +61,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import procstat  # noqa: E402
 
 DEFAULT_MODEL_DIR = ROOT / ".cache" / "full-models" / "emotion-recognition-wav2vec2-IEMOCAP"
+DEFAULT_E2V_DIR = ROOT / ".cache" / "full-models" / "model_cache" / "models" / "iic" / "emotion2vec_plus_base"
 SAMPLE_RATE_HZ = 16_000
 
 
@@ -80,16 +88,18 @@ def timed(fn) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------------- loaders
 
-def prepare_child(threads: int):
+def prepare_child(threads: int, speechbrain: bool = True):
     os.environ["HF_HUB_OFFLINE"] = "1"  # as the worker: never ask the hub
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     sys.path.insert(0, str(ROOT))
     import torch
 
     torch.set_num_threads(threads)
-    # What both loaders import, so "imports" is the same baseline for both.
-    import speechbrain.inference.interfaces  # noqa: F401
-    import transformers.models.wav2vec2.modeling_wav2vec2  # noqa: F401
+    if speechbrain:
+        # What the SpeechBrain loaders import, so "imports" is the same baseline for them.
+        # The emotion2vec+ loaders import FunASR while loading (their own cost, as in the worker).
+        import speechbrain.inference.interfaces  # noqa: F401
+        import transformers.models.wav2vec2.modeling_wav2vec2  # noqa: F401
 
     return torch
 
@@ -119,8 +129,39 @@ def load_worker(model_dir: Path, quantize_int8: bool = False):
     return engine.classify, lambda segments: [engine.classify(s) for s in segments], engine.classify_batch
 
 
+def load_e2v_naive(model_dir: Path):
+    """-> (classify one segment, classify a list one by one, None): FunASR's AutoModel as the card shows it."""
+    from funasr import AutoModel
+
+    model = AutoModel(model=str(model_dir), device="cpu", ncpu=int(os.environ.get("BENCH_THREADS", "2")),
+                      disable_update=True, disable_pbar=True, disable_log=True)
+
+    def one(samples):
+        return model.generate(samples, granularity="utterance", extract_embedding=False, disable_pbar=True)
+
+    return one, lambda segments: [one(s) for s in segments], None
+
+
+def load_e2v(model_dir: Path, quantize_int8: bool = False):
+    from services.emotion.emotion2vec import load_emotion2vec_model
+    from services.emotion.engine import EmotionEngine, EmotionOptions
+
+    engine = EmotionEngine(load_emotion2vec_model(model_dir, quantize_int8=quantize_int8), EmotionOptions())
+    return engine.classify, lambda segments: [engine.classify(s) for s in segments], engine.classify_batch
+
+
 LOADERS = {"naive": load_naive, "worker": load_worker,
-           "int8": lambda model_dir: load_worker(model_dir, quantize_int8=True)}
+           "int8": lambda model_dir: load_worker(model_dir, quantize_int8=True),
+           "e2v_naive": load_e2v_naive, "e2v": load_e2v,
+           "e2v_int8": lambda model_dir: load_e2v(model_dir, quantize_int8=True)}
+
+
+def is_e2v(variant: str) -> bool:
+    return variant.startswith("e2v")
+
+
+def model_dir_of(variant: str, args) -> Path:
+    return args.e2v_dir if is_e2v(variant) else args.model_dir
 
 # Targets (issue #6): 600 MB resident, 800 MB load peak. The issue's own naive figures
 # (771 MB resident, 1131 MB peak) match this bench's MiB, so both readings are printed.
@@ -130,7 +171,7 @@ TARGETS_MB = {"resident": 600, "load peak": 800}
 # ------------------------------------------------------------------------------- child modes
 
 def child_memory(variant: str, model_dir: Path, threads: int) -> dict:
-    prepare_child(threads)
+    prepare_child(threads, speechbrain=not is_e2v(variant))
     out: dict = {"variant": variant, "imports": memory()}
     procstat.reset_peak()
     started = time.monotonic()
@@ -144,9 +185,10 @@ def child_memory(variant: str, model_dir: Path, threads: int) -> dict:
     return out
 
 
-def child_speed(model_dir: Path, threads: int, repeat: int) -> dict:
-    prepare_child(threads)
-    loaded = {variant: load(model_dir) for variant, load in LOADERS.items()}
+def child_speed(args) -> dict:
+    threads, repeat = args.threads, args.repeat
+    prepare_child(threads, speechbrain=any(not is_e2v(v) for v in args.loaders))
+    loaded = {variant: LOADERS[variant](model_dir_of(variant, args)) for variant in args.loaders}
     for one, _many, _batched in loaded.values():
         one(audio(1.0, 0))  # warm-up
     out: dict = {"threads": threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
@@ -173,6 +215,15 @@ def child_speed(model_dir: Path, threads: int, repeat: int) -> dict:
 # -------------------------------------------------------------------------------- parent side
 
 def ensure_model(model_dir: Path) -> None:
+    if model_dir.name == "emotion2vec_plus_base":
+        if (model_dir / "model.pt").is_file():
+            return
+        print(f"building the full-size random-weight emotion2vec+ fixture in {model_dir} (~375 MB) ...", flush=True)
+        sys.path.insert(0, str(ROOT))
+        from scripts.fixtures.emotion2vec import build_emotion2vec_model
+
+        build_emotion2vec_model(model_dir, "full")
+        return
     if (model_dir / "wav2vec2.ckpt").is_file():
         return
     print(f"building the full-size random-weight fixture in {model_dir} (~720 MB) ...", flush=True)
@@ -183,15 +234,17 @@ def ensure_model(model_dir: Path) -> None:
 
 
 def run_child(args, *extra: str) -> dict:
-    command = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--threads", str(args.threads),
-               "--repeat", str(args.repeat), *extra]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    command = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--e2v-dir", str(args.e2v_dir),
+               "--threads", str(args.threads), "--repeat", str(args.repeat), "--loaders", ",".join(args.loaders),
+               *extra]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "BENCH_THREADS": str(args.threads)})
     if done.returncode != 0:
         raise SystemExit(f"child {extra} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_server(args, int8: bool = False) -> dict:
+def measure_server(args, int8: bool = False, e2v: bool = False) -> dict:
     """The real worker process (eager load + warm-up), before and after requests over gRPC."""
     sys.path.insert(0, str(ROOT))
     import grpc
@@ -202,9 +255,10 @@ def measure_server(args, int8: bool = False) -> dict:
     root = Path(tempfile.mkdtemp(prefix="emotion-bench-root-"))
     (root / "pretrained_models").mkdir()
     (root / "pretrained_models" / args.model_dir.name).symlink_to(args.model_dir, target_is_directory=True)
-    server = start_server("services.emotion.server", "emotion-bench", timeout_s=300,
-                          env={"PROJECT_ROOT": str(root), "TORCH_THREADS": str(args.threads),
-                               "EMOTION_INT8": "1" if int8 else "0"})
+    env = {"PROJECT_ROOT": str(root), "TORCH_THREADS": str(args.threads), "EMOTION_INT8": "1" if int8 else "0"}
+    if e2v:  # <cache>/models/iic/emotion2vec_plus_base
+        env.update({"EMOTION_MODEL": "emotion2vec", "MODEL_CACHE_DIR": str(args.e2v_dir.parents[2])})
+    server = start_server("services.emotion.server", "emotion-bench", timeout_s=300, env=env)
     out = {}
     try:
         out["serving"] = memory(server.proc.pid)
@@ -258,6 +312,10 @@ def speed_table(speed: dict) -> dict[str, dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--e2v-dir", type=Path, default=DEFAULT_E2V_DIR,
+                        help="emotion2vec+ model directory (built, full size, when missing and a e2v loader runs)")
+    parser.add_argument("--loaders", default=",".join(LOADERS),
+                        help=f"comma-separated subset of {','.join(LOADERS)} (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=4, help="alternating timing rounds")
     parser.add_argument("--rounds", type=int, default=2, help="memory children per loader")
@@ -268,29 +326,41 @@ def main() -> int:
     parser.add_argument("--child-speed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model_dir = args.model_dir.absolute()
+    args.e2v_dir = args.e2v_dir.absolute()
+    args.loaders = [name.strip() for name in args.loaders.split(",") if name.strip()]
+    unknown = [name for name in args.loaders if name not in LOADERS]
+    if unknown or not args.loaders:
+        parser.error(f"--loaders: choose from {','.join(LOADERS)}; got {unknown or 'nothing'}")
 
     if args.child_memory:
-        print(json.dumps(child_memory(args.child_memory, args.model_dir, args.threads)))
+        print(json.dumps(child_memory(args.child_memory, model_dir_of(args.child_memory, args), args.threads)))
         return 0
     if args.child_speed:
-        print(json.dumps(child_speed(args.model_dir, args.threads, args.repeat)))
+        print(json.dumps(child_speed(args)))
         return 0
 
-    ensure_model(args.model_dir)
-    results: dict = {"model_dir": str(args.model_dir), "threads": args.threads}
-    print(f"model: {args.model_dir}  torch threads: {args.threads}  host cores: {os.cpu_count()}")
+    if any(not is_e2v(v) for v in args.loaders):
+        ensure_model(args.model_dir)
+    if any(is_e2v(v) for v in args.loaders):
+        ensure_model(args.e2v_dir)
+    results: dict = {"model_dir": str(args.model_dir), "e2v_dir": str(args.e2v_dir), "threads": args.threads,
+                     "loaders": args.loaders, "machine": procstat.machine_info(),
+                     "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                     "loadavg_start": os.getloadavg()}
+    print(f"models: {args.model_dir} / {args.e2v_dir}  loaders: {', '.join(args.loaders)}  "
+          f"torch threads: {args.threads}  host cores: {os.cpu_count()}")
     if args.memory:
-        runs: dict[str, list[dict]] = {variant: [] for variant in LOADERS}
+        runs: dict[str, list[dict]] = {variant: [] for variant in args.loaders}
         for _ in range(args.rounds):
-            for variant in LOADERS:
+            for variant in args.loaders:
                 runs[variant].append(run_child(args, "--child-memory", variant))
         table = memory_table(runs)
         results["memory"], results["memory_runs"] = table, runs
         print(f"\nmemory, MiB (worst of {args.rounds} fresh processes each)")
         print(f"{'':22s}" + "".join(f"{variant:>10s}" for variant in table))
-        for key in table["naive"]:
+        for key in table[args.loaders[0]]:
             print(f"{key:22s}" + "".join(f"{table[variant][key]!s:>10s}" for variant in table))
-        for variant in ("worker", "int8"):
+        for variant in [v for v in ("worker", "int8") if v in table]:
             for label, value in (("resident", table[variant]["rss_after_warmup"]),
                                  ("load peak", table[variant]["load_peak"])):
                 target = TARGETS_MB[label]
@@ -308,15 +378,18 @@ def main() -> int:
         for key, row in table.items():
             print(f"{key:36s}{row['wall_median']:>10.3f}{row['wall_best']:>10.3f}{row['cpu_median']:>10.3f}")
     if args.server:
-        for int8 in (False, True):
-            server = measure_server(args, int8)
-            results["server_int8" if int8 else "server"] = server
-            print(f"\nworker process (services.emotion.server{', EMOTION_INT8=1' if int8 else ''}: "
-                  "eager load + warm-up, then gRPC requests), MiB")
+        servers = [(variant, variant.endswith("int8"), is_e2v(variant))
+                   for variant in ("worker", "int8", "e2v", "e2v_int8") if variant in args.loaders]
+        for variant, int8, e2v in servers:
+            server = measure_server(args, int8, e2v)
+            results[f"server_{variant}"] = server
+            print(f"\nworker process (services.emotion.server, {'EMOTION_MODEL=emotion2vec' if e2v else 'speechbrain'}"
+                  f"{', EMOTION_INT8=1' if int8 else ''}: eager load + warm-up, then gRPC requests), MiB")
             for phase, figures in server.items():
                 print(f"  {phase:12s} " + "  ".join(f"{key} {value}" for key, value in figures.items()))
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    results["loadavg_end"] = os.getloadavg()
     (results_dir / "emotion_bench.json").write_text(json.dumps(results, indent=2))
     return 0
 

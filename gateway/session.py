@@ -39,6 +39,7 @@ from speech_analysis.v1 import common_pb2, gateway_pb2
 from speech_analysis.worker.v1 import asr_pb2, audio_pb2, emotion_pb2, vad_pb2
 from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
                                    samples_to_f32le, samples_to_ms)
+from services.common.emotion_labels import emotion_source
 from services.common.errors import OutOfRange, ServiceError, WrongMode, worker_error
 from services.common.metrics import AUDIO_RECEIVED_S, FINAL_RESULT_LATENCY_S, SEGMENT_PART_FAILURES, SEGMENTS
 from gateway.buffer import SampleBuffer
@@ -367,7 +368,7 @@ class Session:
         emotion = outcomes.get("emotion")
         if isinstance(emotion, emotion_pb2.ClassifyResponse):
             result.emotions.append(gateway_pb2.EmotionResult(
-                source="speechbrain", label=emotion.label, display_name=emotion.display_name,
+                source=emotion_source(emotion.model_info.models), label=emotion.label, display_name=emotion.display_name,
                 confidence=emotion.confidence, probabilities=emotion.probabilities))
             result.random_weights |= emotion.model_info.random_weights
         asr = outcomes["asr"]

@@ -5,24 +5,23 @@ Usage::
     summary = SummaryBuilder()
     summary.add(segment_result)          # once per finished segment, in any order
     proto = summary.to_proto(audio_ms)   # gateway_pb2.SessionSummary
-
-The dominant emotion is the label with the largest share of speech time.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from speech_analysis.v1 import gateway_pb2
 
-__all__ = ["EMOTION_DISPLAY", "SummaryBuilder"]
+from services.common.emotion_labels import display_name, sensevoice_label
 
-EMOTION_DISPLAY = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
-# SenseVoice's emotion tags mapped onto the SpeechBrain classes for the session summary.
-_SENSEVOICE_TO_CLASS = {"NEUTRAL": "neu", "ANGRY": "ang", "HAPPY": "hap", "SAD": "sad"}
-_SOURCE_PREFERENCE = ("speechbrain", "sensevoice")
-"""Which emotion a segment counts with when several sources ran: SpeechBrain's has
-probabilities for every class, SenseVoice's only its top tag."""
+__all__ = ["SummaryBuilder"]
+
+_SOURCE_PREFERENCE = ("speechbrain", "emotion2vec", "sensevoice")
+"""Which emotion a segment counts with when several sources ran: the emotion worker's
+(SpeechBrain or emotion2vec+) has probabilities for every class, SenseVoice's only its
+top tag."""
 
 
 def _segment_emotion(result: gateway_pb2.SegmentResult) -> gateway_pb2.EmotionResult | None:
@@ -46,10 +45,9 @@ class SummaryBuilder:
 
     transcript: dict[int, str] = field(default_factory=dict)  # segment id -> text
     speech_ms: int = 0
-    weighted: dict[str, float] = field(default_factory=dict)  # label -> sum of probability x duration_ms
-    time_ms: dict[str, int] = field(default_factory=dict)  # label -> dominant speech time
-    segments_dominated: dict[str, int] = field(default_factory=dict)  # label -> segments it dominated
-    emotion_ms: int = 0  # speech time of segments with an emotion
+    # (source, label, [(label, probability)], duration_ms) per segment that has an emotion;
+    # labels are resolved in to_proto, once the session's vocabulary is known
+    emotions: list[tuple[str, str, list[tuple[str, float]], int]] = field(default_factory=list)
     random_weights: bool = False
     segments: int = 0
 
@@ -63,31 +61,41 @@ class SummaryBuilder:
         emotion = _segment_emotion(result)
         if emotion is None:
             return
-        label = _SENSEVOICE_TO_CLASS.get(emotion.label, emotion.label)
-        self.emotion_ms += duration
-        self.time_ms[label] = self.time_ms.get(label, 0) + duration
-        self.segments_dominated[label] = self.segments_dominated.get(label, 0) + 1
-        for score in emotion.probabilities:
-            key = _SENSEVOICE_TO_CLASS.get(score.label, score.label)
-            self.weighted[key] = self.weighted.get(key, 0.0) + score.probability * duration
+        self.emotions.append((emotion.source, emotion.label,
+                              [(score.label, score.probability) for score in emotion.probabilities], duration))
 
-    def _shares(self) -> dict[str, float]:
-        if self.emotion_ms:
-            return {label: ms / self.emotion_ms for label, ms in self.time_ms.items()}
-        # Only zero-length segments had an emotion: count segments instead, so the
-        # shares still sum to 1 over the labels that dominated.
-        count = sum(self.segments_dominated.values())
-        return {label: n / count for label, n in self.segments_dominated.items()} if count else {}
+    def _distribution(self) -> tuple[dict[str, int], dict[str, float], dict[str, int]]:
+        """Per label: dominant speech time, probability x duration, segments dominated.
+
+        SenseVoice tags join the vocabulary of the session's emotion worker: IEMOCAP codes
+        when SpeechBrain classified any segment (NEUTRAL counts as "neu"), else the nine
+        emotion2vec+ labels (NEUTRAL counts as "neutral")."""
+        iemocap = any(source == "speechbrain" for source, *_ in self.emotions)
+        time_ms: dict[str, int] = {}
+        weighted: dict[str, float] = {}
+        dominated: dict[str, int] = {}
+        for source, label, scores, duration in self.emotions:
+            key = functools.partial(sensevoice_label, iemocap=iemocap) if source == "sensevoice" else str
+            time_ms[key(label)] = time_ms.get(key(label), 0) + duration
+            dominated[key(label)] = dominated.get(key(label), 0) + 1
+            for code, probability in scores:
+                weighted[key(code)] = weighted.get(key(code), 0.0) + probability * duration
+        return time_ms, weighted, dominated
 
     def to_proto(self, audio_ms: int) -> gateway_pb2.SessionSummary:
-        shares = self._shares()
-        means = {label: weight / self.emotion_ms if self.emotion_ms else 0.0
-                 for label, weight in self.weighted.items()}
+        time_ms, weighted, dominated = self._distribution()
+        emotion_ms = sum(time_ms.values())
+        if emotion_ms:
+            shares = {label: ms / emotion_ms for label, ms in time_ms.items()}
+        else:  # only zero-length segments had an emotion: count segments, so shares still sum to 1
+            count = sum(dominated.values())
+            shares = {label: n / count for label, n in dominated.items()} if count else {}
+        means = {label: weight / emotion_ms if emotion_ms else 0.0 for label, weight in weighted.items()}
         labels = sorted(set(shares) | set(means),
                         key=lambda label: (-shares.get(label, 0.0), -means.get(label, 0.0), label))
         distribution = [
-            gateway_pb2.EmotionShare(label=label, display_name=EMOTION_DISPLAY.get(label, label),
-                                     share=shares.get(label, 0.0), duration_ms=self.time_ms.get(label, 0),
+            gateway_pb2.EmotionShare(label=label, display_name=display_name(label),
+                                     share=shares.get(label, 0.0), duration_ms=time_ms.get(label, 0),
                                      mean_probability=means.get(label, 0.0))
             for label in labels]
         dominant = distribution[0].label if distribution else ""
@@ -100,7 +108,7 @@ class SummaryBuilder:
             speech_duration_ms=self.speech_ms,
             silence_duration_ms=max(audio_ms - self.speech_ms, 0),
             dominant_emotion=dominant,
-            dominant_emotion_display_name=EMOTION_DISPLAY.get(dominant, dominant),
+            dominant_emotion_display_name=display_name(dominant) if dominant else "",
             emotion_distribution=distribution,
             random_weights=self.random_weights)
 

@@ -5,6 +5,7 @@ Run from the project root on a machine with network access::
 
     python scripts/download_models.py                  # everything
     python scripts/download_models.py --paraformer     # Paraformer + FSMN-VAD + CT-punc
+    python scripts/download_models.py --emotion2vec    # emotion2vec+ base (EMOTION_MODEL=emotion2vec)
     python scripts/download_models.py --sensevoice --cache-dir /data/emotion_models
     python scripts/download_models.py --check --mode sensevoice   # report only
 
@@ -19,6 +20,9 @@ Where things go (the same rules as ``services/common/model_paths.py``):
 * ``--speechbrain``: ``speechbrain/emotion-recognition-wav2vec2-IEMOCAP`` plus
   ``facebook/wav2vec2-base`` (config, feature-extractor config, weights) into
   ``pretrained_models/emotion-recognition-wav2vec2-IEMOCAP/[wav2vec2-base/]``.
+* ``--emotion2vec``: ModelScope's ``iic/emotion2vec_plus_base`` (emotion2vec+, the
+  emotion worker's model with ``EMOTION_MODEL=emotion2vec``), into
+  ``<cache>/models/iic/emotion2vec_plus_base/``.
 * ``--silero``: a torch.hub-loadable ``silero-vad/`` repository, by default
   materialised from the installed ``silero-vad`` package (same version as the
   service uses, no network); ``--silero-source github`` fetches the GitHub
@@ -84,6 +88,7 @@ __all__ = [
     "fetch_paraformer",
     "fetch_sensevoice",
     "fetch_speechbrain",
+    "fetch_emotion2vec",
     "fetch_silero",
     "main",
 ]
@@ -615,11 +620,17 @@ def fetch_silero(options: DownloadOptions) -> Path:
     return target
 
 
+def fetch_emotion2vec(options: DownloadOptions) -> Path:
+    """emotion2vec+ base into ``<cache>/models/iic/emotion2vec_plus_base/``."""
+    return _fetch_modelscope_model("emotion2vec", options)
+
+
 #: Per-model flag -> fetcher, in download order.
 FETCHERS: dict[str, Callable[[DownloadOptions], Any]] = {
     "paraformer": fetch_paraformer,
     "sensevoice": fetch_sensevoice,
     "speechbrain": fetch_speechbrain,
+    "emotion2vec": fetch_emotion2vec,
     "silero": fetch_silero,
 }
 
@@ -628,6 +639,7 @@ FLAG_MODELS: dict[str, tuple[str, ...]] = {
     "paraformer": ("paraformer", "fsmn_vad", "ct_punc"),
     "sensevoice": ("sensevoice",),
     "speechbrain": ("speechbrain_emotion",),
+    "emotion2vec": ("emotion2vec",),
     "silero": ("silero_vad",),
 }
 
@@ -659,6 +671,10 @@ def _parser() -> argparse.ArgumentParser:
         help="With --check: the ASR mode to check for (default both).",
     )
     parser.add_argument("--no-emotion", action="store_true", help="With --check: do not require the emotion model.")
+    parser.add_argument(
+        "--emotion-model", choices=tuple(model_paths.EMOTION_MODELS), default="speechbrain",
+        help="With --check: the emotion model the worker serves (EMOTION_MODEL; default speechbrain).",
+    )
     parser.add_argument("--force", action="store_true", help="Download again even when a model is complete.")
     parser.add_argument(
         "--silero-source", choices=("package", "github"), default="package",
@@ -704,7 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if flags:
             names = [name for flag in flags for name in FLAG_MODELS[flag]]
         else:
-            names = model_paths.required_models(args.mode or "both", emotion=not args.no_emotion, vad_backend="silero")
+            names = model_paths.required_models(args.mode or "both", emotion=not args.no_emotion, vad_backend="silero",
+                                                emotion_model=args.emotion_model)
         return _check(resolve_layout(project_root, cache), names)
     if args.mode is not None or args.no_emotion:
         _parser().error("--mode and --no-emotion only apply to --check; choose models with the model flags")

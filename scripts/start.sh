@@ -24,7 +24,7 @@ if [ "${1:-}" = "--demo-models" ]; then
   echo "== DEMO MODELS: every result is marked random_weights=true; do not read them as analysis"
 else
   mode="${ASR_MODE:-paraformer}"
-  if ! $PY scripts/download_models.py --check --mode "$mode"; then
+  if ! $PY scripts/download_models.py --check --mode "$mode" --emotion-model "${EMOTION_MODEL:-speechbrain}"; then
     echo "== models missing: trying to download them"
     if ! $PY scripts/download_models.py; then
       cat >&2 <<'MSG'

@@ -1,7 +1,7 @@
 """The tiny generated model tree the test suite runs on, built once and cached.
 
 ``tiny_models_dir()`` returns a directory laid out like ``pretrained_models/``
-(``model_cache/`` with the FunASR models, ``emotion-recognition-wav2vec2-IEMOCAP/``)
+(``model_cache/`` with the FunASR models and emotion2vec+, ``emotion-recognition-wav2vec2-IEMOCAP/``)
 holding tiny random-weight models. It lives in
 ``<project>/.cache/test-models/tiny-<BUILDER_VERSION>/`` and is rebuilt only when
 ``BUILDER_VERSION`` (scripts/fixtures/common.py) changes; delete the directory
@@ -94,6 +94,16 @@ def tiny_models_dir() -> Path:
             from scripts.make_test_models import build_emotion_if_available
 
             info["emotion"] = build_emotion_if_available(target, "tiny") is not None
+            info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        from scripts.fixtures.emotion2vec import EMOTION2VEC_BUILDER_VERSION
+
+        if info.get("emotion2vec") != EMOTION2VEC_BUILDER_VERSION:
+            # added to a tree built before it existed (a new directory: readers of the
+            # rest of the tree are not disturbed)
+            from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
+
+            build_emotion2vec_model(model_dir_in_cache(target / "model_cache"), "tiny")
+            info["emotion2vec"] = EMOTION2VEC_BUILDER_VERSION
             info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         # trees of older builder versions are left alone (11 MB each): a concurrent session
         # still on the old version may be reading one

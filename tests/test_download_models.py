@@ -44,7 +44,7 @@ def _fixture_files(name: str, extra: dict[str, bytes] | None = None) -> dict[str
 def _repos() -> dict[tuple[str, str], dict[str, bytes]]:
     ms = {
         ("ms", MODEL_SPECS[name].repo_id): _fixture_files(name, {"README.md": b"readme\n"})
-        for name in ("paraformer", "fsmn_vad", "ct_punc")
+        for name in ("paraformer", "fsmn_vad", "ct_punc", "emotion2vec")
     }
     # Two identical files share one blob in the HF cache: materialising the
     # snapshot's symlinks must cope with that.
@@ -493,3 +493,22 @@ def test_unknown_repository_is_reported_as_such(tmp_path: Path, hub: FakeHub) ->
     assert "paraformer: 127.0.0.1" in result.stderr and "repository not found" in result.stderr
     assert "sensevoice: 127.0.0.1" in result.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_emotion2vec_flag_downloads_into_the_modelscope_layout(tmp_path: Path, hub: FakeHub) -> None:
+    cache = tmp_path / "cache"
+    project = tmp_path / "project"
+    check = run_script(tmp_path, "--check", "--mode", "paraformer", "--emotion-model", "emotion2vec",
+                       "--cache-dir", str(cache), hf=hub.url, ms=hub.url)
+    assert check.returncode == 1
+    assert "emotion2vec:" in check.stdout and "speechbrain_emotion:" not in check.stdout
+    assert "--emotion2vec" in check.stdout
+
+    result = run_script(tmp_path, "--cache-dir", str(cache), "--emotion2vec", hf=hub.url, ms=hub.url)
+    assert result.returncode == 0, result.stderr
+    layout = resolve_models(project, str(cache))
+    assert layout.emotion2vec.complete and layout.emotion2vec.path == cache / "models" / "iic" / "emotion2vec_plus_base"
+    assert (layout.emotion2vec.path / "tokens.txt").read_bytes() == _repos()[
+        ("ms", "iic/emotion2vec_plus_base")]["tokens.txt"]
+    assert not layout.paraformer.complete  # only what the flag names
+    assert _hidden_entries(cache) == []

@@ -29,6 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARAFORMER_DIR = "speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch"
 FSMN_DIR = "speech_fsmn_vad_zh-cn-16k-common-pytorch"
 PUNC_DIR = "punc_ct-transformer_cn-en-common-vocab471067-large"
+EMOTION2VEC_DIR = "emotion2vec_plus_base"
 SENSEVOICE_REPO = Path("huggingface/hub/models--FunAudioLLM--SenseVoiceSmall")
 
 
@@ -47,6 +48,7 @@ def fill_cache(cache: Path, layout: str = "models/iic", revision: str = "abc123"
     fill(cache / layout / PARAFORMER_DIR, "paraformer")
     fill(cache / layout / FSMN_DIR, "fsmn_vad")
     fill(cache / layout / PUNC_DIR, "ct_punc")
+    fill(cache / layout / EMOTION2VEC_DIR, "emotion2vec")
     fill(cache / SENSEVOICE_REPO / "snapshots" / revision, "sensevoice")
     (cache / SENSEVOICE_REPO / "refs").mkdir(parents=True, exist_ok=True)
     (cache / SENSEVOICE_REPO / "refs" / "main").write_text(revision)
@@ -359,6 +361,22 @@ def test_copied_project_resolves_at_its_new_location(tmp_path: Path) -> None:
 )
 def test_required_models(mode, emotion, backend, expected) -> None:
     assert required_models(mode, emotion=emotion, vad_backend=backend) == expected
+
+
+def test_required_models_for_the_emotion2vec_worker(project: Path) -> None:
+    assert required_models("paraformer", emotion=True, vad_backend=None, emotion_model="emotion2vec") == [
+        "paraformer", "fsmn_vad", "ct_punc", "emotion2vec"]
+    with pytest.raises(ValueError, match="unknown emotion model"):
+        required_models("paraformer", emotion=True, vad_backend=None, emotion_model="whisper")
+    # emotion2vec+ lives in the model cache in ModelScope layout, like the Paraformer trio
+    cache = project / "pretrained_models" / "model_cache"
+    layout = resolve_models(project, None, ())
+    assert layout.emotion2vec.path == cache / "models" / "iic" / EMOTION2VEC_DIR
+    assert not layout.emotion2vec.complete
+    assert "python scripts/download_models.py --emotion2vec" in layout.missing_message(["emotion2vec"])
+    fill(cache / "hub" / "models" / "iic" / EMOTION2VEC_DIR, "emotion2vec")
+    found = resolve_models(project, None, ()).emotion2vec
+    assert found.complete and found.path == cache / "hub" / "models" / "iic" / EMOTION2VEC_DIR
 
 
 def test_required_models_rejects_an_unknown_mode() -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from services.common.emotion_labels import DISPLAY_NAMES, SENSEVOICE_TO_LABEL
+
 __all__ = [
     "Labelled",
     "SenseVoiceResult",
@@ -52,17 +54,9 @@ LANGUAGES: dict[str, str] = {
 #: Languages a request may ask for (``auto`` lets the model detect it).
 REQUEST_LANGUAGES: tuple[str, ...] = ("auto", "zh", "en", "yue", "ja", "ko")
 
-#: Emotion codes (as in the tags, upper case) and their display names.
-EMOTIONS: dict[str, str] = {
-    "HAPPY": "开心",
-    "SAD": "悲伤",
-    "ANGRY": "生气",
-    "NEUTRAL": "中性",
-    "FEARFUL": "恐惧",
-    "DISGUSTED": "厌恶",
-    "SURPRISED": "惊讶",
-    UNKNOWN: _UNKNOWN_DISPLAY,
-}
+#: Emotion codes (as in the tags, upper case) and their display names (the shared
+#: ones of services/common/emotion_labels.py: the tags are the emotion2vec+ classes).
+EMOTIONS: dict[str, str] = {tag: DISPLAY_NAMES[label] for tag, label in SENSEVOICE_TO_LABEL.items()}
 
 #: Audio event codes (as in the tags) and their display names.
 EVENTS: dict[str, str] = {

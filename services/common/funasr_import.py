@@ -57,6 +57,8 @@ COMPONENT_MODULES: dict[str, str] = {
     "SenseVoiceSmall": "funasr.models.sense_voice.model",
     "SenseVoiceEncoderSmall": "funasr.models.sense_voice.model",
     "SentencepiecesTokenizer": "funasr.tokenizer.sentencepiece_tokenizer",
+    # emotion2vec+ (its tokenizer is CharTokenizer, above)
+    "Emotion2vec": "funasr.models.emotion2vec.model",
 }
 
 _COMPONENT_KEYS = ("model", "encoder", "decoder", "seaco_decoder", "predictor", "frontend", "specaug",

@@ -19,8 +19,8 @@ settings module read::
 
 Rules (see ``resolve_model_cache_dir`` and ``resolve_layout``):
 
-* ``MODEL_CACHE_DIR`` holds the Paraformer trio in ModelScope layout (under
-  ``models/iic/`` or ``hub/models/iic/``) and SenseVoice in Hugging Face cache
+* ``MODEL_CACHE_DIR`` holds the Paraformer trio and emotion2vec+ in ModelScope
+  layout (under ``models/iic/`` or ``hub/models/iic/``) and SenseVoice in Hugging Face cache
   layout (under ``huggingface/hub/``). When it is unset, the first of
   ``<project>/pretrained_models/model_cache``, ``/data/emotion_models`` and
   ``/data/emotion-models`` that exists is used.
@@ -49,6 +49,7 @@ __all__ = [
     "SILERO_VAD_SUBDIR",
     "HF_HUB_SUBDIR",
     "CACHED_MODELS",
+    "EMOTION_MODELS",
     "ModelSpec",
     "MODEL_SPECS",
     "ModelCacheDir",
@@ -76,6 +77,7 @@ MODEL_NAMES: tuple[str, ...] = (
     "sensevoice",
     "speechbrain_emotion",
     "silero_vad",
+    "emotion2vec",
 )
 
 #: Models a service can run without: the VAD worker falls back to the Silero
@@ -181,6 +183,14 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             download_flag="--speechbrain",
         ),
         ModelSpec(
+            name="emotion2vec",
+            description="emotion2vec+ base speech emotion classifier (9 classes)",
+            hub="modelscope",
+            repo_id="iic/emotion2vec_plus_base",
+            required_files=_files("config.yaml", "configuration.json", "tokens.txt", "model.pt"),
+            download_flag="--emotion2vec",
+        ),
+        ModelSpec(
             name="silero_vad",
             description="Silero VAD torch.hub repository",
             hub="github",
@@ -192,7 +202,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 }
 
 #: Models stored in MODEL_CACHE_DIR (all others live at fixed project paths).
-CACHED_MODELS: tuple[str, ...] = ("paraformer", "fsmn_vad", "ct_punc", "sensevoice")
+CACHED_MODELS: tuple[str, ...] = ("paraformer", "fsmn_vad", "ct_punc", "sensevoice", "emotion2vec")
+
+#: Emotion models the emotion worker can serve (EMOTION_MODEL) -> the model's name here.
+EMOTION_MODELS: dict[str, str] = {"speechbrain": "speechbrain_emotion", "emotion2vec": "emotion2vec"}
 
 
 def modelscope_dir(cache_dir: Path, name: str) -> Path:
@@ -271,6 +284,7 @@ class ModelLayout:
     sensevoice: ResolvedModel
     speechbrain_emotion: ResolvedModel
     silero_vad: ResolvedModel
+    emotion2vec: ResolvedModel
 
     def get(self, name: str) -> ResolvedModel:
         """The resolved model called ``name`` (one of ``MODEL_NAMES``)."""
@@ -464,6 +478,7 @@ def resolve_layout(project_root: Path, cache: ModelCacheDir) -> ModelLayout:
         sensevoice=_resolve_sensevoice(cache),
         speechbrain_emotion=_check("speechbrain_emotion", project_root / SPEECHBRAIN_EMOTION_SUBDIR, "fixed path"),
         silero_vad=_check("silero_vad", project_root / SILERO_VAD_SUBDIR, "fixed path"),
+        emotion2vec=_resolve_modelscope("emotion2vec", cache),
     )
 
 
@@ -477,12 +492,14 @@ def resolve_models(
     return resolve_layout(project_root, resolve_model_cache_dir(project_root, model_cache_env, data_fallbacks))
 
 
-def required_models(mode: str, emotion: bool, vad_backend: str | None) -> list[str]:
+def required_models(mode: str, emotion: bool, vad_backend: str | None,
+                    emotion_model: str = "speechbrain") -> list[str]:
     """Names of the models a deployment needs.
 
     ``mode`` is the ASR mode (``paraformer``: the SeACo-Paraformer + FSMN-VAD +
-    CT-punc trio; ``sensevoice``; ``both``). ``emotion`` adds the SpeechBrain
-    classifier. ``vad_backend`` ``"silero"`` adds Silero VAD (optional, see
+    CT-punc trio; ``sensevoice``; ``both``). ``emotion`` adds the emotion
+    classifier ``emotion_model`` names (``speechbrain`` or ``emotion2vec``, see
+    :data:`EMOTION_MODELS`). ``vad_backend`` ``"silero"`` adds Silero VAD (optional, see
     ``OPTIONAL_MODELS``), ``"fsmn"`` adds FSMN-VAD; other values (or ``None``)
     need no VAD model.
     """
@@ -494,7 +511,9 @@ def required_models(mode: str, emotion: bool, vad_backend: str | None) -> list[s
     if mode in ("sensevoice", "both"):
         names.append("sensevoice")
     if emotion:
-        names.append("speechbrain_emotion")
+        if emotion_model not in EMOTION_MODELS:
+            raise ValueError(f"unknown emotion model {emotion_model!r}; expected one of {', '.join(EMOTION_MODELS)}")
+        names.append(EMOTION_MODELS[emotion_model])
     backend = (vad_backend or "").strip().lower().replace("-", "_")
     if backend == "silero":
         names.append("silero_vad")

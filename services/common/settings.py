@@ -124,6 +124,10 @@ class AsrSettings(ServerSettings):
 @dataclasses.dataclass(frozen=True)
 class EmotionSettings(ServerSettings):
     port: int = _field(50053, "EMOTION_PORT", "Emotion worker gRPC port.")
+    model: str = _field("speechbrain", "EMOTION_MODEL",
+                        "Emotion model to serve: speechbrain (wav2vec2 IEMOCAP, 4 classes, default) or "
+                        "emotion2vec (emotion2vec+ base, 9 classes, from MODEL_CACHE_DIR).",
+                        choices=("speechbrain", "emotion2vec"))
     lazy_load: bool = _field(False, "EMOTION_LAZY_LOAD", "Load the model on the first request, not at start.")
     max_batch: int = _field(4, "EMOTION_MAX_BATCH", "Most segments classified in one model call.",
                             minimum=1)

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
+from services.common.emotion_labels import DISPLAY_NAMES as _SHARED_DISPLAY_NAMES
 from services.common.errors import InvalidInput
 from services.common.memory import trim_heap
 from services.common.quantize import quantize_linear_int8
@@ -71,8 +72,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Display names of the IEMOCAP classes (other labels are shown as they are).
-DISPLAY_NAMES: dict[str, str] = {"neu": "中性", "ang": "生气", "hap": "开心", "sad": "悲伤"}
+#: Display names of every class label (services/common/emotion_labels.py; other labels
+#: are shown as they are).
+DISPLAY_NAMES = _SHARED_DISPLAY_NAMES
 
 #: Files a usable model directory holds; a tuple means "any one of these".
 EMOTION_MODEL_FILES: tuple[str | tuple[str, ...], ...] = (

@@ -1,8 +1,10 @@
 """Emotion worker process: ``python -m services.emotion.server [--port N] [--port-file F]``.
 
-Checks that the SpeechBrain model directory
-(``<PROJECT_ROOT>/pretrained_models/emotion-recognition-wav2vec2-IEMOCAP``)
-is complete, exiting at once with the download command if it is not; switches
+Serves the model ``EMOTION_MODEL`` names: ``speechbrain`` (default) or
+``emotion2vec`` (emotion2vec+, ``<MODEL_CACHE_DIR>/models/iic/emotion2vec_plus_base``,
+see ``services/emotion/emotion2vec.py``). Checks that the SpeechBrain model directory
+(``<PROJECT_ROOT>/pretrained_models/emotion-recognition-wav2vec2-IEMOCAP``), or the
+emotion2vec+ one, is complete, exiting at once with the download command if it is not; switches
 the model hub clients offline; then loads the model (and warms it up) before
 reporting SERVING, or, with ``EMOTION_LAZY_LOAD=1``, reports SERVING at once
 and loads on the first request. Serves EmotionService with health and
@@ -36,8 +38,17 @@ log = logging.getLogger("services.emotion")
 _MODEL_SUBDIR = Path("pretrained_models") / "emotion-recognition-wav2vec2-IEMOCAP"
 
 
-def resolve_model_dir(models: ModelSettings) -> Path:
+def resolve_model_dir(models: ModelSettings, emotion_model: str = "speechbrain") -> Path:
     """The model directory, or SystemExit naming what is missing and how to fetch it."""
+    if emotion_model == "emotion2vec":
+        from services.common import model_paths
+
+        layout = model_paths.resolve_models(Path(models.project_root), models.model_cache_dir)
+        message = layout.missing_message(["emotion2vec"])
+        if message:
+            log.error("%s", message)
+            raise SystemExit(1)
+        return layout.emotion2vec.path
     try:
         from services.common import model_paths
     except ImportError:
@@ -88,7 +99,7 @@ def enable_offline() -> None:
 async def main(argv: list[str]) -> None:
     settings, models = load_many(EmotionSettings, ModelSettings, argv=argv)
     grpc_server.configure_logging(settings.log_level, "emotion")
-    model_dir = resolve_model_dir(models)
+    model_dir = resolve_model_dir(models, settings.model)
     enable_offline()
     torch.set_num_threads(settings.torch_threads)
 
@@ -107,8 +118,15 @@ async def main(argv: list[str]) -> None:
     except ValueError as exc:
         raise SystemExit(f"emotion settings: {exc}") from None
 
+    def load_classifier():
+        if settings.model == "emotion2vec":
+            from services.emotion.emotion2vec import load_emotion2vec_model
+
+            return load_emotion2vec_model(model_dir, quantize_int8=settings.quantize_int8)
+        return load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8)
+
     def build_engine() -> EmotionEngine:
-        engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8), options)
+        engine = EmotionEngine(load_classifier(), options)
         engine.warm_up()
         MODELS_INFO.labels("emotion", model_dir.name, str(random_weights).lower()).set(1)
         return engine
