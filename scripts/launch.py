@@ -50,7 +50,7 @@ STABLE_AFTER_S = 60.0
 _TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 TOPOLOGY: dict[str, dict] = {
     "vad": {"module": "services.vad.server", "port_env": "VAD_PORT", "port": 50051,
-            "env": {"VAD_BACKEND": "silero", **_TORCH_ENV}},
+            "env": {"VAD_BACKEND": "silero", "VAD_BACKENDS": "silero", **_TORCH_ENV}},
     "asr": {"module": "services.asr.server", "port_env": "ASR_PORT", "port": 50052,
             "env": {"ASR_MODE": "paraformer", **_TORCH_ENV}},
     "emotion": {"module": "services.emotion.server", "port_env": "EMOTION_PORT", "port": 50053,
