@@ -129,7 +129,8 @@ class AsrSettings(ServerSettings):
                                          "Token timestamps in SenseVoice mode (CTC forced alignment, "
                                          "about 10% more compute and no batching gain).")
     lean_loading: bool = _field(True, "ASR_LEAN_LOADING",
-                                "Memory-map checkpoints while loading (lower peak/resident memory); "
+                                "Memory-map checkpoints while loading and skip the random init they replace "
+                                "(lower peak/resident memory: int8 load peak 982 instead of 1540 MiB); "
                                 "0 falls back to FunASR's own loader.")
 
 
