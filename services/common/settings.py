@@ -151,6 +151,10 @@ class EmotionSettings(ServerSettings):
                                       "activation memory (~12 MB per second).")
     min_segment_ms: int = _field(100, "EMOTION_MIN_SEGMENT_MS",
                                  "Shorter segments are refused with INVALID_ARGUMENT.")
+    max_audio_s: float = _field(0.0, "EMOTION_MAX_AUDIO_S",
+                                "0: classify all of a segment. N: a longer segment is classified on "
+                                "its middle N seconds only (bounds the compute per segment; the "
+                                "small-host profile uses 6).", minimum=0)
     quantize_int8: bool = _field(False, "EMOTION_INT8",
                                  "Dynamic int8 quantization of linear layers (less memory, faster; "
                                  "probabilities move slightly).")

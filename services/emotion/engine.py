@@ -63,6 +63,7 @@ __all__ = [
     "EmotionEngine",
     "ModelNotFound",
     "plan_windows",
+    "crop_middle",
     "check_segment",
     "missing_model_files",
     "load_speechbrain_model",
@@ -117,6 +118,11 @@ class EmotionOptions:
     first conv layer alone makes 512 x 3200 floats per second), while on CPU two
     10 s windows in one call run no faster than one after the other. Short
     equal-length segments still share a call up to this total."""
+    max_audio_s: float = 0.0
+    """0: every sample of a segment is classified. Otherwise a longer segment is classified
+    on its middle ``max_audio_s`` seconds only (windowed as above if that is still longer
+    than ``single_window_max_s``): bounds the compute per segment, for small hosts, at the
+    cost of ignoring the rest of a long utterance."""
 
     def __post_init__(self) -> None:
         if self.window_s <= 0:
@@ -129,6 +135,9 @@ class EmotionOptions:
             raise ValueError(f"min_segment_ms must be in (0, window_s], got {self.min_segment_ms}")
         if self.max_batch_audio_s <= 0:
             raise ValueError(f"max_batch_audio_s must be > 0, got {self.max_batch_audio_s}")
+        if self.max_audio_s < 0 or (self.max_audio_s and ms_to_samples(self.min_segment_ms)
+                                    > self.max_audio_s * SAMPLE_RATE_HZ):
+            raise ValueError(f"max_audio_s must be 0 (off) or at least min_segment_ms, got {self.max_audio_s}")
 
     @property
     def window_samples(self) -> int:
@@ -211,6 +220,15 @@ def check_segment(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
     return check_contract(samples, min_samples=options.min_segment_samples)
 
 
+def crop_middle(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
+    """The middle ``options.max_audio_s`` seconds of ``samples`` (all of it when shorter or off)."""
+    keep = int(round(options.max_audio_s * SAMPLE_RATE_HZ))
+    if not keep or samples.size <= keep:
+        return samples
+    start = (samples.size - keep) // 2
+    return samples[start:start + keep]
+
+
 def _batches(items: list, size: int) -> Iterator[list]:
     for first in range(0, len(items), size):
         yield items[first:first + size]
@@ -236,12 +254,14 @@ class EmotionEngine:
         results: list[EmotionResult | Exception | None] = [None] * len(segments)
         windows: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # length -> (segment, start, end)
         counts = [0] * len(segments)
+        segments = list(segments)
         for index, samples in enumerate(segments):
             try:
                 check_segment(samples, self.options)
             except InvalidInput as exc:
                 results[index] = exc
                 continue
+            samples = segments[index] = crop_middle(samples, self.options)
             plan = plan_windows(samples.size, self.options)
             counts[index] = len(plan)
             for start, end in plan:

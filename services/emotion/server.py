@@ -103,7 +103,8 @@ async def main(argv: list[str]) -> None:
         options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s,
                                  single_window_max_s=settings.single_window_max_s,
                                  max_batch_audio_s=settings.max_batch_audio_s,
-                                 min_segment_ms=settings.min_segment_ms)
+                                 min_segment_ms=settings.min_segment_ms,
+                                 max_audio_s=settings.max_audio_s)
     except ValueError as exc:
         raise SystemExit(f"emotion settings: {exc}") from None
 
