@@ -21,7 +21,9 @@ random-weight models), then measures:
   the admitted ones keep p95 <= 1.5 s (refusals, not collapse);
 * **int8 drift** per model, in a separate process: ASR token agreement int8 vs
   fp32 (1 - character edit distance / length, over every shared clip's
-  manifest segments) and the emotion worker's largest probability difference.
+  manifest segments) and the emotion model's largest probability difference,
+  for torch int8 and for the onnxruntime int8 export the small-host profile
+  serves (exported first if ``<models>/emotion-.../onnx/`` lacks it).
 
 Random-weight caveat: speed and memory are those of the real models; the
 drift figures compare two random networks' outputs, which says how much int8
@@ -117,9 +119,15 @@ for variant, int8 in (("fp32", False), ("int8", True)):
     engine = EmotionEngine(load_speechbrain_model(models / "emotion-recognition-wav2vec2-IEMOCAP", quantize_int8=int8),
                            EmotionOptions())
     probs[variant] = np.array([[s.probability for s in engine.classify(x).scores] for x in segments])
-diff = np.abs(probs["fp32"] - probs["int8"])
-out["emotion"] = {{"max_abs_diff": round(float(diff.max()), 4), "mean_abs_diff": round(float(diff.mean()), 4),
-                  "same_label": int((probs["fp32"].argmax(1) == probs["int8"].argmax(1)).sum())}}
+from services.emotion.onnx_runtime import load_onnx_model
+engine = EmotionEngine(load_onnx_model(models / "emotion-recognition-wav2vec2-IEMOCAP" / "onnx", quantized=True, threads=2),
+                       EmotionOptions())
+probs["onnx-int8"] = np.array([[s.probability for s in engine.classify(x).scores] for x in segments])
+for variant in ("int8", "onnx-int8"):
+    diff = np.abs(probs["fp32"] - probs[variant])
+    out["emotion" if variant == "int8" else "emotion_onnx"] = {{
+        "max_abs_diff": round(float(diff.max()), 4), "mean_abs_diff": round(float(diff.mean()), 4),
+        "same_label": int((probs["fp32"].argmax(1) == probs[variant].argmax(1)).sum())}}
 print(json.dumps(out))
 """
 
@@ -320,7 +328,9 @@ def markdown(results: dict) -> str:
                   f"int8 vs fp32 {drift['asr']['token_agreement']:.1%} ({drift['asr']['identical_segments']} "
                   f"segments identical); emotion largest probability difference {drift['emotion']['max_abs_diff']}, "
                   f"mean {drift['emotion']['mean_abs_diff']}, same top label on {drift['emotion']['same_label']} "
-                  f"of {drift['segments']} segments."]
+                  f"of {drift['segments']} segments (torch int8); onnxruntime int8 (the small-host profile's): "
+                  f"largest {drift['emotion_onnx']['max_abs_diff']}, mean {drift['emotion_onnx']['mean_abs_diff']}, "
+                  f"same top label on {drift['emotion_onnx']['same_label']}."]
     elif drift:
         lines += ["", f"int8 drift: failed ({drift.get('error', '')[-300:]})"]
     return "\n".join(lines)
@@ -338,6 +348,11 @@ def run_small_host(models_dir: Path, out_dir: Path, dense_s: float = 60.0, max_s
     def log(text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
+    emotion_dir = models_dir / "emotion-recognition-wav2vec2-IEMOCAP"
+    if not (emotion_dir / "onnx" / "emotion-onnx.json").is_file():
+        log("exporting the emotion model to ONNX (EMOTION_RUNTIME=onnx, scripts/export_emotion_onnx.py)")
+        subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir", str(emotion_dir)],
+                       cwd=ROOT, check=True, capture_output=True)
     for name, env in PROFILES.items():
         results["profiles"][name] = ProfileRun(name, env(), models_dir, out_dir, dense_s, max_streams, log).run()
         (out_dir / "small_host.json").write_text(json.dumps(results, indent=1))

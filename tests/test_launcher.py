@@ -182,12 +182,17 @@ def test_bad_profile_line_is_refused(tmp_path, monkeypatch):
         launch.read_profile("broken")
 
 
-def test_launcher_applies_the_small_host_profile(model_env):
-    """--profile small-host reaches every process: int8 ASR and emotion, torch-free VAD."""
+def test_launcher_applies_the_small_host_profile(model_env, tiny_models, tmp_path):
+    """--profile small-host reaches every process: int8 ASR, int8 emotion on onnxruntime,
+    torch-free VAD."""
+    onnx_dir = tmp_path / "emotion-onnx"  # the profile's EMOTION_RUNTIME=onnx needs the export
+    subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir",
+                    str(tiny_models / "emotion-recognition-wav2vec2-IEMOCAP"), "--out", str(onnx_dir)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
     ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT")}
     env = {**os.environ, **model_env, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1",
-           "LOG_LEVEL": "INFO"}
-    for key in ("ASR_INT8", "EMOTION_INT8", "VAD_BACKENDS", "TORCH_THREADS", "MAX_SESSIONS"):
+           "LOG_LEVEL": "INFO", "EMOTION_ONNX_DIR": str(onnx_dir)}
+    for key in ("ASR_INT8", "EMOTION_INT8", "EMOTION_RUNTIME", "VAD_BACKENDS", "TORCH_THREADS", "MAX_SESSIONS"):
         env.pop(key, None)
     launcher = subprocess.Popen([sys.executable, "scripts/launch.py", "--profile", "small-host"], cwd=ROOT,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -202,7 +207,8 @@ def test_launcher_applies_the_small_host_profile(model_env):
         assert "profile small-host:" in text
         assert any("asr" in line.split("|")[0] and "ASR engine ready" in line and "int8 True" in line
                    for line in lines), text
-        assert any("emotion model loaded" in line and "int8 True" in line for line in lines), text
+        assert any("emotion model loaded" in line and "onnxruntime" in line and "int8 True" in line
+                   for line in lines), text
         assert any("torch not imported" in line for line in lines), text
         samples, rate = read_clip("zh_single", dtype="int16")
         with grpc.insecure_channel(f"127.0.0.1:{ports['GATEWAY_PORT']}") as channel:

@@ -155,9 +155,18 @@ class EmotionSettings(ServerSettings):
                                 "0: classify all of a segment. N: a longer segment is classified on "
                                 "its middle N seconds only (bounds the compute per segment; the "
                                 "small-host profile uses 6).", minimum=0)
+    runtime: str = _field("torch", "EMOTION_RUNTIME",
+                          "torch: SpeechBrain on torch. onnx: the model exported by "
+                          "scripts/export_emotion_onnx.py on onnxruntime, no torch in the worker "
+                          "(~400 instead of ~670 MiB resident with EMOTION_INT8=1).",
+                          choices=("torch", "onnx"))
+    onnx_dir: str | None = _field(None, "EMOTION_ONNX_DIR",
+                                  "Where EMOTION_RUNTIME=onnx finds the export. Unset: the model "
+                                  "directory's onnx/ subdirectory.")
     quantize_int8: bool = _field(False, "EMOTION_INT8",
                                  "Dynamic int8 quantization of linear layers (less memory, faster; "
-                                 "probabilities move slightly).")
+                                 "probabilities move slightly). With EMOTION_RUNTIME=onnx: the int8 "
+                                 "export.")
 
 
 @dataclasses.dataclass(frozen=True)

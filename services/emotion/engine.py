@@ -42,15 +42,19 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
-import torch
 
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
 from services.common.errors import InvalidInput
 from services.common.memory import trim_heap
-from services.common.quantize import quantize_linear_int8
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported only by the SpeechBrain runtime's functions below, so the ONNX runtime
+# (services/emotion/onnx_runtime.py, EMOTION_RUNTIME=onnx) serves without it.
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -325,7 +329,7 @@ def missing_model_files(model_dir: Path) -> list[str]:
     return missing
 
 
-def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
+def probabilities_from_output(out_prob: "torch.Tensor") -> np.ndarray:
     """Class probabilities from what ``classify_batch`` returned.
 
     The release's ``softmax`` hyperparameter (``Softmax()``, apply_log False)
@@ -333,6 +337,8 @@ def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
     Softmax of log-probabilities (or of logits) is the distribution itself,
     so anything that is not already a distribution is passed through it.
     """
+    import torch
+
     values = out_prob.detach().to(torch.float64).reshape(out_prob.shape[0], -1)
     sums = values.sum(dim=-1, keepdim=True)
     if bool((values >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
@@ -349,13 +355,15 @@ class SpeechBrainEmotionModel:
         self.labels = labels
         self.batch_invariant = not quantized
 
-    @torch.inference_mode()
     def predict(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
         if windows.ndim != 2 or windows.dtype != np.float32:
             raise TypeError("windows must be a (batch, samples) float32 array of equal-length windows")
-        wavs = torch.from_numpy(np.ascontiguousarray(windows))
-        out_prob, _score, _index, _text = self.classifier.classify_batch(wavs, torch.ones(wavs.shape[0]))
-        return probabilities_from_output(out_prob)
+        with torch.inference_mode():
+            wavs = torch.from_numpy(np.ascontiguousarray(windows))
+            out_prob, _score, _index, _text = self.classifier.classify_batch(wavs, torch.ones(wavs.shape[0]))
+            return probabilities_from_output(out_prob)
 
 
 @contextlib.contextmanager
@@ -380,7 +388,9 @@ def _zero_copy_encoder_transfer() -> Iterator[None]:
         from speechbrain.lobes.models.huggingface_transformers.huggingface import HFTransformersInterface
     from speechbrain.utils import checkpoints
 
-    def transfer(obj: torch.nn.Module, path) -> None:
+    import torch
+
+    def transfer(obj: "torch.nn.Module", path) -> None:
         try:
             state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
         except RuntimeError as exc:  # e.g. a legacy (non-zip) checkpoint cannot be mapped
@@ -475,6 +485,8 @@ def load_speechbrain_model(model_dir: Path, quantize_int8: bool = False) -> Spee
         # and with its batch; eps=0 zeroes it, so the same audio gives the same answer.
         pool.eps = 0.0
     if quantize_int8:
+        from services.common.quantize import quantize_linear_int8
+
         quantize_linear_int8(classifier.mods)
     trim_heap()
     log.info("emotion model loaded from %s in %.1f s (labels %s, int8 %s)",

@@ -7,6 +7,11 @@ the model hub clients offline; then loads the model (and warms it up) before
 reporting SERVING, or, with ``EMOTION_LAZY_LOAD=1``, reports SERVING at once
 and loads on the first request. Serves EmotionService with health and
 reflection until SIGTERM.
+
+``EMOTION_RUNTIME=onnx`` serves the model exported by
+``scripts/export_emotion_onnx.py`` on onnxruntime instead (int8 with
+``EMOTION_INT8=1``): the process then never imports torch or SpeechBrain
+(services/emotion/onnx_runtime.py).
 """
 
 from __future__ import annotations
@@ -15,8 +20,6 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-
-import torch
 
 from protos.v1 import emotion_pb2, emotion_pb2_grpc
 from services.common import grpc_server
@@ -90,7 +93,20 @@ async def main(argv: list[str]) -> None:
     grpc_server.configure_logging(settings.log_level, "emotion")
     model_dir = resolve_model_dir(models)
     enable_offline()
-    torch.set_num_threads(settings.torch_threads)
+    onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else model_dir / "onnx"
+    if settings.runtime == "onnx":
+        from services.emotion.onnx_runtime import MANIFEST, load_onnx_model, model_file
+
+        for needed in (model_file(onnx_dir, settings.quantize_int8), onnx_dir / MANIFEST):
+            if not needed.is_file():  # checked now, also with EMOTION_LAZY_LOAD: fail at start
+                log.error("EMOTION_RUNTIME=onnx but %s is missing; export the model once with "
+                          "`python scripts/export_emotion_onnx.py --model-dir %s --out %s`",
+                          needed, model_dir, onnx_dir)
+                raise SystemExit(1)
+    else:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
 
     marker = read_marker(model_dir)
     random_weights = marker is not None and bool(marker.get("random_weights", True))
@@ -109,7 +125,11 @@ async def main(argv: list[str]) -> None:
         raise SystemExit(f"emotion settings: {exc}") from None
 
     def build_engine() -> EmotionEngine:
-        engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8), options)
+        if settings.runtime == "onnx":
+            model = load_onnx_model(onnx_dir, quantized=settings.quantize_int8, threads=settings.torch_threads)
+        else:
+            model = load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8)
+        engine = EmotionEngine(model, options)
         engine.warm_up()
         MODELS_INFO.labels("emotion", model_dir.name, str(random_weights).lower()).set(1)
         return engine
