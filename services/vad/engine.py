@@ -7,9 +7,9 @@ corrupt each other. Here the network is called statelessly
 ``state``/``context`` arrays in a :class:`SileroStream`.
 
 The worker runs the ONNX export bundled with the silero-vad package on
-onnxruntime (:class:`OnnxSileroModel`), so it never imports torch: about a
-third of the memory and a sixth of the CPU of the TorchScript model, with
-speech probabilities within 2e-5 of it (tests/test_vad_engine.py checks that
+onnxruntime (:class:`OnnxSileroModel`), so it never imports torch: the worker
+stays near 120 MiB resident (bench/vad_memory.py), and a window costs about a
+sixth of the TorchScript model's CPU, with speech probabilities within 2e-5 of it (tests/test_vad_engine.py checks that
 segments are identical on every shared clip). The TorchScript runtime stays
 available as the reference in :mod:`services.vad.silero_torch`.
 
