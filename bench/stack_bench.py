@@ -1184,6 +1184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-drift", dest="drift", action="store_false", help="--small-host: skip the int8 drift")
     args = parser.parse_args(argv)
 
+    if args.small_host and args.render:
+        from small_host import render
+
+        print(render(args.render))
+        return 0
     if args.small_host:
         from small_host import run_small_host
 
