@@ -39,6 +39,7 @@ Usage::
     .venv/bin/python bench/stack_bench.py            # full run (~15-20 min on 2 cores)
     .venv/bin/python bench/stack_bench.py --quick    # sanity run on tiny models (~1 min)
     .venv/bin/python bench/stack_bench.py --readme   # full run, then rewrite bench/README.md's summary
+    .venv/bin/python bench/stack_bench.py --small-host   # default vs small-host profile (bench/small_host.py)
 
 Results: ``bench/results/<timestamp>/`` (``results.json``, ``results.md``,
 ``stack_bench.png``, the test audio and the servers' logs).
@@ -1175,7 +1176,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lengths", type=_floats, help="utterance lengths for the latency test, e.g. 2,5,10,20")
     parser.add_argument("--streams", type=_ints, help="concurrent stream counts, e.g. 1,2,4,8")
     parser.add_argument("--scaling", type=_floats, help="scaling lengths in s (first is the reference), e.g. 10,60,300")
+    parser.add_argument("--small-host", action="store_true",
+                        help="instead: the default (fp32) stack and the small-host profile in one run, with "
+                             "memory, CPU, capacity and int8-drift verdicts (bench/small_host.py)")
+    parser.add_argument("--dense-s", type=float, default=60.0, help="--small-host: seconds of speech-dense audio")
+    parser.add_argument("--max-streams", type=int, default=10, help="--small-host: largest N in the capacity sweep")
+    parser.add_argument("--no-drift", dest="drift", action="store_false", help="--small-host: skip the int8 drift")
     args = parser.parse_args(argv)
+
+    if args.small_host and args.render:
+        from small_host import render
+
+        print(render(args.render))
+        return 0
+    if args.small_host:
+        from small_host import run_small_host
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        out_dir = args.out or RESULTS_DIR / ("small-host-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        command = " ".join([".venv/bin/python", "bench/stack_bench.py", *(argv if argv is not None else sys.argv[1:])])
+        run_small_host(ensure_models(args.quick, args.models), out_dir, args.dense_s, args.max_streams,
+                       args.drift, command)
+        return 0
 
     if args.render:
         results = json.loads((args.render / "results.json").read_text())

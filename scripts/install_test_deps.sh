@@ -4,7 +4,8 @@
 #  * Node.js + npm (apt) when missing, then `npm ci` in tools/buf (buf: lint and breaking-change
 #    check of protos/) and clients/node (the Node client the tests run against the stack);
 #  * Debian's chromium for the browser-page test (Playwright drives it; its own browser download
-#    needs the internet), and a CJK font so the page's screenshot shows Chinese text.
+#    needs the internet), a CJK font so the page's screenshot shows Chinese text, and systemd's
+#    systemd-analyze for tests/test_systemd.py (it only parses unit files; nothing is started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -37,7 +38,11 @@ for dir in tools/buf clients/node; do
   fi
 done
 
-if ! command -v chromium >/dev/null 2>&1 || [ ! -d /usr/share/fonts/truetype/wqy ]; then
-  echo "== installing chromium and a CJK font (apt) for the browser test"
-  apt_install chromium fonts-wqy-zenhei
+packages=()
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+[ -d /usr/share/fonts/truetype/wqy ] || packages+=(fonts-wqy-zenhei)
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "== installing ${packages[*]} (apt) for the browser and systemd tests"
+  apt_install "${packages[@]}"
 fi

@@ -17,6 +17,11 @@ from drifting.
 
 A watcher thread polls each process's gRPC health service and prints one line
 when the whole stack is SERVING.
+
+``--profile NAME`` applies ``deploy/profiles/NAME.env`` (e.g. ``small-host``:
+int8 models, torch-free VAD, one torch thread per worker) to every process:
+the profile overrides the topology defaults, and the shell's environment
+overrides the profile.
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-__all__ = ["TOPOLOGY", "stack_env", "supervise", "main", "run"]
+__all__ = ["TOPOLOGY", "PROFILES_DIR", "profiles", "read_profile", "stack_env", "supervise", "main", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 """Where ``services``, ``gateway`` and ``speech_analysis`` are importable from: the
 checkout, or site-packages once installed. Every process runs with it as its cwd."""
+
+PROFILES_DIR = ROOT / "deploy" / "profiles"
+"""``NAME.env`` files: KEY=VALUE lines, the same files compose and systemd read."""
 
 RESTART_BACKOFF_S = (1.0, 30.0)
 """First and longest wait before restarting a process that died."""
@@ -53,7 +61,7 @@ STABLE_AFTER_S = 60.0
 _TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 TOPOLOGY: dict[str, dict] = {
     "vad": {"module": "services.vad.server", "port_env": "VAD_PORT", "port": 50051,
-            "env": {"VAD_BACKEND": "silero", **_TORCH_ENV}},
+            "env": {"VAD_BACKEND": "silero", "VAD_BACKENDS": "silero", **_TORCH_ENV}},
     "asr": {"module": "services.asr.server", "port_env": "ASR_PORT", "port": 50052,
             "env": {"ASR_MODE": "paraformer", **_TORCH_ENV}},
     "emotion": {"module": "services.emotion.server", "port_env": "EMOTION_PORT", "port": 50053,
@@ -64,8 +72,35 @@ TOPOLOGY: dict[str, dict] = {
 _ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS"}
 
 
-def stack_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Each process's environment: topology defaults, overridden by ``environ``."""
+def profiles() -> list[str]:
+    """Names of the profiles in :data:`PROFILES_DIR`."""
+    return sorted(path.stem for path in PROFILES_DIR.glob("*.env"))
+
+
+def read_profile(name: str) -> dict[str, str]:
+    """``deploy/profiles/<name>.env`` as a dict: KEY=VALUE lines; blank lines and # comments skipped.
+
+    The format is the common subset of systemd's EnvironmentFile= and compose's
+    env_file: no quotes, no expansion, no ``export``.
+    """
+    path = PROFILES_DIR / f"{name}.env"
+    if not path.is_file():
+        raise SystemExit(f"unknown profile {name!r}: no {path} (profiles: {', '.join(profiles())})")
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.isidentifier() or not key.isupper() or value[:1] in "\"'":
+            raise SystemExit(f"{path}:{number}: expected KEY=VALUE without quotes, got {line!r}")
+        values[key] = value
+    return values
+
+
+def stack_env(environ: dict[str, str], profile: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Each process's environment: topology defaults, then ``profile``, then ``environ``."""
+    environ = {**(profile or {}), **environ}
     ports = {name: int(environ.get(spec["port_env"], spec["port"])) for name, spec in TOPOLOGY.items()}
     metrics_base = int(environ.get("METRICS_PORT", "-1") or "-1")
     envs = {}
@@ -137,13 +172,18 @@ def supervise(name: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated subset of " + ",".join(TOPOLOGY))
+    parser.add_argument("--profile", choices=profiles(),
+                        help="apply deploy/profiles/PROFILE.env (the shell's environment still wins)")
     parser.add_argument("--supervise", metavar="NAME", choices=list(TOPOLOGY),
                         help="(internal) run one process, restarting it when it dies")
     args = parser.parse_args(argv)
     if args.supervise:
         return supervise(args.supervise)
     names = args.only.split(",") if args.only else list(TOPOLOGY)
-    envs = stack_env(dict(os.environ))
+    profile = read_profile(args.profile) if args.profile else None
+    if profile:
+        print(f"profile {args.profile}: " + " ".join(f"{k}={v}" for k, v in profile.items()), flush=True)
+    envs = stack_env(dict(os.environ), profile)
     manager = Manager(Printer(sys.stdout))
     for name in names:
         manager.add_process(name, f"{sys.executable} -m services.launcher --supervise {name}",

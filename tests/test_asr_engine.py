@@ -239,3 +239,50 @@ def test_int8_engine_quantizes_every_linear_and_keeps_large_tensors_mapped(layou
     assert result.text and set(result.text) & PUNCTUATION, result.text
     sensevoice = engine.transcribe(AsrRequest(audio[8000:102990], mode=SENSEVOICE))
     assert sensevoice.language is not None and "<|" not in sensevoice.text
+
+
+def test_skip_init_loading_gives_the_old_loaders_outputs(layout):
+    """Building the models without random init (#21, what lean loading does now) changes no
+    weight and no output: every tensor equals the old lean loader's (random init, then the
+    checkpoint) and FunASR's own loader's, and int8 engines loaded both ways transcribe alike."""
+    from services.asr.engine import load_automodel
+    from services.asr import engine as engine_module
+    from services.asr.lean_loading import lean_checkpoint_loading
+
+    for directory in (layout.paraformer.path, layout.ct_punc.path, layout.sensevoice.path):
+        skip = load_automodel(directory, threads=1, lean=True).model.state_dict()
+        funasr = load_automodel(directory, threads=1, lean=False).model.state_dict()
+        assert skip.keys() == funasr.keys()
+        for key in skip:
+            assert torch.equal(skip[key], funasr[key]), (directory.name, key)
+
+    dirs = ModelDirs(paraformer=layout.paraformer.path, fsmn_vad=layout.fsmn_vad.path,
+                     ct_punc=layout.ct_punc.path, sensevoice=layout.sensevoice.path)
+    options = AsrOptions(threads=1, max_segment_s=6.0, quantize_int8=True)
+    audio, _ = read_clip("zh_weather")
+    requests = [AsrRequest(audio[8000:102990], mode=PARAFORMER), AsrRequest(audio[8000:102990], mode=SENSEVOICE)]
+    threads = torch.get_num_threads()
+    try:
+        new = load_engine(dirs, (PARAFORMER, SENSEVOICE), options)
+        new_results = [new.transcribe(r) for r in requests]
+        original = engine_module.lean_checkpoint_loading
+        engine_module.lean_checkpoint_loading = lambda mmap=True: original(mmap=mmap, skip_init=False)
+        try:
+            old = load_engine(dirs, (PARAFORMER, SENSEVOICE), options)
+        finally:
+            engine_module.lean_checkpoint_loading = original
+        old_results = [old.transcribe(r) for r in requests]
+    finally:
+        torch.set_num_threads(threads)
+    for got, expected in zip(new_results, old_results):
+        assert got.text and got.text == expected.text
+        assert got.tokens == expected.tokens
+
+
+def test_skip_random_init_only_inside_the_block():
+    from services.asr.lean_loading import skip_random_init
+
+    with skip_random_init():
+        untouched = torch.nn.init.normal_(torch.full((4,), 7.0))
+    assert torch.equal(untouched, torch.full((4,), 7.0))
+    assert not torch.equal(torch.nn.init.normal_(torch.full((4,), 7.0)), torch.full((4,), 7.0))

@@ -43,6 +43,7 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S = ROOT / "deploy" / "k8s"
 K8S_SCHEMAS = SCHEMAS / "kubernetes" / "v1.32.0-local-strict"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+SMALL_HOST_FILE = ROOT / "docker-compose.small-host.yml"
 
 
 launch = importlib.import_module("services.launcher")
@@ -303,10 +304,81 @@ def test_docker_compose_config_accepts_the_file():
     probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip("docker compose plugin not installed")
-    for args in ([], ["--profile", "download"]):
+    small_host = ["-f", str(SMALL_HOST_FILE)]
+    for args in ([], ["--profile", "download"], small_host):
         result = subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), *args, "config", "--quiet"],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- small-host override
+
+def merge_compose(base, override):
+    """Compose's merge of an override file into a base model: mappings merge key by key,
+    sequences such as env_file are replaced (``ports`` and the like are not used here)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge_compose(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+def effective_environment(service: dict) -> dict[str, str]:
+    """What the container gets: its env_file(s), then ``environment`` on top (compose's order)."""
+    env: dict[str, str] = {}
+    for name in service.get("env_file", []):
+        env.update(launch.read_profile(Path(name).stem) if Path(name).parent == Path("deploy/profiles")
+                   else {})
+        assert (ROOT / name).is_file(), name
+    env.update({key: str(value) for key, value in (service.get("environment") or {}).items()
+                if value is not None})
+    return env
+
+
+@pytest.fixture(scope="module")
+def small_host_raw() -> dict:
+    return yaml.safe_load(SMALL_HOST_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def small_host(compose_raw, small_host_raw) -> dict:
+    """docker-compose.yml + docker-compose.small-host.yml, every variable at its default."""
+    return interpolate(merge_compose(compose_raw, small_host_raw), {})
+
+
+def test_small_host_override_matches_compose_spec_schema(compose_raw, small_host_raw, compose_validator):
+    assert _schema_errors(compose_validator, small_host_raw) == []
+    merged = merge_compose(compose_raw, small_host_raw)
+    assert _schema_errors(compose_validator, merged) == []
+    assert _schema_errors(compose_validator, interpolate(merged, {})) == []
+
+
+def test_small_host_override_gives_every_process_the_profile(small_host):
+    profile = launch.read_profile("small-host")
+    services = _stack_services(small_host)
+    assert set(services) == set(TOPOLOGY)
+    for name, service in services.items():
+        env = effective_environment(service)
+        for key, value in profile.items():
+            assert env.get(key) == value, f"{name}: {key}={env.get(key)!r}, profile has {value!r}"
+
+
+def test_small_host_override_is_still_overridable_from_the_shell(compose_raw, small_host_raw):
+    merged = interpolate(merge_compose(compose_raw, small_host_raw), {"ASR_INT8": "0", "TORCH_THREADS": "2"})
+    assert effective_environment(merged["services"]["asr"])["ASR_INT8"] == "0"
+    assert effective_environment(merged["services"]["emotion"])["TORCH_THREADS"] == "2"
+
+
+def test_small_host_limits_sit_between_reservation_and_default_limit(small_host):
+    """Each process's small-host limit is above its reservation and below the default
+    profile's limit (whether the sum fits the host is bench/stack_bench.py --small-host's verdict)."""
+    services = _stack_services(small_host)
+    default = _stack_services(interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), {}))
+    for name, service in services.items():
+        resources = service["deploy"]["resources"]
+        limit, reservation = _bytes(resources["limits"]["memory"]), _bytes(resources["reservations"]["memory"])
+        assert reservation < limit <= _bytes(default[name]["deploy"]["resources"]["limits"]["memory"]), name
 
 
 # --------------------------------------------------------------------------- Dockerfile

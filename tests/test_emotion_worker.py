@@ -165,6 +165,22 @@ def test_batch_gives_the_same_probabilities_as_alone(tiny_engine):
         assert batched.label == one.label
 
 
+def test_max_audio_crops_long_segments_to_their_middle(tiny_emotion_model):
+    """EMOTION_MAX_AUDIO_S: a long segment gives the result of its middle N seconds, in one
+    window; segments no longer than N are untouched."""
+    cropped = EmotionEngine(tiny_emotion_model, EmotionOptions(max_audio_s=3.0))
+    whole = EmotionEngine(tiny_emotion_model, EmotionOptions())
+    long_segment, short_segment = noise(12.0, 7), noise(2.5, 8)
+    got = cropped.classify(long_segment)
+    middle = whole.classify(long_segment[int(4.5 * SAMPLE_RATE_HZ):int(7.5 * SAMPLE_RATE_HZ)])
+    assert got.windows == 1
+    np.testing.assert_allclose([s.probability for s in got.scores], [s.probability for s in middle.scores],
+                               atol=1e-6)
+    assert cropped.classify(short_segment).scores == whole.classify(short_segment).scores
+    with pytest.raises(ValueError, match="max_audio_s"):
+        EmotionOptions(max_audio_s=0.05)
+
+
 def test_equal_length_windows_share_one_model_call(tiny_emotion_model):
     calls = []
 
@@ -352,9 +368,11 @@ def test_inconsistent_window_settings_exit_naming_the_problem(emotion_project_ro
 def test_window_and_batch_settings_reach_the_worker(emotion_project_root):
     server = start_server("services.emotion.server", "emotion-settings", env={
         "PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1", "EMOTION_WINDOW_S": "4",
-        "EMOTION_WINDOW_OVERLAP_S": "1", "EMOTION_SINGLE_WINDOW_MAX_S": "4", "EMOTION_MIN_SEGMENT_MS": "500"})
+        "EMOTION_WINDOW_OVERLAP_S": "1", "EMOTION_SINGLE_WINDOW_MAX_S": "4", "EMOTION_MIN_SEGMENT_MS": "500",
+        "EMOTION_MAX_AUDIO_S": "10"})
     try:
         assert classify(server.address, noise(10.0, 41)).windows == 3  # 1 + ceil((10 - 4) / 3)
+        assert classify(server.address, noise(30.0, 43)).windows == 3  # cropped to its middle 10 s
         with pytest.raises(grpc.RpcError) as error:
             classify(server.address, noise(0.3, 42))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

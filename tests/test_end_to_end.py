@@ -83,12 +83,32 @@ def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
     assert sorted(e.source for e in with_sb[0].emotions) == ["sensevoice", "speechbrain"]
 
 
-def test_analyze_file_equals_streaming(stack):
+@pytest.fixture(scope="module")
+def unbatched_gateway(stack, model_env):
+    """A gateway in front of an ASR worker that decodes one segment per model call.
+
+    Paraformer's padded batches are not batch invariant (a segment's text can
+    change with the segments that share its call), and which segments meet in
+    the ASR queue depends on timing: an upload's segments reach it together,
+    a stream's one by one (and since the VAD runs on onnxruntime they arrive
+    fast enough to be batched). ASR_MAX_BATCH=1 takes timing out of the comparison.
+    """
+    asr = start_server("services.asr.server", "e2e-asr-unbatched",
+                       env={**model_env, "ASR_MODE": "paraformer", "ASR_MAX_BATCH": "1"})
+    gateway = start_server("gateway.server", "e2e-gateway-unbatched", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": stack.emotion.address,
+        "WORKER_TIMEOUT_S": "30"})
+    yield gateway
+    gateway.stop()
+    asr.stop()
+
+
+def test_analyze_file_equals_streaming(unbatched_gateway):
     samples, rate = read_clip("zh_weather")
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="FLAC")
-    streamed = results_of(run(stack.gateway.address, "zh_weather"))
-    with grpc.insecure_channel(stack.gateway.address) as channel:
+    streamed = results_of(run(unbatched_gateway.address, "zh_weather"))
+    with grpc.insecure_channel(unbatched_gateway.address) as channel:
         response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
             gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
     from_file = results_of(response.events)

@@ -135,3 +135,91 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.FutureTimeoutError):
                 grpc.channel_ready_future(channel).result(timeout=1)
+
+
+# ---- profiles (deploy/profiles/*.env) ---------------------------------------------------------
+
+def _known_variables() -> set[str]:
+    import dataclasses
+
+    from services.common import settings
+
+    classes = (settings.ModelSettings, settings.ServerSettings, settings.VadSettings, settings.AsrSettings,
+               settings.EmotionSettings, settings.GatewaySettings)
+    return {f.metadata["env"] for cls in classes for f in dataclasses.fields(cls)} | {
+        "OMP_WAIT_POLICY", "MALLOC_ARENA_MAX"}  # read by OpenMP and glibc, not by settings.py
+
+
+def test_profiles_name_only_real_settings_and_parse_like_systemd_would():
+    from services import launcher as launch
+
+    assert "small-host" in launch.profiles()
+    for name in launch.profiles():
+        profile = launch.read_profile(name)
+        assert profile and set(profile) <= _known_variables(), set(profile) - _known_variables()
+    small = launch.read_profile("small-host")
+    assert small["ASR_INT8"] == small["EMOTION_INT8"] == "1" and small["VAD_BACKENDS"] == "silero"
+
+
+def test_profile_overrides_defaults_and_the_environment_overrides_the_profile():
+    from services import launcher as launch
+
+    profile = launch.read_profile("small-host")
+    envs = launch.stack_env({"EMOTION_INT8": "0"}, profile)
+    assert envs["asr"]["ASR_INT8"] == "1" and envs["asr"]["TORCH_THREADS"] == profile["TORCH_THREADS"]
+    assert envs["emotion"]["EMOTION_INT8"] == "0"
+    assert envs["vad"]["VAD_BACKENDS"] == "silero"
+    assert launch.stack_env({})["asr"].get("ASR_INT8") is None  # no profile: the settings' defaults
+
+
+def test_bad_profile_line_is_refused(tmp_path, monkeypatch):
+    import pytest
+
+    from services import launcher as launch
+
+    (tmp_path / "broken.env").write_text('ASR_INT8="1"\n')
+    monkeypatch.setattr(launch, "PROFILES_DIR", tmp_path)
+    with pytest.raises(SystemExit, match="without quotes"):
+        launch.read_profile("broken")
+
+
+def test_launcher_applies_the_small_host_profile(model_env, tiny_models, tmp_path):
+    """--profile small-host reaches every process: int8 ASR, int8 emotion on onnxruntime,
+    torch-free VAD."""
+    onnx_dir = tmp_path / "emotion-onnx"  # the profile's EMOTION_RUNTIME=onnx needs the export
+    subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir",
+                    str(tiny_models / "emotion-recognition-wav2vec2-IEMOCAP"), "--out", str(onnx_dir)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=600)
+    ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT")}
+    env = {**os.environ, **model_env, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1",
+           "LOG_LEVEL": "INFO", "EMOTION_ONNX_DIR": str(onnx_dir)}
+    for key in ("ASR_INT8", "EMOTION_INT8", "EMOTION_RUNTIME", "VAD_BACKENDS", "TORCH_THREADS", "MAX_SESSIONS"):
+        env.pop(key, None)
+    launcher = subprocess.Popen([sys.executable, "scripts/launch.py", "--profile", "small-host"], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not any("stack ready" in line for line in lines):
+            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
+            lines.append(launcher.stdout.readline())
+        text = "".join(lines)
+        assert "profile small-host:" in text
+        assert any("asr" in line.split("|")[0] and "ASR engine ready" in line and "int8 True" in line
+                   for line in lines), text
+        assert any("emotion model loaded" in line and "onnxruntime" in line and "int8 True" in line
+                   for line in lines), text
+        assert any("torch not imported" in line for line in lines), text
+        samples, rate = read_clip("zh_single", dtype="int16")
+        with grpc.insecure_channel(f"127.0.0.1:{ports['GATEWAY_PORT']}") as channel:
+            events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, timeout=60))
+        (result,) = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
+        assert result.text and result.emotions and not result.errors
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(launcher.pid, signal.SIGKILL)

@@ -318,6 +318,8 @@ def test_gateway_reflection_describes_the_public_api_only(metered):
     ("services.asr.server", "ASR_INT8", "ture", "true"),
     ("services.asr.server", "ASR_MODE", "fast", "paraformer, sensevoice, both"),
     ("services.vad.server", "VAD_BACKEND", "webrtc", "silero, fsmn"),
+    ("services.vad.server", "VAD_BACKENDS", "silero,webrtc", "silero, fsmn"),
+    ("services.vad.server", "VAD_BACKEND", "fsmn", "VAD_BACKENDS=silero"),
     ("gateway.server", "MAX_SESSIONS", "0", "at least 1"),
 ])
 def test_invalid_settings_exit_naming_the_variable_and_accepted_values(module, variable, value, accepted):

@@ -1,4 +1,5 @@
-"""Silero streaming engine, in-process: chunking invariance, per-stream state, options."""
+"""Silero streaming engine, in-process: chunking invariance, per-stream state, options,
+and the ONNX runtime (what the worker serves) against the TorchScript reference."""
 
 from __future__ import annotations
 
@@ -7,12 +8,52 @@ import pytest
 
 from services.common.errors import InvalidInput
 from services.vad.engine import SileroStream, SpeechEnded, SpeechStarted, VadOptions, load_silero
-from tests.conftest import ROOT, read_clip
+from services.vad.silero_torch import load_silero_torch
+from tests.conftest import ROOT, SHARED_AUDIO, load_manifest, read_clip
 
 
 @pytest.fixture(scope="module")
 def silero():
     return load_silero(ROOT)
+
+
+@pytest.fixture(scope="module")
+def silero_torch():
+    return load_silero_torch(ROOT)
+
+
+def test_worker_runtime_is_onnx(silero):
+    assert "onnxruntime" in silero.source
+
+
+@pytest.mark.parametrize("clip", sorted(load_manifest()))
+def test_onnx_segments_identical_to_torch_on_every_shared_clip(silero, silero_torch, clip):
+    """Same events (ids, start and end in ms) from onnxruntime as from the TorchScript model,
+    with default options and with options that make more boundaries."""
+    audio, _ = read_clip(clip)
+    for options in (VadOptions(), VadOptions(threshold=0.3, min_silence_duration_ms=100,
+                                             max_speech_duration_s=3.0)):
+        onnx_events = run_stream(silero, audio, 320, options)
+        torch_events = run_stream(silero_torch, audio, 320, options)
+        assert onnx_events == torch_events, (clip, options)
+    assert segments(onnx_events)
+
+
+def test_every_shared_clip_is_compared():
+    wavs = {path.name for path in SHARED_AUDIO.glob("*.wav")}
+    assert wavs == {entry["file"] for entry in load_manifest().values()}
+
+
+def test_onnx_probabilities_close_to_torch(silero, silero_torch):
+    audio, _ = read_clip("en_meeting")
+    windows = audio[: audio.size // 512 * 512].reshape(-1, 512)
+    onnx_state, torch_state = silero.initial_state(), silero_torch.initial_state()
+    worst = 0.0
+    for window in windows:
+        p_onnx, *onnx_state = silero.step(window, *onnx_state)
+        p_torch, *torch_state = silero_torch.step(window, *torch_state)
+        worst = max(worst, abs(p_onnx - p_torch))
+    assert worst < 1e-3, worst
 
 
 def run_stream(model, audio: np.ndarray, chunk: int, options=VadOptions()):

@@ -23,7 +23,8 @@ from tests.procs import start_server
 
 @pytest.fixture(scope="module")
 def fsmn_vad_worker(model_env):
-    server = start_server("services.vad.server", "vad-fsmn", env={**model_env, "TORCH_THREADS": "1"})
+    server = start_server("services.vad.server", "vad-fsmn",
+                          env={**model_env, "TORCH_THREADS": "1", "VAD_BACKENDS": "silero,fsmn"})
     yield server
     server.stop()
 
@@ -128,3 +129,11 @@ def test_silero_remains_the_default_backend(fsmn_vad_worker):
         events = list(vad_pb2_grpc.VadServiceStub(channel).StreamVad(requests(audio, 320, config), timeout=60))
     assert any(e.WhichOneof("event") == "speech_ended" for e in events)
     assert "FSMN-VAD loaded" in fsmn_vad_worker.log()
+
+
+def test_fsmn_worker_loads_torch(fsmn_vad_worker):
+    """The control for tests/test_vad_worker.py's torch-free check: FSMN brings torch, and the
+    same /proc maps check sees it."""
+    from tests.test_vad_worker import mapped_files
+
+    assert any("libtorch" in f for f in mapped_files(fsmn_vad_worker.proc.pid))

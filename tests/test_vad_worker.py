@@ -7,6 +7,7 @@ import threading
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2
 
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
@@ -114,3 +115,45 @@ def test_health_and_reflection(vad_worker):
     with grpc.insecure_channel(vad_worker.address) as channel:
         services = ProtoReflectionDescriptorDatabase(channel).get_services()
     assert "speech_analysis.worker.v1.VadService" in services
+
+
+# ---- torch-free Silero (VAD_BACKENDS=silero, the default) ------------------------------------
+
+def mapped_files(pid: int) -> set[str]:
+    """Every file mapped into process ``pid`` (shared libraries included)."""
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as maps:
+        return {line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6}
+
+
+def test_silero_only_worker_never_loads_torch(vad_worker):
+    """A process that imported torch maps libtorch*.so (the FSMN worker in
+    tests/test_vad_fsmn.py shows the same check sees it); this one maps onnxruntime instead."""
+    assert vad_worker.health() == health_pb2.HealthCheckResponse.SERVING  # loaded and warmed up
+    files = mapped_files(vad_worker.proc.pid)
+    assert not [f for f in files if "libtorch" in f or "/torch/" in f], sorted(files)
+    assert any("onnxruntime" in f for f in files)
+
+
+def test_backend_not_loaded_is_failed_precondition_naming_the_setting(vad_worker):
+    audio, _ = read_clip("zh_single")
+    with pytest.raises(grpc.RpcError) as info:
+        stream_segments(vad_worker.address, audio, common_pb2.VadConfig(backend=common_pb2.VAD_BACKEND_FSMN))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "VAD_BACKENDS" in info.value.details() and "fsmn" in info.value.details()
+    assert stream_segments(vad_worker.address, audio)  # the worker still serves Silero
+
+
+@pytest.mark.parametrize("clip", ["zh_weather", "zh_service", "en_meeting", "zh_single"])
+def test_worker_segments_identical_to_torch_silero(vad_worker, clip):
+    """The worker (onnxruntime) gives exactly the segments the TorchScript Silero gives."""
+    from services.vad.engine import SileroStream, SpeechEnded, VadOptions
+    from services.vad.silero_torch import load_silero_torch
+    from tests.conftest import ROOT
+
+    audio, _ = read_clip(clip)
+    stream = SileroStream(load_silero_torch(ROOT), VadOptions())
+    events = [e for start in range(0, audio.size, 320) for e in stream.accept(audio[start:start + 320])]
+    events += stream.flush()
+    reference = [(e.start_ms, e.end_ms) for e in events if isinstance(e, SpeechEnded)]
+    assert reference
+    assert stream_segments(vad_worker.address, audio) == reference

@@ -113,7 +113,7 @@ def test_emotion_worker_offline(guarded_env):
 
 def test_vad_worker_both_backends_offline(guarded_env):
     env, audit = guarded_env
-    server = start_server("services.vad.server", "vad-offline", env=env)
+    server = start_server("services.vad.server", "vad-offline", env={**env, "VAD_BACKENDS": "silero,fsmn"})
     audio = np.frombuffer(segment_bytes(5.0), dtype="<f4")
     try:
         with grpc.insecure_channel(server.address) as channel:

@@ -16,6 +16,16 @@ embedding that no text ever uses are never read at all.
 ``services.common.memory.trim_heap`` (glibc ``malloc_trim(0)``) returns freed
 heap memory to the system between model loads.
 
+The model is still constructed first, and construction fills every weight
+with random numbers that the checkpoint then replaces: for CT-punc (a 970 MB
+embedding) and Paraformer that random model was the load peak, the whole
+fp32 model in memory before a single int8 weight existed. So inside the block
+``torch.nn.init``'s random fills are no-ops (:func:`skip_random_init`): the
+weights are allocated (``torch.empty``) but never written, so their pages are
+never made resident, and ``load_state_dict(assign=True)`` swaps them for the
+mapped checkpoint tensors before anything reads them. A weight the checkpoint
+lacks (it would have kept its random value) is zero-filled with a warning.
+
 Remove the swap when FunASR's loader stops copying (check
 ``load_pretrained_model`` for ``copy.deepcopy``) or exposes ``mmap``/``assign``
 itself; the context manager restores the original on exit either way.
@@ -41,6 +51,8 @@ from typing import Any, Iterator
 import torch
 
 __all__ = [
+    "RANDOM_INITS",
+    "skip_random_init",
     "lean_checkpoint_loading",
     "lean_load_pretrained_model",
     "load_state_dict_mmap",
@@ -49,6 +61,35 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _swap_lock = threading.Lock()
+
+RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                "xavier_uniform_", "xavier_normal_", "orthogonal_")
+"""``torch.nn.init`` functions that write random values into a whole tensor."""
+
+
+def _keep(tensor: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tensor:
+    return tensor
+
+
+@contextlib.contextmanager
+def skip_random_init() -> Iterator[None]:
+    """Make :data:`RANDOM_INITS` no-ops inside the block (process-wide: call under ``_swap_lock``).
+
+    Modules call them through the ``torch.nn.init`` module at construction time
+    (``init.kaiming_uniform_(self.weight, ...)``), so patching the module's
+    attributes covers every layer built inside the block. Weights are left
+    uninitialised; only use it when a checkpoint replaces them.
+    """
+    import torch.nn.init as init
+
+    originals = {name: getattr(init, name) for name in RANDOM_INITS}
+    for name in RANDOM_INITS:
+        setattr(init, name, _keep)
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(init, name, function)
 
 
 def _load_checkpoint(path: str, mmap: bool) -> Any:
@@ -83,6 +124,7 @@ def lean_load_pretrained_model(
     scope_map: Any = (),
     excludes: Any = None,
     mmap: bool = True,
+    initialised: bool = True,
     **_kwargs: Any,
 ) -> None:
     """Drop-in for FunASR's ``load_pretrained_model`` that neither copies nor holds two states.
@@ -93,7 +135,9 @@ def lean_load_pretrained_model(
     model's ``on_pretrained_model_loaded`` hook is called. ``mmap=False`` reads
     the tensors into ordinary memory instead (still without copies): right for
     weights that are replaced soon after, e.g. by int8 quantization, whose
-    file pages would otherwise stay resident.
+    file pages would otherwise stay resident. ``initialised=False``: the model
+    was built under :func:`skip_random_init`, so a weight the checkpoint does
+    not provide is zero-filled instead of kept (it holds no values yet).
     """
     if oss_bucket is not None or map_location != "cpu":
         raise ValueError("lean loading supports local checkpoints on CPU only")
@@ -120,15 +164,20 @@ def lean_load_pretrained_model(
             elif key.startswith(dst_prefix) and key.replace(dst_prefix, src_prefix, 1) in src:
                 src_key = key.replace(dst_prefix, src_prefix, 1)
         tensor = src.get(src_key)
-        if tensor is None:
-            log.warning("checkpoint %s has no %s; keeping its initial value", path, key)
-            merged[key] = current
-        elif tensor.shape != current.shape:
-            if not ignore_init_mismatch:
+        if tensor is None or tensor.shape != current.shape:
+            if tensor is None:
+                why = "has no such tensor"
+            elif not ignore_init_mismatch:
                 raise ValueError(f"{path}: {key} has shape {tuple(tensor.shape)}, "
                                  f"model expects {tuple(current.shape)}")
-            log.warning("checkpoint %s: %s shape %s != %s; keeping its initial value",
-                        path, key, tuple(tensor.shape), tuple(current.shape))
+            else:
+                why = f"has shape {tuple(tensor.shape)}, model {tuple(current.shape)}"
+            if initialised:
+                log.warning("checkpoint %s %s for %s; keeping its initial value", path, why, key)
+            else:
+                log.warning("checkpoint %s %s for %s; zero-filled (random init skipped)", path, why, key)
+                with torch.no_grad():
+                    current.zero_()
             merged[key] = current
         else:
             if tensor.dtype != current.dtype:
@@ -145,19 +194,23 @@ def lean_load_pretrained_model(
 
 
 @contextlib.contextmanager
-def lean_checkpoint_loading(mmap: bool = True) -> Iterator[None]:
+def lean_checkpoint_loading(mmap: bool = True, skip_init: bool = True) -> Iterator[None]:
     """Use :func:`lean_load_pretrained_model` for ``AutoModel`` builds inside the block.
 
     ``AutoModel.build_model`` calls the loader through the name imported into
     ``funasr.auto.auto_model``; only that reference is swapped, and only for
     the duration of the block (the lock keeps two loads from interleaving).
+    ``skip_init``: build under :func:`skip_random_init` (only models whose
+    weights come from a checkpoint may be built inside the block then).
     """
     import funasr.auto.auto_model as auto_model
 
     with _swap_lock:
         original = auto_model.load_pretrained_model
-        auto_model.load_pretrained_model = functools.partial(lean_load_pretrained_model, mmap=mmap)
+        auto_model.load_pretrained_model = functools.partial(lean_load_pretrained_model, mmap=mmap,
+                                                             initialised=not skip_init)
         try:
-            yield
+            with skip_random_init() if skip_init else contextlib.nullcontext():
+                yield
         finally:
             auto_model.load_pretrained_model = original

@@ -40,6 +40,7 @@ __all__ = [
     "load",
     "load_many",
     "env_flag",
+    "split_list",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +49,17 @@ T = TypeVar("T")
 
 
 def _field(default: Any, env: str, help: str, *, choices: Sequence[str] | None = None,
-           minimum: float | None = None) -> Any:
-    """A setting: default, environment variable, help; optionally its accepted values."""
+           minimum: float | None = None, list_of: Sequence[str] | None = None) -> Any:
+    """A setting: default, environment variable, help; optionally its accepted values.
+
+    ``list_of``: the value is a comma-separated, non-empty list of these words
+    (kept as a normalised string, e.g. ``"silero,fsmn"``; see :func:`split_list`).
+    """
     metadata: dict[str, Any] = {"env": env, "help": help}
     if choices is not None:
         metadata["choices"] = tuple(choices)
+    if list_of is not None:
+        metadata["list_of"] = tuple(list_of)
     if minimum is not None:
         metadata["minimum"] = minimum
     return dataclasses.field(default=default, metadata=metadata)
@@ -96,8 +103,13 @@ class ServerSettings:
 @dataclasses.dataclass(frozen=True)
 class VadSettings(ServerSettings):
     port: int = _field(50051, "VAD_PORT", "VAD worker gRPC port.")
-    default_backend: str = _field("silero", "VAD_BACKEND", "Default VAD backend: silero or fsmn.",
-                                  choices=("silero", "fsmn"))
+    default_backend: str = _field("silero", "VAD_BACKEND", "Default VAD backend: silero or fsmn "
+                                  "(must be one of VAD_BACKENDS).", choices=("silero", "fsmn"))
+    backends: str = _field("silero", "VAD_BACKENDS",
+                           "Comma-separated VAD backends the worker loads; a stream asking for another "
+                           "is refused with FAILED_PRECONDITION. silero runs on onnxruntime without "
+                           "torch (~115 MiB resident); adding fsmn loads torch + FunASR (~400 MiB).",
+                           list_of=("silero", "fsmn"))
     max_streams: int = _field(64, "VAD_MAX_STREAMS", "Concurrent VAD streams before RESOURCE_EXHAUSTED.")
 
 
@@ -117,7 +129,8 @@ class AsrSettings(ServerSettings):
                                          "Token timestamps in SenseVoice mode (CTC forced alignment, "
                                          "about 10% more compute and no batching gain).")
     lean_loading: bool = _field(True, "ASR_LEAN_LOADING",
-                                "Memory-map checkpoints while loading (lower peak/resident memory); "
+                                "Memory-map checkpoints while loading and skip the random init they replace "
+                                "(lower peak/resident memory: int8 load peak 982 instead of 1540 MiB); "
                                 "0 falls back to FunASR's own loader.")
 
 
@@ -142,9 +155,22 @@ class EmotionSettings(ServerSettings):
                                       "activation memory (~12 MB per second).")
     min_segment_ms: int = _field(100, "EMOTION_MIN_SEGMENT_MS",
                                  "Shorter segments are refused with INVALID_ARGUMENT.")
+    max_audio_s: float = _field(0.0, "EMOTION_MAX_AUDIO_S",
+                                "0: classify all of a segment. N: a longer segment is classified on "
+                                "its middle N seconds only (bounds the compute per segment; the "
+                                "small-host profile uses 6).", minimum=0)
+    runtime: str = _field("torch", "EMOTION_RUNTIME",
+                          "torch: SpeechBrain on torch. onnx: the model exported by "
+                          "scripts/export_emotion_onnx.py on onnxruntime, no torch in the worker "
+                          "(with EMOTION_INT8=1: 212 instead of 670 MiB resident after load, measured).",
+                          choices=("torch", "onnx"))
+    onnx_dir: str | None = _field(None, "EMOTION_ONNX_DIR",
+                                  "Where EMOTION_RUNTIME=onnx finds the export. Unset: the model "
+                                  "directory's onnx/ subdirectory.")
     quantize_int8: bool = _field(False, "EMOTION_INT8",
                                  "Dynamic int8 quantization of linear layers (less memory, faster; "
-                                 "probabilities move slightly).")
+                                 "probabilities move slightly). With EMOTION_RUNTIME=onnx: the int8 "
+                                 "export.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +230,11 @@ def env_flag(value: str) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+def split_list(value: str) -> tuple[str, ...]:
+    """The words of a comma-separated list setting (``"silero, fsmn"`` -> ``("silero", "fsmn")``)."""
+    return tuple(word.strip() for word in value.split(",") if word.strip())
+
+
 def _kind(field: dataclasses.Field) -> str:
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
     return kind.split("|")[0].strip()
@@ -232,6 +263,14 @@ def _convert(value: str, field: dataclasses.Field) -> Any:
         accepted = {"bool": "1/true/yes/on or 0/false/no/off", "int": "an integer",
                     "float": "a number"}[kind]
         raise SettingError(f"{_source(field)}={value!r} is invalid: expected {accepted}") from None
+    list_of = field.metadata.get("list_of")
+    if list_of is not None:
+        words = [word.lower() for word in split_list(text)]
+        unknown = [word for word in words if word not in list_of]
+        if not words or unknown:
+            raise SettingError(f"{_source(field)}={value!r} is invalid: expected a comma-separated list "
+                               f"of {', '.join(list_of)}")
+        converted = ",".join(dict.fromkeys(words))
     choices = field.metadata.get("choices")
     if choices is not None:
         lowered = {c.lower(): c for c in choices}
@@ -304,6 +343,8 @@ def _markdown_table() -> str:
             default = "<project directory>" if env == "PROJECT_ROOT" else field.default
             choices = field.metadata.get("choices")
             accepted = f" One of: {', '.join(choices)}." if choices else ""
+            if field.metadata.get("list_of"):
+                accepted = f" Any of: {', '.join(field.metadata['list_of'])}."
             flag = "--" + field.name.replace("_", "-")
             rows.append(f"| `{env}` | `{flag}` | `{default}` | {field.metadata['help']}{accepted} |")
     return "\n".join(rows)

@@ -42,16 +42,20 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
-import torch
 
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
 from services.common.emotion_labels import DISPLAY_NAMES as _SHARED_DISPLAY_NAMES
 from services.common.errors import InvalidInput
 from services.common.memory import trim_heap
-from services.common.quantize import quantize_linear_int8
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported only by the SpeechBrain runtime's functions below, so the ONNX runtime
+# (services/emotion/onnx_runtime.py, EMOTION_RUNTIME=onnx) serves without it.
 
 __all__ = [
     "DISPLAY_NAMES",
@@ -64,6 +68,7 @@ __all__ = [
     "EmotionEngine",
     "ModelNotFound",
     "plan_windows",
+    "crop_middle",
     "check_segment",
     "missing_model_files",
     "load_speechbrain_model",
@@ -119,6 +124,11 @@ class EmotionOptions:
     first conv layer alone makes 512 x 3200 floats per second), while on CPU two
     10 s windows in one call run no faster than one after the other. Short
     equal-length segments still share a call up to this total."""
+    max_audio_s: float = 0.0
+    """0: every sample of a segment is classified. Otherwise a longer segment is classified
+    on its middle ``max_audio_s`` seconds only (windowed as above if that is still longer
+    than ``single_window_max_s``): bounds the compute per segment, for small hosts, at the
+    cost of ignoring the rest of a long utterance."""
 
     def __post_init__(self) -> None:
         if self.window_s <= 0:
@@ -131,6 +141,9 @@ class EmotionOptions:
             raise ValueError(f"min_segment_ms must be in (0, window_s], got {self.min_segment_ms}")
         if self.max_batch_audio_s <= 0:
             raise ValueError(f"max_batch_audio_s must be > 0, got {self.max_batch_audio_s}")
+        if self.max_audio_s < 0 or (self.max_audio_s and ms_to_samples(self.min_segment_ms)
+                                    > self.max_audio_s * SAMPLE_RATE_HZ):
+            raise ValueError(f"max_audio_s must be 0 (off) or at least min_segment_ms, got {self.max_audio_s}")
 
     @property
     def window_samples(self) -> int:
@@ -213,6 +226,15 @@ def check_segment(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
     return check_contract(samples, min_samples=options.min_segment_samples)
 
 
+def crop_middle(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
+    """The middle ``options.max_audio_s`` seconds of ``samples`` (all of it when shorter or off)."""
+    keep = int(round(options.max_audio_s * SAMPLE_RATE_HZ))
+    if not keep or samples.size <= keep:
+        return samples
+    start = (samples.size - keep) // 2
+    return samples[start:start + keep]
+
+
 def _batches(items: list, size: int) -> Iterator[list]:
     for first in range(0, len(items), size):
         yield items[first:first + size]
@@ -238,12 +260,14 @@ class EmotionEngine:
         results: list[EmotionResult | Exception | None] = [None] * len(segments)
         windows: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # length -> (segment, start, end)
         counts = [0] * len(segments)
+        segments = list(segments)
         for index, samples in enumerate(segments):
             try:
                 check_segment(samples, self.options)
             except InvalidInput as exc:
                 results[index] = exc
                 continue
+            samples = segments[index] = crop_middle(samples, self.options)
             plan = plan_windows(samples.size, self.options)
             counts[index] = len(plan)
             for start, end in plan:
@@ -307,7 +331,7 @@ def missing_model_files(model_dir: Path) -> list[str]:
     return missing
 
 
-def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
+def probabilities_from_output(out_prob: "torch.Tensor") -> np.ndarray:
     """Class probabilities from what ``classify_batch`` returned.
 
     The release's ``softmax`` hyperparameter (``Softmax()``, apply_log False)
@@ -315,6 +339,8 @@ def probabilities_from_output(out_prob: torch.Tensor) -> np.ndarray:
     Softmax of log-probabilities (or of logits) is the distribution itself,
     so anything that is not already a distribution is passed through it.
     """
+    import torch
+
     values = out_prob.detach().to(torch.float64).reshape(out_prob.shape[0], -1)
     sums = values.sum(dim=-1, keepdim=True)
     if bool((values >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
@@ -331,13 +357,15 @@ class SpeechBrainEmotionModel:
         self.labels = labels
         self.batch_invariant = not quantized
 
-    @torch.inference_mode()
     def predict(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
         if windows.ndim != 2 or windows.dtype != np.float32:
             raise TypeError("windows must be a (batch, samples) float32 array of equal-length windows")
-        wavs = torch.from_numpy(np.ascontiguousarray(windows))
-        out_prob, _score, _index, _text = self.classifier.classify_batch(wavs, torch.ones(wavs.shape[0]))
-        return probabilities_from_output(out_prob)
+        with torch.inference_mode():
+            wavs = torch.from_numpy(np.ascontiguousarray(windows))
+            out_prob, _score, _index, _text = self.classifier.classify_batch(wavs, torch.ones(wavs.shape[0]))
+            return probabilities_from_output(out_prob)
 
 
 @contextlib.contextmanager
@@ -362,7 +390,9 @@ def _zero_copy_encoder_transfer() -> Iterator[None]:
         from speechbrain.lobes.models.huggingface_transformers.huggingface import HFTransformersInterface
     from speechbrain.utils import checkpoints
 
-    def transfer(obj: torch.nn.Module, path) -> None:
+    import torch
+
+    def transfer(obj: "torch.nn.Module", path) -> None:
         try:
             state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
         except RuntimeError as exc:  # e.g. a legacy (non-zip) checkpoint cannot be mapped
@@ -457,6 +487,8 @@ def load_speechbrain_model(model_dir: Path, quantize_int8: bool = False) -> Spee
         # and with its batch; eps=0 zeroes it, so the same audio gives the same answer.
         pool.eps = 0.0
     if quantize_int8:
+        from services.common.quantize import quantize_linear_int8
+
         quantize_linear_int8(classifier.mods)
     trim_heap()
     log.info("emotion model loaded from %s in %.1f s (labels %s, int8 %s)",

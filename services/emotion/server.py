@@ -9,6 +9,11 @@ the model hub clients offline; then loads the model (and warms it up) before
 reporting SERVING, or, with ``EMOTION_LAZY_LOAD=1``, reports SERVING at once
 and loads on the first request. Serves EmotionService with health and
 reflection until SIGTERM.
+
+``EMOTION_RUNTIME=onnx`` serves the model exported by
+``scripts/export_emotion_onnx.py`` on onnxruntime instead (int8 with
+``EMOTION_INT8=1``): the process then never imports torch or SpeechBrain
+(services/emotion/onnx_runtime.py).
 """
 
 from __future__ import annotations
@@ -17,8 +22,6 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-
-import torch
 
 from speech_analysis.worker.v1 import emotion_pb2, emotion_pb2_grpc
 from services.common import grpc_server
@@ -101,7 +104,24 @@ async def main(argv: list[str]) -> None:
     grpc_server.configure_logging(settings.log_level, "emotion")
     model_dir = resolve_model_dir(models, settings.model)
     enable_offline()
-    torch.set_num_threads(settings.torch_threads)
+    onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else model_dir / "onnx"
+    if settings.runtime == "onnx" and settings.model != "speechbrain":
+        log.error("EMOTION_RUNTIME=onnx serves the SpeechBrain model only; use EMOTION_RUNTIME=torch "
+                  "with EMOTION_MODEL=%s", settings.model)
+        raise SystemExit(2)
+    if settings.runtime == "onnx":
+        from services.emotion.onnx_runtime import MANIFEST, load_onnx_model, model_file
+
+        for needed in (model_file(onnx_dir, settings.quantize_int8), onnx_dir / MANIFEST):
+            if not needed.is_file():  # checked now, also with EMOTION_LAZY_LOAD: fail at start
+                log.error("EMOTION_RUNTIME=onnx but %s is missing; export the model once with "
+                          "`python scripts/export_emotion_onnx.py --model-dir %s --out %s`",
+                          needed, model_dir, onnx_dir)
+                raise SystemExit(1)
+    else:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
 
     marker = read_marker(model_dir)
     random_weights = marker is not None and bool(marker.get("random_weights", True))
@@ -114,7 +134,8 @@ async def main(argv: list[str]) -> None:
         options = EmotionOptions(window_s=settings.window_s, window_overlap_s=settings.window_overlap_s,
                                  single_window_max_s=settings.single_window_max_s,
                                  max_batch_audio_s=settings.max_batch_audio_s,
-                                 min_segment_ms=settings.min_segment_ms)
+                                 min_segment_ms=settings.min_segment_ms,
+                                 max_audio_s=settings.max_audio_s)
     except ValueError as exc:
         raise SystemExit(f"emotion settings: {exc}") from None
 
@@ -126,7 +147,11 @@ async def main(argv: list[str]) -> None:
         return load_speechbrain_model(model_dir, quantize_int8=settings.quantize_int8)
 
     def build_engine() -> EmotionEngine:
-        engine = EmotionEngine(load_classifier(), options)
+        if settings.runtime == "onnx":
+            model = load_onnx_model(onnx_dir, quantized=settings.quantize_int8, threads=settings.torch_threads)
+        else:
+            model = load_classifier()
+        engine = EmotionEngine(model, options)
         engine.warm_up()
         MODELS_INFO.labels("emotion", model_dir.name, str(random_weights).lower()).set(1)
         return engine

@@ -1,11 +1,17 @@
 """Streaming voice activity detection: one shared model, one state per stream.
 
-Silero's own ``VADIterator`` keeps the RNN state on the model object
-(``model.reset_states()``), so two streams sharing one model corrupt each
-other. Here the model is only used through its stateless inner network
-(``model._model(x_with_context, state)``, exactly what the TorchScript
-``forward`` does after reading ``self._state``), and every stream owns its
-``state``/``context`` tensors in a :class:`SileroStream`.
+Silero's own ``VADIterator`` (and its ``OnnxWrapper``) keep the RNN state on
+the model object (``model.reset_states()``), so two streams sharing one model
+corrupt each other. Here the network is called statelessly
+(``(x_with_context, state) -> (prob, state)``) and every stream owns its
+``state``/``context`` arrays in a :class:`SileroStream`.
+
+The worker runs the ONNX export bundled with the silero-vad package on
+onnxruntime (:class:`OnnxSileroModel`), so it never imports torch: the worker
+stays near 120 MiB resident (bench/vad_memory.py), and a window costs about a
+sixth of the TorchScript model's CPU, with speech probabilities within 2e-5 of it (tests/test_vad_engine.py checks that
+segments are identical on every shared clip). The TorchScript runtime stays
+available as the reference in :mod:`services.vad.silero_torch`.
 
 The segmentation rule (threshold with a hysteresis of 0.15, minimum speech,
 minimum silence, padding, maximum length) follows ``get_speech_timestamps`` of
@@ -15,7 +21,7 @@ maximum-length handling.
 
 Usage::
 
-    model = load_silero(project_root)
+    model = load_silero(project_root)    # ONNX on onnxruntime, no torch
     stream = SileroStream(model, VadOptions())
     for chunk in chunks:                 # float32 mono 16 kHz, any size
         events += stream.accept(chunk)
@@ -28,10 +34,9 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples, samples_to_ms
 from services.common.errors import InvalidInput
@@ -44,7 +49,9 @@ __all__ = [
     "VadEvent",
     "VadStream",
     "SileroModel",
+    "OnnxSileroModel",
     "SileroStream",
+    "silero_onnx_path",
     "load_silero",
 ]
 
@@ -206,43 +213,83 @@ class _Segmenter:
         return events
 
 
-class SileroModel:
-    """The shared, read-only Silero network (TorchScript)."""
+class SileroModel(Protocol):
+    """A shared, read-only Silero network called statelessly; streams own the state."""
 
-    def __init__(self, jit_model: torch.jit.ScriptModule, source: str):
-        self.net = jit_model._model  # stateless: forward(x_with_context, state) -> (prob, state)
-        self.context_samples = int(self.net.context_size_samples)
+    source: str
+
+    def initial_state(self) -> tuple[Any, Any]:
+        """(RNN state, context) for a new stream."""
+        ...
+
+    def step(self, window: np.ndarray, state: Any, context: Any) -> tuple[float, Any, Any]:
+        """One 512-sample float32 window -> (speech probability, new state, new context)."""
+        ...
+
+
+SILERO_CONTEXT_SAMPLES = 64
+"""Samples of the previous window Silero (v5+) prepends to each window at 16 kHz."""
+
+
+class OnnxSileroModel:
+    """Silero's ONNX export on onnxruntime: what ``OnnxWrapper.__call__`` does, minus its state.
+
+    ``InferenceSession.run`` may be called from several threads at once, so one
+    session serves every stream. Each call gets one intra-op thread: a 512-sample
+    window is far too small to split, and parallelism comes from running
+    streams in the servicer's threads.
+    """
+
+    def __init__(self, onnx_path: Path, source: str):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # warnings about unused initializers are noise here
+        self.session = onnxruntime.InferenceSession(str(onnx_path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+        self.context_samples = SILERO_CONTEXT_SAMPLES
+        self._sr = np.array(SAMPLE_RATE_HZ, dtype=np.int64)
         self.source = source
 
-    def initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.zeros(2, 1, 128), torch.zeros(1, self.context_samples)
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((2, 1, 128), dtype=np.float32), np.zeros((1, self.context_samples), dtype=np.float32)
 
-    @torch.inference_mode()
-    def step(self, window: torch.Tensor, state: torch.Tensor, context: torch.Tensor):
-        """One 512-sample window -> (speech probability, new state, new context)."""
-        x = torch.cat([context, window.unsqueeze(0)], dim=1)
-        prob, state = self.net(x, state)
-        return float(prob.item()), state, x[:, -self.context_samples:]
+    def step(self, window: np.ndarray, state: np.ndarray, context: np.ndarray):
+        x = np.concatenate([context, window.reshape(1, -1)], axis=1)
+        prob, state = self.session.run(None, {"input": x, "state": state, "sr": self._sr})
+        return float(prob[0, 0]), state, x[:, -self.context_samples:]
 
 
-def load_silero(project_root: Path) -> SileroModel:
-    """Local-first: ``<root>/silero-vad`` via torch.hub (source="local"), else the pip package's model.
+SILERO_ONNX_IN_REPO = Path("src") / "silero_vad" / "data" / "silero_vad.onnx"
+"""Where a silero-vad repository (``<root>/silero-vad``) keeps the ONNX export."""
 
-    Neither path touches the network.
+
+def silero_onnx_path(project_root: Path) -> tuple[Path, str]:
+    """(ONNX file, description): ``<root>/silero-vad`` first, else the pip package's.
+
+    The package is located without importing it: ``import silero_vad`` imports torch.
     """
-    local = project_root / "silero-vad"
-    if (local / "hubconf.py").is_file():
-        loaded = torch.hub.load(str(local), "silero_vad", source="local", trust_repo=True, verbose=False)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        source = f"torch.hub local repo {local}"
-    else:
-        from silero_vad import load_silero_vad
+    local = project_root / "silero-vad" / SILERO_ONNX_IN_REPO
+    if local.is_file():
+        return local, f"local repo {local.parents[3]}"
+    import importlib.util
 
-        model = load_silero_vad()
-        source = "silero-vad pip package (bundled model; silero-vad/ not found at project root)"
-    model.eval()
-    log.info("Silero VAD loaded from %s", source)
-    return SileroModel(model, source)
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("Silero VAD not found: neither silero-vad/ at the project root nor the "
+                                "silero-vad package (pip install -r requirements.txt)")
+    bundled = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    return bundled, "silero-vad pip package (bundled model; silero-vad/ not found at project root)"
+
+
+def load_silero(project_root: Path) -> OnnxSileroModel:
+    """The Silero ONNX model on onnxruntime (see :func:`silero_onnx_path`); never touches the network."""
+    path, source = silero_onnx_path(project_root)
+    model = OnnxSileroModel(path, f"{source}, onnxruntime")
+    log.info("Silero VAD loaded from %s", model.source)
+    return model
 
 
 class SileroStream:
@@ -262,7 +309,7 @@ class SileroStream:
         self.pending = buffer[full:].copy()
         events: list[VadEvent] = []
         if full:
-            windows = torch.from_numpy(np.ascontiguousarray(buffer[:full])).view(-1, WINDOW_SAMPLES)
+            windows = np.ascontiguousarray(buffer[:full]).reshape(-1, WINDOW_SAMPLES)
             for window in windows:
                 prob, self.state, self.context = self.model.step(window, self.state, self.context)
                 self.consumed += WINDOW_SAMPLES
@@ -278,7 +325,7 @@ class SileroStream:
         if self.pending.size:
             tail = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
             tail[: self.pending.size] = self.pending
-            prob, self.state, self.context = self.model.step(torch.from_numpy(tail), self.state, self.context)
+            prob, self.state, self.context = self.model.step(tail, self.state, self.context)
             self.pending = np.zeros(0, dtype=np.float32)
             events += self.segmenter.push(prob, min(self.consumed + WINDOW_SAMPLES, total))
             self.consumed = total
