@@ -55,8 +55,10 @@ def requirement_names(path: Path) -> set[str]:
 
 def _third_party_imports(paths: list[Path]) -> dict[str, set[str]]:
     """Top-level module -> files importing it, for modules outside the stdlib and the repo."""
+    # bench/ and scripts/ run as scripts, so their files also import each other by bare name
+    siblings = {p.stem for folder in ("bench", "scripts") for p in (ROOT / folder).glob("*.py")}
     local = {"gateway", "services", "scripts", "speech_analysis", "speech_analysis_client", "tests", "bench",
-             "naive_monolith", "procstat", "download_models"}
+             *siblings}
     found: dict[str, set[str]] = {}
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
