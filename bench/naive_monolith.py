@@ -261,7 +261,7 @@ def run_session(server: NaiveServer, samples, interval_s: float, retranscribe: b
     jobs = []
     ticks = retranscription_ticks(audio_s, interval_s) if retranscribe else []
     for tick in sample_ticks(ticks, measured_ticks):
-        _, wall, cpu = _timed(lambda: server.transcribe(samples[: int(tick * SAMPLE_RATE_HZ)]))
+        _, wall, cpu = _timed(lambda: server.transcribe(samples[: int(tick * SAMPLE_RATE_HZ)]))  # noqa: B023 (called at once)
         jobs.append({"buffer_s": tick, "wall_s": round(wall, 4), "cpu_s": round(cpu, 4)})
     stop, wall, cpu = _timed(lambda: server.stop(samples))
     out = {

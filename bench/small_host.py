@@ -120,7 +120,8 @@ for variant, int8 in (("fp32", False), ("int8", True)):
                            EmotionOptions())
     probs[variant] = np.array([[s.probability for s in engine.classify(x).scores] for x in segments])
 from services.emotion.onnx_runtime import load_onnx_model
-engine = EmotionEngine(load_onnx_model(models / "emotion-recognition-wav2vec2-IEMOCAP" / "onnx", quantized=True, threads=2),
+onnx_dir = models / "emotion-recognition-wav2vec2-IEMOCAP" / "onnx"
+engine = EmotionEngine(load_onnx_model(onnx_dir, quantized=True, threads=2),
                        EmotionOptions())
 probs["onnx-int8"] = np.array([[s.probability for s in engine.classify(x).scores] for x in segments])
 for variant in ("int8", "onnx-int8"):

@@ -617,8 +617,8 @@ class Bench:
             out["stream_audio_s"] = round(workloads[0].audio_s, 2)
             runs: list[StreamRun | None] = [None] * n
 
-            def client(i: int) -> None:
-                runs[i] = run_stream(stack.address, workloads[i], realtime=True, chunk_ms=p.chunk_ms)
+            def client(i: int) -> None:  # the threads are joined within this iteration
+                runs[i] = run_stream(stack.address, workloads[i], realtime=True, chunk_ms=p.chunk_ms)  # noqa: B023
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
             with CpuMeter(stack) as meter:

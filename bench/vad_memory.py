@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 import procstat  # noqa: E402
 from speech_analysis.v1 import common_pb2  # noqa: E402
-from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc  # noqa: E402
 from tests.conftest import load_manifest, read_clip  # noqa: E402
 from tests.procs import start_server  # noqa: E402
 

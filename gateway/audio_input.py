@@ -29,6 +29,10 @@ MAX_SAMPLE_RATE_HZ = 192_000
 _BYTES_PER_SAMPLE = {common_pb2.AUDIO_ENCODING_PCM16LE: 2, common_pb2.AUDIO_ENCODING_FLOAT32LE: 4}
 
 
+def _encoding_name(encoding: int) -> str:
+    return common_pb2.AudioEncoding.Name(encoding) if encoding in common_pb2.AudioEncoding.values() else "unknown"
+
+
 def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: bool = True) -> None:
     """Raise InvalidInput naming the first bad field of ``config``."""
     if audio_format_required:
@@ -39,13 +43,14 @@ def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: 
         if config.encoding not in _BYTES_PER_SAMPLE:
             raise InvalidInput(
                 f"config.encoding must be AUDIO_ENCODING_PCM16LE or AUDIO_ENCODING_FLOAT32LE, got {config.encoding} "
-                f"({common_pb2.AudioEncoding.Name(config.encoding) if config.encoding in common_pb2.AudioEncoding.values() else 'unknown'})")
+                f"({_encoding_name(config.encoding)})")
         if config.channels not in (0, 1, 2):
             raise InvalidInput(f"config.channels must be 1 or 2 (0 means 1), got {config.channels}")
     if config.mode not in common_pb2.AsrMode.values():
         raise InvalidInput(f"config.mode {config.mode} is unknown; use ASR_MODE_PARAFORMER or ASR_MODE_SENSEVOICE")
     if config.vad_backend not in common_pb2.VadBackend.values():
-        raise InvalidInput(f"config.vad_backend {config.vad_backend} is unknown; use VAD_BACKEND_SILERO or VAD_BACKEND_FSMN")
+        raise InvalidInput(f"config.vad_backend {config.vad_backend} is unknown; "
+                           "use VAD_BACKEND_SILERO or VAD_BACKEND_FSMN")
     if config.language and config.language not in REQUEST_LANGUAGES:
         raise InvalidInput(f"config.language {shorten(config.language)} is not one of "
                            f"{', '.join(REQUEST_LANGUAGES)}")

@@ -368,7 +368,8 @@ class Session:
         emotion = outcomes.get("emotion")
         if isinstance(emotion, emotion_pb2.ClassifyResponse):
             result.emotions.append(gateway_pb2.EmotionResult(
-                source=emotion_source(emotion.model_info.models), label=emotion.label, display_name=emotion.display_name,
+                source=emotion_source(emotion.model_info.models), label=emotion.label,
+                display_name=emotion.display_name,
                 confidence=emotion.confidence, probabilities=emotion.probabilities))
             result.random_weights |= emotion.model_info.random_weights
         asr = outcomes["asr"]

@@ -87,10 +87,12 @@ def describe(event: gateway_pb2.AnalyzeResponse) -> str:
     """One human-readable line (two for the summary) per event."""
     kind = event.WhichOneof("event")
     if kind == "speech_started":
-        return f"[{event.speech_started.start_ms / 1000:7.2f}s] speech started (segment {event.speech_started.segment_id})"
+        s = event.speech_started
+        return f"[{s.start_ms / 1000:7.2f}s] speech started (segment {s.segment_id})"
     if kind == "speech_ended":
         e = event.speech_ended
-        return f"[{e.end_ms / 1000:7.2f}s] speech ended   (segment {e.segment_id}, {e.start_ms / 1000:.2f}-{e.end_ms / 1000:.2f}s)"
+        return (f"[{e.end_ms / 1000:7.2f}s] speech ended   "
+                f"(segment {e.segment_id}, {e.start_ms / 1000:.2f}-{e.end_ms / 1000:.2f}s)")
     if kind == "segment_result":
         r = event.segment_result
         emotions = ", ".join(f"{e.display_name or e.label} {e.confidence:.0%} ({e.source})" for e in r.emotions)

@@ -114,7 +114,9 @@ def with_default_port(address: str) -> str:
     ``host``, ``1.2.3.4`` and ``[::1]`` get :data:`DEFAULT_PORT` (gRPC would otherwise use 443);
     ``host:port``, ``[::1]:port`` and target URIs (``dns:///host:port``, ``unix:path``) are kept.
     """
-    if "://" in address or address.startswith(("unix:", "unix-abstract:")) or re.search(r"(^\[.*\]|^[^:\[]*):\d+$", address):
+    if "://" in address or address.startswith(("unix:", "unix-abstract:")):
+        return address
+    if re.search(r"(^\[.*\]|^[^:\[]*):\d+$", address):  # host:port, [v6]:port
         return address
     if address.count(":") >= 2 and not address.startswith("["):
         return f"[{address}]:{DEFAULT_PORT}"  # a bare IPv6 address

@@ -247,7 +247,6 @@ def test_skip_init_loading_gives_the_old_loaders_outputs(layout):
     checkpoint) and FunASR's own loader's, and int8 engines loaded both ways transcribe alike."""
     from services.asr.engine import load_automodel
     from services.asr import engine as engine_module
-    from services.asr.lean_loading import lean_checkpoint_loading
 
     for directory in (layout.paraformer.path, layout.ct_punc.path, layout.sensevoice.path):
         skip = load_automodel(directory, threads=1, lean=True).model.state_dict()

@@ -70,7 +70,8 @@ def test_paraformer_mode_with_nine_emotions(e2v_gateway, manifest):
 
 
 def test_sensevoice_mode_adds_emotion2vec_on_request(e2v_gateway):
-    plain = results_of(run(e2v_gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE)))
+    sensevoice = gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE)
+    plain = results_of(run(e2v_gateway.address, "zh_single", sensevoice))
     assert [[e.source for e in r.emotions] for r in plain] == [["sensevoice"]] * len(plain)
     events = run(e2v_gateway.address, "zh_single",
                  gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE, speechbrain_emotion=True))

@@ -133,7 +133,8 @@ def test_window_plan(seconds, expected):
     assert len(plan) == expected
     assert plan[0][0] == 0 and plan[-1][1] == n
     if n > options.single_window_max_samples:
-        assert len(plan) == 1 + math.ceil((n - options.window_samples) / (options.window_samples - options.overlap_samples))
+        hop = options.window_samples - options.overlap_samples
+        assert len(plan) == 1 + math.ceil((n - options.window_samples) / hop)
         assert all(end - start == options.window_samples for start, end in plan)
         assert all(prev_end - start >= options.overlap_samples for (_, prev_end), (start, _) in zip(plan, plan[1:]))
 

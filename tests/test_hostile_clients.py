@@ -26,7 +26,8 @@ from services.common.limits import MAX_HOTWORDS
 from tests.conftest import read_clip
 from tests.procs import start_server
 
-SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}  # no ASR or emotion: wait on health "vad"
+# No ASR or emotion worker: overall health stays NOT_SERVING, so these gateways wait on "vad".
+SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}
 
 
 def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisServiceStub]:
@@ -35,7 +36,8 @@ def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysi
 
 
 def config(**kwargs) -> gateway_pb2.StreamConfig:
-    return gateway_pb2.StreamConfig(sample_rate_hz=16000, encoding=common_pb2.AUDIO_ENCODING_PCM16LE, channels=1, **kwargs)
+    return gateway_pb2.StreamConfig(sample_rate_hz=16000, encoding=common_pb2.AUDIO_ENCODING_PCM16LE, channels=1,
+                                    **kwargs)
 
 
 def kinds(events, kind):
@@ -117,7 +119,7 @@ def test_idle_streams_end_and_every_open_stream_holds_a_slot(hostile_gateway):
                 break
             assert time.monotonic() < deadline, "idle streams never took their slots"
         for call in (no_config, config_only):
-            error = refusal(lambda: list(call))
+            error = refusal(lambda: list(call))  # noqa: B023 (called at once)
             assert error.code() == grpc.StatusCode.OUT_OF_RANGE, error
             assert "IDLE_TIMEOUT_S" in error.details()
         release.set()
@@ -348,7 +350,8 @@ def test_a_worker_refusal_always_reaches_the_client():
                     break
                 if holder.done():  # the probe overtook it and it was the one refused: again
                     holder = stub.Analyze(held_open(), timeout=60)
-                assert time.monotonic() < deadline, f"the held stream never took the VAD slot:\n{gateway.log()}\n{vad.log()}"
+                assert time.monotonic() < deadline, (
+                    f"the held stream never took the VAD slot:\n{gateway.log()}\n{vad.log()}")
             codes = []
             for _ in range(20):
                 error = refusal(lambda: list(analyze(stub, clip, rate, timeout=30)))

@@ -56,8 +56,8 @@ def test_onnx_probabilities_close_to_torch(silero, silero_torch):
     assert worst < 1e-3, worst
 
 
-def run_stream(model, audio: np.ndarray, chunk: int, options=VadOptions()):
-    stream = SileroStream(model, options)
+def run_stream(model, audio: np.ndarray, chunk: int, options: VadOptions | None = None):
+    stream = SileroStream(model, options or VadOptions())
     events = []
     for start in range(0, audio.size, chunk):
         events += stream.accept(audio[start:start + chunk])

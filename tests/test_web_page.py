@@ -38,7 +38,8 @@ def _wait_serving_tls(port: int, cert: bytes, server) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
                 pass
@@ -108,7 +109,8 @@ def _layout(page) -> dict:
                 trackRights: tracks.map((r) => r.right),
                 blocks: [...document.querySelectorAll('#timeline .block:not(.open)')].map(rect)
                         .map((r) => [r.left, r.right]),
-                timeline: [rect(document.getElementById('timeline')).left, rect(document.getElementById('timeline')).right],
+                timeline: [rect(document.getElementById('timeline')).left,
+                           rect(document.getElementById('timeline')).right],
                 viewport: window.innerWidth};
     }""")
 

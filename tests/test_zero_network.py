@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from speech_analysis.v1 import common_pb2
-from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, emotion_pb2, emotion_pb2_grpc, vad_pb2, vad_pb2_grpc
+from speech_analysis.worker.v1 import (
+    asr_pb2, asr_pb2_grpc, audio_pb2, emotion_pb2, emotion_pb2_grpc, vad_pb2, vad_pb2_grpc)
 from tests.conftest import read_clip
 from tests.procs import ROOT, start_server
 
@@ -78,7 +79,8 @@ def test_the_guard_itself_catches_an_attempt(guarded_env):
     import sys
 
     env, audit = guarded_env
-    code = "import urllib.request\ntry:\n urllib.request.urlopen('http://huggingface.co', timeout=2)\nexcept OSError: pass"
+    code = ("import urllib.request\ntry:\n urllib.request.urlopen('http://huggingface.co', timeout=2)\n"
+            "except OSError: pass")
     subprocess.run([sys.executable, "-c", code], env={**env, "PATH": "/usr/bin:/bin"}, check=True, timeout=60)
     assert "huggingface.co" in audit.read_text()
 

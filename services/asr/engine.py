@@ -420,7 +420,7 @@ class AsrEngine:
                 result, piece.offset_samples // _SAMPLES_PER_MS, piece.samples.size // _SAMPLES_PER_MS)
 
         results: list[Transcript | Exception] = []
-        for index, request in enumerate(requests):
+        for index in range(len(requests)):
             raw = " ".join(texts[index])
             try:
                 text = self._punctuate(raw)
@@ -453,7 +453,7 @@ class AsrEngine:
             per_request[piece.request].append((piece, result))
 
         results: list[Transcript | Exception] = []
-        for index, request in enumerate(requests):
+        for index in range(len(requests)):
             parsed = [parse_sensevoice(str(result.get("text", ""))) for _, result in per_request[index]]
             tokens: list[TokenTime] = []
             for piece, result in per_request[index]:
