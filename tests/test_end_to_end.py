@@ -7,6 +7,8 @@ these tests check structure, ordering, plumbing and fault handling, never accura
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,11 +16,11 @@ import grpc
 import pytest
 import soundfile as sf
 
-from speech_analysis_client import analyze
+from speech_analysis_client import analyze, audio_requests
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
-from tests.procs import start_server
+from tests.procs import ROOT, start_server
 
 EMOTION_LABELS = {"neu", "ang", "hap", "sad"}
 
@@ -256,17 +258,37 @@ def test_round_robin_over_replicas(model_env, stack):
 
 
 def test_client_cancel_cancels_worker_calls(stack):
-    samples, rate = read_clip("zh_weather", dtype="int16")
-    with grpc.insecure_channel(stack.gateway.address) as channel:
-        call = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(
-            iter(list(__import__("speech_analysis_client", fromlist=["x"]).audio_requests(
-                samples, rate, gateway_pb2.StreamConfig()))), timeout=60)
-        for event in call:
-            if event.WhichOneof("event") == "speech_ended":
-                call.cancel()
-                break
-    # The gateway survives and serves the next stream normally.
-    assert results_of(run(stack.gateway.address, "zh_single"))
+    """A client that cancels mid-segment cancels the gateway's call to the worker: the
+    stand-in ASR worker (tests/hung_asr_replica.py) holds the segment's Transcribe call
+    and reports when its caller cancels it."""
+    hung = subprocess.Popen([sys.executable, "-m", "tests.hung_asr_replica"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    gateway = None
+    try:
+        gateway = start_server("gateway.server", "gateway-cancel", env={
+            "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": f"127.0.0.1:{int(hung.stdout.readline())}",
+            "EMOTION_ADDRESS": stack.emotion.address, "WORKER_TIMEOUT_S": "60"})
+        samples, rate = read_clip("zh_weather", dtype="int16")
+        with grpc.insecure_channel(gateway.address) as channel:
+            call = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(
+                audio_requests(samples, rate, gateway_pb2.StreamConfig()), timeout=60)
+            assert hung.stdout.readline().strip() == "held"  # the first segment's call, in the worker
+            call.cancel()
+        reported_lines: list[str] = []
+        reported = threading.Thread(target=lambda: reported_lines.append(hung.stdout.readline().strip()))
+        reported.start()
+        reported.join(30)
+        assert reported_lines == ["cancelled"], "the worker's call outlived the client's stream"
+        # The gateway survives and serves the next stream (its ASR answers short segments).
+        with grpc.insecure_channel(gateway.address) as channel:
+            events = list(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(
+                audio_requests(samples[: rate // 2], rate, gateway_pb2.StreamConfig()), timeout=30))
+        assert events[-1].WhichOneof("event") == "summary"
+    finally:
+        hung.kill()
+        hung.wait()
+        if gateway is not None:
+            gateway.stop()
 
 
 def test_long_file_never_floods_the_workers(stack, model_env):
