@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -17,30 +19,69 @@ from tests.conftest import read_clip
 from tests.procs import ROOT, free_port
 
 
-def _stop(launcher: subprocess.Popen) -> None:
-    """Stop a launcher still running after a failed test."""
-    if launcher.poll() is None:
-        # SIGTERM lets honcho stop its children (each runs in its own process group,
-        # so killing honcho outright would orphan them); SIGKILL only as a last resort.
-        launcher.send_signal(signal.SIGTERM)
-        try:
-            launcher.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(launcher.pid, signal.SIGKILL)
+class Launcher:
+    """``scripts/launch.py`` as a subprocess whose output a thread collects, so every wait
+    has a real deadline (a launcher that hangs silently fails the test with its output)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "scripts/launch.py", *args], cwd=ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout_s: float, start: int = 0) -> re.Match:
+        """The first match of ``pattern`` in a line from index ``start`` on."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    if match := re.search(pattern, line):
+                        return match
+                start = len(self.lines)
+                remaining = deadline - time.monotonic()
+                more_to_come = self.proc.poll() is None or self._reader.is_alive()
+                assert remaining > 0 and more_to_come, (
+                    f"no {pattern!r} within {timeout_s} s:\n" + "".join(self.lines[-60:]))
+                self._changed.wait(min(remaining, 1.0))
+
+    def interrupt(self) -> None:
+        self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        self.proc.wait(60)
+
+    def stop(self) -> None:
+        """Stop a launcher still running after a failed test."""
+        if self.proc.poll() is None:
+            # SIGTERM lets honcho stop its children (each runs in its own process group,
+            # so killing honcho outright would orphan them); SIGKILL only as a last resort.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def test_launcher_starts_serves_and_stops_everything(model_env):
     ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT")}
     env = {**os.environ, **model_env, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1"}
-    launcher = subprocess.Popen([sys.executable, "scripts/launch.py"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    lines: list[str] = []
+    launcher = Launcher([], env)
     try:
-        deadline = time.monotonic() + 240
-        while not any("stack ready" in line for line in lines):
-            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
-            lines.append(launcher.stdout.readline())
+        launcher.wait_for("stack ready", 240)
+        lines = list(launcher.lines)
         # Logs are prefixed per process; the models are the random-weight ones, and they say so.
         for name in ("vad", "asr", "emotion", "gateway"):
             assert any(name in line.split("|")[0] for line in lines if "|" in line), (name, lines)
@@ -50,11 +91,10 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
             events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, timeout=60))
         (result,) = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
         assert result.text and result.emotions and result.random_weights and not result.errors
-        launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        launcher.wait(60)
+        launcher.interrupt()
     finally:
-        _stop(launcher)
-    rest = launcher.stdout.read()
+        launcher.stop()
+    launcher.wait_for("stopped", 10, start=len(lines))
     # Every process was stopped, none left listening.
     for port in ports.values():
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -63,11 +103,9 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
                 raise AssertionError(f"port {port} still serving after Ctrl-C")
             except grpc.FutureTimeoutError:
                 pass
-    assert "stopped" in rest
 
 
 def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port():
-    import re
     import urllib.request
 
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -76,19 +114,7 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
     metrics_base = free_port()  # vad: base, gateway: base + 3
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1",
            "METRICS_PORT": str(metrics_base), "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9"}
-    launcher = subprocess.Popen([sys.executable, "scripts/launch.py", "--only", "vad,gateway"], cwd=ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    lines: list[str] = []
-
-    def read_until(pattern: str, timeout_s: float) -> re.Match:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
-            lines.append(launcher.stdout.readline())
-            match = re.search(pattern, lines[-1])
-            if match:
-                return match
+    launcher = Launcher(["--only", "vad,gateway"], env)
 
     def health(port: int, service: str = "") -> int:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -96,8 +122,8 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
                 health_pb2.HealthCheckRequest(service=service), timeout=2).status
 
     try:
-        first = int(read_until(r"supervisor: vad running as pid (\d+)", 60).group(1))
-        read_until(r" vad SERVING", 120)
+        first = int(launcher.wait_for(r"supervisor: vad running as pid (\d+)", 60).group(1))
+        launcher.wait_for(r" vad SERVING", 120)
         # Each process has its own metrics port (one shared port would kill the stack).
         vad_metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_base}/metrics", timeout=5).read()
         deadline = time.monotonic() + 30
@@ -109,12 +135,13 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
             except OSError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-        assert b'\nspeech_models_info{' in vad_metrics, (metrics_base, "".join(lines))
+        assert b'\nspeech_models_info{' in vad_metrics, (metrics_base, launcher.output())
         assert b"\nspeech_worker_serving{" not in vad_metrics
         assert b"\nspeech_worker_serving{" in gateway_metrics
 
+        seen = len(launcher.lines)
         os.kill(first, signal.SIGKILL)  # the VAD worker dies
-        second = int(read_until(r"supervisor: vad running as pid (\d+)", 30).group(1))
+        second = int(launcher.wait_for(r"supervisor: vad running as pid (\d+)", 30, start=seen).group(1))
         assert second != first
         deadline = time.monotonic() + 120
         while True:
@@ -123,14 +150,13 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
                     break
             except grpc.RpcError:
                 pass
-            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
+            assert time.monotonic() < deadline and launcher.proc.poll() is None, launcher.output()
             time.sleep(0.2)
         # The gateway kept running all along and sees the VAD again.
         assert health(ports["GATEWAY_PORT"], "liveness") == health_pb2.HealthCheckResponse.SERVING
-        launcher.send_signal(signal.SIGINT)
-        launcher.wait(60)
+        launcher.interrupt()
     finally:
-        _stop(launcher)
+        launcher.stop()
     for port in ports.values():
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.FutureTimeoutError):
@@ -195,15 +221,10 @@ def test_launcher_applies_the_small_host_profile(model_env, tiny_models, tmp_pat
            "LOG_LEVEL": "INFO", "EMOTION_ONNX_DIR": str(onnx_dir)}
     for key in ("ASR_INT8", "EMOTION_INT8", "EMOTION_RUNTIME", "VAD_BACKENDS", "TORCH_THREADS", "MAX_SESSIONS"):
         env.pop(key, None)
-    launcher = subprocess.Popen([sys.executable, "scripts/launch.py", "--profile", "small-host"], cwd=ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-    lines: list[str] = []
+    launcher = Launcher(["--profile", "small-host"], env)
     try:
-        deadline = time.monotonic() + 240
-        while not any("stack ready" in line for line in lines):
-            assert time.monotonic() < deadline and launcher.poll() is None, "".join(lines[-40:])
-            lines.append(launcher.stdout.readline())
+        launcher.wait_for("stack ready", 240)
+        lines = list(launcher.lines)
         text = "".join(lines)
         assert "profile small-host:" in text
         assert any("asr" in line.split("|")[0] and "ASR engine ready" in line and "int8 True" in line
@@ -217,9 +238,4 @@ def test_launcher_applies_the_small_host_profile(model_env, tiny_models, tmp_pat
         (result,) = [e.segment_result for e in events if e.WhichOneof("event") == "segment_result"]
         assert result.text and result.emotions and not result.errors
     finally:
-        if launcher.poll() is None:
-            launcher.send_signal(signal.SIGTERM)
-            try:
-                launcher.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.stop()
