@@ -2,10 +2,12 @@
 
 ``tiny_models_dir()`` returns a directory laid out like ``pretrained_models/``
 (``model_cache/`` with the FunASR models and emotion2vec+, ``emotion-recognition-wav2vec2-IEMOCAP/``)
-holding tiny random-weight models. It lives in
-``<project>/.cache/test-models/tiny-<BUILDER_VERSION>/`` and is rebuilt only when
-``BUILDER_VERSION`` (scripts/fixtures/common.py) changes; delete the directory
-to force a rebuild.
+holding tiny random-weight models. It lives outside the checkout, in
+``$SPEECH_TEST_MODELS_CACHE`` (default ``~/.cache/speech-analysis/test-models``),
+as ``tiny-<key>/`` where the key hashes the builders' source
+(scripts/make_test_models.py and scripts/fixtures/): a fresh clone reuses a warm
+cache, and any change to a builder builds a new tree. Delete the directory to
+force a rebuild.
 
 Parallel pytest sessions (or xdist workers) serialise on a file lock; the tree
 is built in a temporary sibling directory and renamed into place, so a reader
@@ -17,6 +19,7 @@ emotion model is added to the existing tree.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -31,13 +34,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:  # imported from a pytest rootdir that is not on sys.path
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from scripts.fixtures.common import BUILDER_VERSION  # noqa: E402
-
-__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "tiny_models_dir"]
+__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir"]
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR = PROJECT_ROOT / ".cache" / "test-models"
+CACHE_DIR = Path(os.environ.get("SPEECH_TEST_MODELS_CACHE")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speech-analysis"
+                 / "test-models")
 BUILD_INFO_FILENAME = "BUILD_INFO.json"
 
 _resolved: Path | None = None
@@ -62,6 +65,15 @@ def _emotion_builder_available() -> bool:
     return True
 
 
+def builder_key() -> str:
+    """A hash of every builder's source: the tree is rebuilt exactly when a builder changes."""
+    digest = hashlib.sha256()
+    scripts = PROJECT_ROOT / "scripts"
+    for path in sorted([scripts / "make_test_models.py", *(scripts / "fixtures").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _build(target: Path) -> None:
     from scripts.make_test_models import build_all, build_emotion_if_available
 
@@ -70,7 +82,10 @@ def _build(target: Path) -> None:
     started = time.perf_counter()
     timings = build_all(tmp, "tiny", groups=("paraformer", "sensevoice"))
     emotion = build_emotion_if_available(tmp, "tiny") is not None
-    info = {"builder_version": BUILDER_VERSION, "size": "tiny", "emotion": emotion,
+    from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
+
+    build_emotion2vec_model(model_dir_in_cache(tmp / "model_cache"), "tiny")
+    info = {"builder_key": builder_key(), "size": "tiny", "emotion": emotion,
             "seconds": round(time.perf_counter() - started, 1),
             "timings_s": {k: round(v, 1) for k, v in timings.items()}}
     (tmp / BUILD_INFO_FILENAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -84,7 +99,7 @@ def tiny_models_dir() -> Path:
     global _resolved
     if _resolved is not None:
         return _resolved
-    target = CACHE_DIR / f"tiny-{BUILDER_VERSION}"
+    target = CACHE_DIR / f"tiny-{builder_key()}"
     with _exclusive_lock(CACHE_DIR / "tiny.lock"):
         info_path = target / BUILD_INFO_FILENAME
         if not info_path.is_file():
@@ -95,18 +110,8 @@ def tiny_models_dir() -> Path:
 
             info["emotion"] = build_emotion_if_available(target, "tiny") is not None
             info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        from scripts.fixtures.emotion2vec import EMOTION2VEC_BUILDER_VERSION
-
-        if info.get("emotion2vec") != EMOTION2VEC_BUILDER_VERSION:
-            # added to a tree built before it existed (a new directory: readers of the
-            # rest of the tree are not disturbed)
-            from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
-
-            build_emotion2vec_model(model_dir_in_cache(target / "model_cache"), "tiny")
-            info["emotion2vec"] = EMOTION2VEC_BUILDER_VERSION
-            info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        # trees of older builder versions are left alone (11 MB each): a concurrent session
-        # still on the old version may be reading one
+        # trees of other builder keys are left alone (11 MB each): a concurrent session
+        # from another checkout may be reading one
         for leftover in CACHE_DIR.glob(".tiny-*.building-*"):  # builds killed midway
             shutil.rmtree(leftover, ignore_errors=True)
     _resolved = target
