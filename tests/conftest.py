@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from tests.procs import ROOT, start_server
+from tests.emotion_workers import e2v_cache, e2v_servers, emotion_project_root, emotion_servers  # noqa: F401 (fixtures)
 
 SHARED_AUDIO = ROOT.parent / "shared" / "audio"
 

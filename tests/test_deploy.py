@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from concurrent import futures
 from pathlib import Path
 

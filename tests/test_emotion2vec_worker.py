@@ -2,9 +2,9 @@
 
 Mirrors tests/test_emotion_worker.py (the SpeechBrain path): in-process engine
 tests (the same results as FunASR's own inference, windowing, batch invariance,
-loading, int8), then real worker processes over gRPC: an eager one (with
-metrics), a lazily loading one, one with a queue of 1 (overload) and an int8
-one, started together at the first test that needs one. The fixture lives in
+loading, int8), then real worker processes over gRPC (tests/emotion_workers.py;
+the behaviour both models share, such as windowing, bad input and overload, is
+tested for both in tests/test_emotion_worker.py). The fixture lives in
 the cached tiny tree (``tests/fixture_models.py``) under
 ``model_cache/models/iic/emotion2vec_plus_base``. Random weights: these tests
 check structure and behaviour, never accuracy.
@@ -15,35 +15,27 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 import torch
 
-from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
 from scripts.fixtures.emotion2vec import MODEL_DIRNAME, TOKENS, model_dir_in_cache
-from services.common.audio import SAMPLE_RATE_HZ
 from services.common.emotion_labels import EMOTION2VEC_LABELS
 from services.common.errors import InvalidInput
 from services.emotion.emotion2vec import labels_from_tokens, load_emotion2vec_model
 from services.emotion.engine import EmotionEngine, EmotionOptions
-from tests.procs import ROOT, ServerProcess, free_port, start_server, wait_for_serving
+from tests.emotion_workers import classify, noise, probabilities, serving
+from tests.procs import ROOT, ServerProcess, start_server
 
 EXPECTED_CLASSES = [("angry", "生气"), ("disgusted", "厌恶"), ("fearful", "恐惧"), ("happy", "开心"),
                     ("neutral", "中性"), ("other", "其他"), ("sad", "悲伤"), ("surprised", "惊讶"),
                     ("unknown", "未知")]
-
-
-def noise(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
 
 
 def scores(result) -> np.ndarray:
@@ -51,11 +43,6 @@ def scores(result) -> np.ndarray:
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def e2v_cache(tiny_models) -> Path:
-    return tiny_models / "model_cache"
-
 
 @pytest.fixture(scope="session")
 def e2v_dir(e2v_cache) -> Path:
@@ -73,59 +60,8 @@ def e2v_engine(e2v_model) -> EmotionEngine:
 
 
 @pytest.fixture(scope="session")
-def e2v_servers(e2v_cache, tmp_path_factory):
-    """eager (with metrics) / lazy / busy / int8 workers, started together; each test waits for its own.
-
-    PROJECT_ROOT is an empty directory: the emotion2vec worker needs no SpeechBrain model."""
-    empty_root = tmp_path_factory.mktemp("e2v-project")
-    env = {"PROJECT_ROOT": str(empty_root), "MODEL_CACHE_DIR": str(e2v_cache), "EMOTION_MODEL": "emotion2vec",
-           "TORCH_THREADS": "1"}
-    metrics_port = free_port()
-    variants = {
-        "eager": ({"METRICS_PORT": str(metrics_port)}),
-        "lazy": {"EMOTION_LAZY_LOAD": "1"},
-        "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
-        "int8": {"EMOTION_INT8": "1"},
-    }
-    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
-        futures = {name: pool.submit(start_server, "services.emotion.server", f"e2v-{name}",
-                                     env={**env, **extra}, wait_serving=False)
-                   for name, extra in variants.items()}
-        concurrent.futures.wait(futures.values())
-    servers = {name: future.result() for name, future in futures.items() if future.exception() is None}
-    failed = [future.exception() for future in futures.values() if future.exception() is not None]
-    if failed:
-        for server in servers.values():
-            server.stop()
-        raise failed[0]
-    servers["eager"].metrics_port = metrics_port
-    yield servers
-    for server in servers.values():  # SIGTERM all first: they shut down in parallel
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGTERM)
-    for server in servers.values():
-        server.stop()
-
-
-def _serving(server: ServerProcess) -> ServerProcess:
-    wait_for_serving(server, time.monotonic() + 120)
-    return server
-
-
-@pytest.fixture(scope="session")
 def e2v_worker(e2v_servers) -> ServerProcess:
-    return _serving(e2v_servers["eager"])
-
-
-def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> emotion_pb2.ClassifyResponse:
-    data = samples if isinstance(samples, bytes) else samples.astype("<f4").tobytes()
-    with grpc.insecure_channel(address) as channel:
-        return emotion_pb2_grpc.EmotionServiceStub(channel).Classify(
-            emotion_pb2.ClassifyRequest(audio=audio_pb2.AudioChunk(samples_f32le=data)), timeout=timeout_s)
-
-
-def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
-    return np.array([score.probability for score in response.probabilities])
+    return serving(e2v_servers["eager"])
 
 
 # ---- engine, in process ------------------------------------------------------------------------
@@ -271,54 +207,8 @@ def test_worker_metrics_name_the_model(e2v_worker):
     assert audio and audio[0] >= 3.0
 
 
-def test_concurrent_calls_match_sequential_calls(e2v_worker):
-    segments = [noise(0.5, 21), noise(1.3, 22), noise(2.0, 23), noise(3.7, 24), noise(1.3, 25), noise(12.0, 26)]
-    sequential = [probabilities(classify(e2v_worker.address, s)) for s in segments]
-    with concurrent.futures.ThreadPoolExecutor(len(segments)) as pool:
-        concurrent_ = list(pool.map(lambda s: probabilities(classify(e2v_worker.address, s)), segments))
-    for one, other in zip(sequential, concurrent_):
-        np.testing.assert_allclose(other, one, atol=1e-4)
-
-
-def test_long_segment_is_classified_in_windows(e2v_worker):
-    response = classify(e2v_worker.address, noise(60.0, 31))
-    assert response.windows == 8  # 1 + ceil((60 - 10) / (10 - 2))
-    assert abs(probabilities(response).sum() - 1) < 1e-5
-    assert classify(e2v_worker.address, noise(10.5, 32)).windows == 1  # up to 15 s: whole
-    assert classify(e2v_worker.address, noise(15.5, 33)).windows == 2
-
-
-@pytest.mark.parametrize("payload, message", [
-    (b"", "empty audio"),
-    (np.zeros(int(0.05 * SAMPLE_RATE_HZ), "<f4").tobytes(), "too short"),
-    (b"\x00" * 4001, "multiple of 4"),
-    (np.full(16000, np.nan, "<f4").tobytes(), "NaN"),
-])
-def test_bad_audio_is_invalid_argument(e2v_worker, payload, message):
-    with pytest.raises(grpc.RpcError) as error:
-        classify(e2v_worker.address, payload)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message in error.value.details()
-
-
-def test_overload_is_resource_exhausted(e2v_servers):
-    busy = _serving(e2v_servers["busy"])
-    segment = noise(60.0, 41)
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(classify, busy.address, segment) for _ in range(8)]
-        codes = []
-        for future in futures:
-            try:
-                future.result()
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as exc:
-                codes.append(exc.code())
-    assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
-    assert classify(busy.address, noise(1.0, 42)).windows == 1  # recovers once the queue drains
-
-
 def test_int8_worker_serves_nine_probabilities(e2v_servers, e2v_worker):
-    worker = _serving(e2v_servers["int8"])
+    worker = serving(e2v_servers["int8"])
     audio = noise(3.0, seed=11)
     response = classify(worker.address, audio)
     assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
@@ -328,7 +218,7 @@ def test_int8_worker_serves_nine_probabilities(e2v_servers, e2v_worker):
 
 
 def test_lazy_worker_loads_once_on_first_request(e2v_servers):
-    lazy = _serving(e2v_servers["lazy"])
+    lazy = serving(e2v_servers["lazy"])
     assert "loading emotion model" not in lazy.log()  # SERVING without the model
     first = [noise(1.0, 51)] * 4
     with concurrent.futures.ThreadPoolExecutor(len(first)) as pool:

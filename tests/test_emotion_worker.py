@@ -14,7 +14,6 @@ import concurrent.futures
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,8 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME, build_emotion_model
+from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.errors import InvalidInput
 from services.emotion.engine import (
@@ -37,25 +35,13 @@ from services.emotion.engine import (
     plan_windows,
     probabilities_from_output,
 )
-from tests.procs import ROOT, ServerProcess, start_server, wait_for_serving
+from tests.emotion_workers import classify, noise, probabilities, serving
+from tests.procs import ROOT, ServerProcess, start_server
 
 EXPECTED_CLASSES = [("neu", "中性"), ("ang", "生气"), ("hap", "开心"), ("sad", "悲伤")]
 
 
-def noise(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
-
-
 # ---- emotion fixtures ------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def emotion_project_root(tmp_path_factory) -> Path:
-    """A PROJECT_ROOT whose pretrained_models/ holds the tiny emotion model."""
-    root = tmp_path_factory.mktemp("emotion-project")
-    build_emotion_model(root / "pretrained_models" / MODEL_DIRNAME, "tiny")
-    return root
-
 
 @pytest.fixture(scope="session")
 def emotion_model_dir(emotion_project_root) -> Path:
@@ -63,42 +49,8 @@ def emotion_model_dir(emotion_project_root) -> Path:
 
 
 @pytest.fixture(scope="session")
-def emotion_servers(emotion_project_root):
-    """eager / lazy / busy (queue of 1) / int8 workers, started together; each test waits for its own."""
-    env = {"PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1"}
-    variants = {
-        "eager": {},
-        "lazy": {"EMOTION_LAZY_LOAD": "1"},
-        "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
-        "int8": {"EMOTION_INT8": "1"},
-    }
-    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
-        futures = {name: pool.submit(start_server, "services.emotion.server", f"emotion-{name}",
-                                     env={**env, **extra}, wait_serving=False)
-                   for name, extra in variants.items()}
-        concurrent.futures.wait(futures.values())
-    servers = {name: future.result() for name, future in futures.items() if future.exception() is None}
-    failed = [future.exception() for future in futures.values() if future.exception() is not None]
-    if failed:
-        for server in servers.values():
-            server.stop()
-        raise failed[0]
-    yield servers
-    for server in servers.values():  # SIGTERM all first: they shut down in parallel
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGTERM)
-    for server in servers.values():
-        server.stop()
-
-
-def _serving(server: ServerProcess) -> ServerProcess:
-    wait_for_serving(server, time.monotonic() + 120)
-    return server
-
-
-@pytest.fixture(scope="session")
 def emotion_worker(emotion_servers) -> ServerProcess:
-    return _serving(emotion_servers["eager"])
+    return serving(emotion_servers["eager"])
 
 
 @pytest.fixture(scope="session")
@@ -109,17 +61,6 @@ def tiny_emotion_model(emotion_model_dir):
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_emotion_model) -> EmotionEngine:
     return EmotionEngine(tiny_emotion_model, EmotionOptions())
-
-
-def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> emotion_pb2.ClassifyResponse:
-    data = samples if isinstance(samples, bytes) else samples.astype("<f4").tobytes()
-    with grpc.insecure_channel(address) as channel:
-        return emotion_pb2_grpc.EmotionServiceStub(channel).Classify(
-            emotion_pb2.ClassifyRequest(audio=audio_pb2.AudioChunk(samples_f32le=data)), timeout=timeout_s)
-
-
-def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
-    return np.array([score.probability for score in response.probabilities])
 
 
 # ---- engine, in process ----------------------------------------------------------------------
@@ -255,7 +196,14 @@ def test_classify_returns_four_probabilities(emotion_worker):
     assert "RANDOM WEIGHTS" in emotion_worker.log()
 
 
-def test_concurrent_calls_match_sequential_calls(emotion_worker):
+@pytest.fixture(params=["speechbrain", "emotion2vec"])
+def workers(request) -> dict[str, ServerProcess]:
+    """The worker group of either model: the tests below hold for both."""
+    return request.getfixturevalue({"speechbrain": "emotion_servers", "emotion2vec": "e2v_servers"}[request.param])
+
+
+def test_concurrent_calls_match_sequential_calls(workers):
+    emotion_worker = serving(workers["eager"])
     segments = [noise(0.5, 21), noise(1.3, 22), noise(2.0, 23), noise(3.7, 24), noise(1.3, 25), noise(12.0, 26)]
     sequential = [probabilities(classify(emotion_worker.address, s)) for s in segments]
     with concurrent.futures.ThreadPoolExecutor(len(segments)) as pool:
@@ -264,7 +212,8 @@ def test_concurrent_calls_match_sequential_calls(emotion_worker):
         np.testing.assert_allclose(other, one, atol=1e-4)
 
 
-def test_long_segment_is_classified_in_windows(emotion_worker):
+def test_long_segment_is_classified_in_windows(workers):
+    emotion_worker = serving(workers["eager"])
     response = classify(emotion_worker.address, noise(60.0, 31))
     assert response.windows == 8  # 1 + ceil((60 - 10) / (10 - 2))
     assert abs(probabilities(response).sum() - 1) < 1e-5
@@ -278,15 +227,16 @@ def test_long_segment_is_classified_in_windows(emotion_worker):
     (b"\x00" * 4001, "multiple of 4"),
     (np.full(16000, np.nan, "<f4").tobytes(), "NaN"),
 ])
-def test_bad_audio_is_invalid_argument(emotion_worker, payload, message):
+def test_bad_audio_is_invalid_argument(workers, payload, message):
+    emotion_worker = serving(workers["eager"])
     with pytest.raises(grpc.RpcError) as error:
         classify(emotion_worker.address, payload)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in error.value.details()
 
 
-def test_overload_is_resource_exhausted(emotion_servers):
-    busy = _serving(emotion_servers["busy"])
+def test_overload_is_resource_exhausted(workers):
+    busy = serving(workers["busy"])
     segment = noise(60.0, 41)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(classify, busy.address, segment) for _ in range(8)]
@@ -320,7 +270,7 @@ def test_int8_engine_quantizes_linears_and_stays_batch_invariant(emotion_model_d
 
 
 def test_int8_worker_serves_four_probabilities(emotion_servers, emotion_worker):
-    worker = _serving(emotion_servers["int8"])
+    worker = serving(emotion_servers["int8"])
     audio = noise(3.0, seed=11)
     response = classify(worker.address, audio)
     assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
@@ -331,7 +281,7 @@ def test_int8_worker_serves_four_probabilities(emotion_servers, emotion_worker):
 
 
 def test_lazy_worker_loads_once_on_first_request(emotion_servers):
-    lazy = _serving(emotion_servers["lazy"])
+    lazy = serving(emotion_servers["lazy"])
     assert "loading emotion model" not in lazy.log()  # SERVING without the model
     first = [noise(1.0, 51)] * 4
     with concurrent.futures.ThreadPoolExecutor(len(first)) as pool:

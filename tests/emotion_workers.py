@@ -1,0 +1,111 @@
+"""Emotion worker processes for the tests of both models (SpeechBrain and emotion2vec+).
+
+Each model gets a group of real worker processes on its tiny random-weight fixture,
+started together at the first test that needs one (one torch thread each): ``eager``
+(for emotion2vec+ with metrics), ``lazy`` (EMOTION_LAZY_LOAD), ``busy`` (a queue of one:
+overload) and ``int8``. Tests wait for the one they use with :func:`serving`. The fixtures
+are registered in tests/conftest.py, so tests of either model (and the tests that run
+against both, in tests/test_emotion_worker.py) can use them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import numpy as np
+import pytest
+
+from scripts.fixtures.speechbrain_emotion import MODEL_DIRNAME, build_emotion_model
+from services.common.audio import SAMPLE_RATE_HZ
+from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
+from tests.procs import ServerProcess, free_port, start_server, wait_for_serving
+
+__all__ = ["classify", "noise", "probabilities", "serving", "emotion_project_root", "emotion_servers",
+           "e2v_cache", "e2v_servers"]
+
+VARIANTS = {
+    "eager": {},
+    "lazy": {"EMOTION_LAZY_LOAD": "1"},
+    "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
+    "int8": {"EMOTION_INT8": "1"},
+}
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
+
+
+def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> emotion_pb2.ClassifyResponse:
+    data = samples if isinstance(samples, bytes) else samples.astype("<f4").tobytes()
+    with grpc.insecure_channel(address) as channel:
+        return emotion_pb2_grpc.EmotionServiceStub(channel).Classify(
+            emotion_pb2.ClassifyRequest(audio=audio_pb2.AudioChunk(samples_f32le=data)), timeout=timeout_s)
+
+
+def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
+    return np.array([score.probability for score in response.probabilities])
+
+
+def serving(server: ServerProcess) -> ServerProcess:
+    wait_for_serving(server, time.monotonic() + 120)
+    return server
+
+
+def _group(prefix: str, env: dict[str, str], variants: dict[str, dict]) -> Iterator[dict[str, ServerProcess]]:
+    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
+        futures = {name: pool.submit(start_server, "services.emotion.server", f"{prefix}-{name}",
+                                     env={**env, **extra}, wait_serving=False)
+                   for name, extra in variants.items()}
+        concurrent.futures.wait(futures.values())
+    servers = {name: future.result() for name, future in futures.items() if future.exception() is None}
+    failed = [future.exception() for future in futures.values() if future.exception() is not None]
+    if failed:
+        for server in servers.values():
+            server.stop()
+        raise failed[0]
+    yield servers
+    for server in servers.values():  # SIGTERM all first: they shut down in parallel
+        if server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGTERM)
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def emotion_project_root(tmp_path_factory) -> Path:
+    """A PROJECT_ROOT whose pretrained_models/ holds the tiny SpeechBrain emotion model."""
+    root = tmp_path_factory.mktemp("emotion-project")
+    build_emotion_model(root / "pretrained_models" / MODEL_DIRNAME, "tiny")
+    return root
+
+
+@pytest.fixture(scope="session")
+def emotion_servers(emotion_project_root):
+    """SpeechBrain workers: eager / lazy / busy / int8."""
+    yield from _group("emotion", {"PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1"}, VARIANTS)
+
+
+@pytest.fixture(scope="session")
+def e2v_cache(tiny_models) -> Path:
+    return tiny_models / "model_cache"
+
+
+@pytest.fixture(scope="session")
+def e2v_servers(e2v_cache, tmp_path_factory):
+    """emotion2vec+ workers: eager (with metrics) / lazy / busy / int8. PROJECT_ROOT is an
+    empty directory: the emotion2vec+ worker needs no SpeechBrain model."""
+    empty_root = tmp_path_factory.mktemp("e2v-project")
+    env = {"PROJECT_ROOT": str(empty_root), "MODEL_CACHE_DIR": str(e2v_cache), "EMOTION_MODEL": "emotion2vec",
+           "TORCH_THREADS": "1"}
+    metrics_port = free_port()
+    group = _group("e2v", env, {**VARIANTS, "eager": {"METRICS_PORT": str(metrics_port)}})
+    servers = next(group)
+    servers["eager"].metrics_port = metrics_port
+    yield servers
+    next(group, None)
