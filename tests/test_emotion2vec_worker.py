@@ -12,7 +12,6 @@ check structure and behaviour, never accuracy.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -205,31 +204,6 @@ def test_worker_metrics_name_the_model(e2v_worker):
     audio = [float(line.rpartition(" ")[2]) for line in lines
              if line.startswith("speech_model_audio_seconds_total{") and f'model="{MODEL_DIRNAME}"' in line]
     assert audio and audio[0] >= 3.0
-
-
-def test_int8_worker_serves_nine_probabilities(e2v_servers, e2v_worker):
-    worker = serving(e2v_servers["int8"])
-    audio = noise(3.0, seed=11)
-    response = classify(worker.address, audio)
-    assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
-    assert probabilities(response).sum() == pytest.approx(1.0, abs=1e-5)
-    assert probabilities(response) == pytest.approx(probabilities(classify(e2v_worker.address, audio)), abs=0.05)
-    assert "int8 True" in worker.log()
-
-
-def test_lazy_worker_loads_once_on_first_request(e2v_servers):
-    lazy = serving(e2v_servers["lazy"])
-    assert "loading emotion model" not in lazy.log()  # SERVING without the model
-    first = [noise(1.0, 51)] * 4
-    with concurrent.futures.ThreadPoolExecutor(len(first)) as pool:
-        results = list(pool.map(lambda s: probabilities(classify(lazy.address, s)), first))
-    for result in results[1:]:
-        np.testing.assert_allclose(result, results[0], atol=1e-6)
-    classify(lazy.address, noise(2.0, 52))
-    log = lazy.log()
-    assert log.count("loading emotion model") == 1
-    assert log.count("emotion model loaded from") == 1
-    assert log.index("emotion SERVING") < log.index("loading emotion model")
 
 
 def test_missing_model_exits_with_download_command(tmp_path):

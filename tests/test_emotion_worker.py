@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,7 @@ import torch
 
 from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME
 from services.common.audio import SAMPLE_RATE_HZ
+from services.common.emotion_labels import DISPLAY_NAMES, EMOTION2VEC_LABELS
 from services.common.errors import InvalidInput
 from services.emotion.engine import (
     EmotionEngine,
@@ -196,10 +198,26 @@ def test_classify_returns_four_probabilities(emotion_worker):
     assert "RANDOM WEIGHTS" in emotion_worker.log()
 
 
+E2V_CLASSES = [(label, DISPLAY_NAMES[label]) for label in EMOTION2VEC_LABELS]
+
+
+@dataclass
+class ModelWorkers:
+    """One model's worker group (eager / lazy / busy / int8) and the classes it serves."""
+
+    servers: dict[str, ServerProcess]
+    classes: list[tuple[str, str]]
+
+    def __getitem__(self, name: str) -> ServerProcess:
+        return self.servers[name]
+
+
 @pytest.fixture(params=["speechbrain", "emotion2vec"])
-def workers(request) -> dict[str, ServerProcess]:
-    """The worker group of either model: the tests below hold for both."""
-    return request.getfixturevalue({"speechbrain": "emotion_servers", "emotion2vec": "e2v_servers"}[request.param])
+def workers(request) -> ModelWorkers:
+    """Either model's workers: the tests below hold for both."""
+    fixture, classes = {"speechbrain": ("emotion_servers", EXPECTED_CLASSES),
+                        "emotion2vec": ("e2v_servers", E2V_CLASSES)}[request.param]
+    return ModelWorkers(request.getfixturevalue(fixture), classes)
 
 
 def test_concurrent_calls_match_sequential_calls(workers):
@@ -269,19 +287,19 @@ def test_int8_engine_quantizes_linears_and_stays_batch_invariant(emotion_model_d
         [s.probability for s in fp32.scores], abs=0.05)
 
 
-def test_int8_worker_serves_four_probabilities(emotion_servers, emotion_worker):
-    worker = serving(emotion_servers["int8"])
+def test_int8_worker_serves_every_class_close_to_fp32(workers):
+    worker = serving(workers["int8"])
     audio = noise(3.0, seed=11)
     response = classify(worker.address, audio)
-    assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
+    assert [(s.label, s.display_name) for s in response.probabilities] == workers.classes
     assert probabilities(response).sum() == pytest.approx(1.0, abs=1e-5)
-    assert probabilities(response) == pytest.approx(probabilities(classify(emotion_worker.address, audio)),
-                                                    abs=0.05)
+    fp32 = probabilities(classify(serving(workers["eager"]).address, audio))
+    assert probabilities(response) == pytest.approx(fp32, abs=0.05)
     assert "int8 True" in worker.log()
 
 
-def test_lazy_worker_loads_once_on_first_request(emotion_servers):
-    lazy = serving(emotion_servers["lazy"])
+def test_lazy_worker_loads_once_on_first_request(workers):
+    lazy = serving(workers["lazy"])
     assert "loading emotion model" not in lazy.log()  # SERVING without the model
     first = [noise(1.0, 51)] * 4
     with concurrent.futures.ThreadPoolExecutor(len(first)) as pool:
