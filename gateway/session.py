@@ -54,7 +54,7 @@ from gateway.sentiment import TextSentimentScorer
 from gateway.summary import SummaryBuilder
 from gateway.workers import Workers
 
-__all__ = ["SessionLimits", "Session", "PartFailure", "EventStream"]
+__all__ = ["SessionLimits", "Session", "PartFailure", "EventStream", "session_log"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,11 @@ class _SessionLog(logging.LoggerAdapter):
 
     def process(self, msg, kwargs):
         return f"[session {self.extra['session']}] {msg}", kwargs
+
+
+def session_log(label: str) -> logging.LoggerAdapter:
+    """The gateway's logger, every line prefixed with ``[session <label>]``."""
+    return _SessionLog(log, {"session": label})
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,7 @@ class Session(EventStream):
         self.mode_name = common_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
         self.buffer = SampleBuffer()
         self.summary = SummaryBuilder()
-        self.log = _SessionLog(log, {"session": session_id if out is None else f"{session_id} ch{channel}"})
+        self.log = session_log(session_id if out is None else f"{session_id} ch{channel}")
         self._out: asyncio.Queue = asyncio.Queue(maxsize=64) if out is None else out  # events, then _END
         self._segment_ids = itertools.count() if segment_ids is None else segment_ids
         self._ids: dict[int, int] = {}  # the VAD stream's segment id -> the session's
