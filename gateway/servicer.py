@@ -78,6 +78,10 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
         """The extra slots of a CHANNEL_MODE_SEPARATE stream (one per channel, the first
         already taken by ``_slot``): each channel is a VAD stream and its own analyses."""
         extra = channels - 1 if separate_channels(config) else 0
+        if self.active + extra > self.admission.max_sessions:
+            raise Overloaded(f"a CHANNEL_MODE_SEPARATE stream of {channels} channels takes {channels} of the "
+                             f"gateway's {self.admission.max_sessions} concurrent sessions (one per channel) "
+                             "and too few are free; retry later")
         with contextlib.ExitStack() as slots:
             for _ in range(extra):
                 slots.enter_context(self._slot("channel"))
