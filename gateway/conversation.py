@@ -72,8 +72,10 @@ class Conversation(EventStream):
     async def _summary(self) -> gateway_pb2.SessionSummary:
         audio_ms = samples_to_ms(max(session.buffer.end for session in self.channels))
         summary = conversation_summary([session.summary for session in self.channels], audio_ms)
-        if self.sentiment is not None and summary.transcript:
-            summary.sentiment.CopyFrom(await self.sentiment.score(summary.transcript))
+        if self.sentiment is not None:
+            for part in (summary, *summary.channels):
+                if part.transcript and (sentiment := await self.sentiment.score(part.transcript)) is not None:
+                    part.sentiment.CopyFrom(sentiment)
         return summary
 
 

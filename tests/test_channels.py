@@ -9,6 +9,8 @@ expected per-channel segments and cross-talk.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -22,6 +24,7 @@ from gateway.summary import SummaryBuilder, conversation_figures, conversation_s
 from services.common.errors import InvalidInput
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
+from tests.procs import ROOT
 
 # ---- conversation figures on hand-made segments ---------------------------------------------
 
@@ -190,10 +193,15 @@ def test_separate_channels_file(stack, manifest):
     frames, rate = _stereo()
     buffer = io.BytesIO()
     sf.write(buffer, frames, rate, format="WAV", subtype="PCM_16")
+    config = gateway_pb2.StreamConfig()
+    config.CopyFrom(SEPARATE)
+    config.text_sentiment = True
     with grpc.insecure_channel(stack.gateway.address) as channel:
         response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
-            gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue(), config=SEPARATE), timeout=180)
+            gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue(), config=config), timeout=180)
     _check_separate(list(response.events), manifest)
+    summary = response.events[-1].summary
+    assert summary.sentiment.label and all(c.sentiment.label for c in summary.channels)
 
 
 def test_downmix_stays_the_default(stack):
@@ -219,3 +227,19 @@ def test_more_than_two_channels_are_refused_in_separate_mode(stack):
                 gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue(), config=SEPARATE), timeout=60)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 2 channels" in info.value.details()
+
+
+def test_cli_separate_channels(stack, tmp_path):
+    frames, rate = _stereo()
+    path = tmp_path / "call.wav"
+    sf.write(path, frames, rate, subtype="PCM_16")
+    done = subprocess.run([sys.executable, "-m", "speech_analysis_client", str(path), "--address",
+                           stack.gateway.address, "--fast", "--separate-channels"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("ch0 ") and "speech started" in line for line in lines) == 2
+    assert sum(line.startswith("ch1 ") and "speech started" in line for line in lines) == 3
+    assert any(line.startswith("ch0: 2 segments") for line in lines)
+    assert any(line.startswith("ch1: 3 segments") for line in lines)
+    assert any(line.startswith("conversation: cross-talk 3.") for line in lines), lines[-4:]

@@ -184,7 +184,7 @@ class EmotionShare(_message.Message):
     def __init__(self, label: _Optional[str] = ..., display_name: _Optional[str] = ..., share: _Optional[float] = ..., duration_ms: _Optional[int] = ..., mean_probability: _Optional[float] = ...) -> None: ...
 
 class ChannelSummary(_message.Message):
-    __slots__ = ("channel", "transcript", "segment_count", "talk_time_ms", "talk_time_share", "dominant_emotion", "dominant_emotion_display_name", "emotion_distribution")
+    __slots__ = ("channel", "transcript", "segment_count", "talk_time_ms", "talk_time_share", "dominant_emotion", "dominant_emotion_display_name", "emotion_distribution", "sentiment")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +193,7 @@ class ChannelSummary(_message.Message):
     DOMINANT_EMOTION_FIELD_NUMBER: _ClassVar[int]
     DOMINANT_EMOTION_DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     EMOTION_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     channel: int
     transcript: str
     segment_count: int
@@ -201,7 +202,8 @@ class ChannelSummary(_message.Message):
     dominant_emotion: str
     dominant_emotion_display_name: str
     emotion_distribution: _containers.RepeatedCompositeFieldContainer[EmotionShare]
-    def __init__(self, channel: _Optional[int] = ..., transcript: _Optional[str] = ..., segment_count: _Optional[int] = ..., talk_time_ms: _Optional[int] = ..., talk_time_share: _Optional[float] = ..., dominant_emotion: _Optional[str] = ..., dominant_emotion_display_name: _Optional[str] = ..., emotion_distribution: _Optional[_Iterable[_Union[EmotionShare, _Mapping]]] = ...) -> None: ...
+    sentiment: TextSentiment
+    def __init__(self, channel: _Optional[int] = ..., transcript: _Optional[str] = ..., segment_count: _Optional[int] = ..., talk_time_ms: _Optional[int] = ..., talk_time_share: _Optional[float] = ..., dominant_emotion: _Optional[str] = ..., dominant_emotion_display_name: _Optional[str] = ..., emotion_distribution: _Optional[_Iterable[_Union[EmotionShare, _Mapping]]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ...) -> None: ...
 
 class ConversationSummary(_message.Message):
     __slots__ = ("overlap_ms", "silence_ms", "silence_share", "turn_count")
