@@ -21,11 +21,13 @@ from services.common.errors import InvalidInput
 from services.common.limits import check_vad_overrides, normalise_hotwords, shorten
 from services.asr.sensevoice_tags import REQUEST_LANGUAGES
 
-__all__ = ["MIN_SAMPLE_RATE_HZ", "MAX_SAMPLE_RATE_HZ", "MAX_FILE_CHANNELS", "validate_config", "AudioConverter",
-           "FileDecoder"]
+__all__ = ["MIN_SAMPLE_RATE_HZ", "MAX_SAMPLE_RATE_HZ", "MAX_FILE_CHANNELS", "MAX_SEPARATE_CHANNELS",
+           "validate_config", "separate_channels", "check_separate_channels", "AudioConverter", "FileDecoder"]
 
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 192_000
+MAX_SEPARATE_CHANNELS = 2
+"""Channels a CHANNEL_MODE_SEPARATE session analyses at most (each is one VAD stream)."""
 _BYTES_PER_SAMPLE = {common_pb2.AUDIO_ENCODING_PCM16LE: 2, common_pb2.AUDIO_ENCODING_FLOAT32LE: 4}
 
 
@@ -46,6 +48,9 @@ def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: 
                 f"({_encoding_name(config.encoding)})")
         if config.channels not in (0, 1, 2):
             raise InvalidInput(f"config.channels must be 1 or 2 (0 means 1), got {config.channels}")
+    if config.channel_mode not in gateway_pb2.ChannelMode.values():
+        raise InvalidInput(f"config.channel_mode {config.channel_mode} is unknown; "
+                           "use CHANNEL_MODE_DOWNMIX or CHANNEL_MODE_SEPARATE")
     if config.mode not in common_pb2.AsrMode.values():
         raise InvalidInput(f"config.mode {config.mode} is unknown; use ASR_MODE_PARAFORMER or ASR_MODE_SENSEVOICE")
     if config.vad_backend not in common_pb2.VadBackend.values():
@@ -61,23 +66,42 @@ def validate_config(config: gateway_pb2.StreamConfig, *, audio_format_required: 
                         max_speech_duration_s=vad.max_speech_duration_s, prefix="config.vad.")
 
 
+def separate_channels(config: gateway_pb2.StreamConfig) -> bool:
+    """Whether ``config`` asks for each channel to be analysed on its own."""
+    return config.channel_mode == gateway_pb2.CHANNEL_MODE_SEPARATE
+
+
+def check_separate_channels(channels: int) -> None:
+    """Raise InvalidInput if a CHANNEL_MODE_SEPARATE session cannot take ``channels``."""
+    if channels > MAX_SEPARATE_CHANNELS:
+        raise InvalidInput(f"CHANNEL_MODE_SEPARATE analyses at most {MAX_SEPARATE_CHANNELS} channels, the audio "
+                           f"has {channels}; downmix it (CHANNEL_MODE_DOWNMIX) or split the channels")
+
+
 @dataclass
 class AudioConverter:
-    """Turns client chunks (any supported rate/encoding/channels) into 16 kHz mono float32."""
+    """Turns client chunks (any supported rate/encoding/channels) into 16 kHz float32.
+
+    Mono (channels downmixed, 1-D) by default; with ``separate`` every channel is
+    kept: 2-D, samples x channels, each column a 16 kHz mono stream.
+    """
 
     sample_rate_hz: int
     encoding: int
     channels: int = 1
+    separate: bool = False
 
     def __post_init__(self) -> None:
         self.channels = self.channels or 1
         self.frame_bytes = _BYTES_PER_SAMPLE[self.encoding] * self.channels
+        self.output_channels = self.channels if self.separate else 1
         self._resampler = (None if self.sample_rate_hz == SAMPLE_RATE_HZ else
-                           soxr.ResampleStream(self.sample_rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32"))
+                           soxr.ResampleStream(self.sample_rate_hz, SAMPLE_RATE_HZ, self.output_channels,
+                                               dtype="float32"))
         self.input_frames = 0  # client frames received, for duration limits
 
     def convert(self, data: bytes, last: bool = False) -> np.ndarray:
-        """Raw client bytes in the configured encoding -> 16 kHz mono float32."""
+        """Raw client bytes in the configured encoding -> 16 kHz float32 (see the class)."""
         if len(data) % self.frame_bytes:
             raise InvalidInput(
                 f"audio chunk of {len(data)} bytes is not a whole number of frames "
@@ -92,9 +116,12 @@ class AudioConverter:
         return self.convert_frames(samples.reshape(-1, self.channels), last=last)
 
     def convert_frames(self, frames: np.ndarray, last: bool = False) -> np.ndarray:
-        """Float32 frames x channels at the input rate -> 16 kHz mono float32."""
-        samples = frames[:, 0] if frames.shape[1] == 1 else frames.mean(axis=1, dtype=np.float32)
-        self.input_frames += samples.size
+        """Float32 frames x channels at the input rate -> 16 kHz float32 (see the class)."""
+        if self.separate:
+            samples = np.ascontiguousarray(frames, dtype=np.float32)
+        else:
+            samples = frames[:, 0] if frames.shape[1] == 1 else frames.mean(axis=1, dtype=np.float32)
+        self.input_frames += samples.shape[0]
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
         return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
@@ -102,7 +129,7 @@ class AudioConverter:
     def finish(self) -> np.ndarray:
         """The resampler's delayed tail; call once at end of stream."""
         if self._resampler is None:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros((0, self.channels) if self.separate else 0, dtype=np.float32)
         return self.convert(b"", last=True)
 
     @property

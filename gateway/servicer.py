@@ -3,7 +3,9 @@
 Every stream takes one of ``max_sessions`` slots from its first moment (before
 its config arrives) until it ends, and a stream that sends nothing for
 ``idle_timeout_s`` is ended with ``OUT_OF_RANGE``, so clients that connect and
-go quiet cannot hold the gateway's capacity.
+go quiet cannot hold the gateway's capacity. A CHANNEL_MODE_SEPARATE stream runs
+one VAD stream per channel and takes one slot per channel once its channel count
+is known.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import numpy as np
 
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, grpc_errors, status_for
-from gateway.audio_input import AudioConverter, FileDecoder, validate_config
+from gateway.audio_input import (AudioConverter, FileDecoder, check_separate_channels, separate_channels,
+                                 validate_config)
+from gateway.conversation import Conversation
 from gateway.sentiment import TextSentimentScorer
-from gateway.session import Session, SessionLimits
+from gateway.session import EventStream, Session, SessionLimits
 from gateway.workers import Workers
 
 __all__ = ["SpeechAnalysisServiceServicer", "Admission"]
@@ -69,22 +73,43 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
         finally:
             self.active -= 1
 
+    @contextlib.contextmanager
+    def _channel_slots(self, config: gateway_pb2.StreamConfig, channels: int):
+        """The extra slots of a CHANNEL_MODE_SEPARATE stream (one per channel, the first
+        already taken by ``_slot``): each channel is a VAD stream and its own analyses."""
+        extra = channels - 1 if separate_channels(config) else 0
+        if self.active + extra > self.admission.max_sessions:
+            raise Overloaded(f"a CHANNEL_MODE_SEPARATE stream of {channels} channels takes {channels} of the "
+                             f"gateway's {self.admission.max_sessions} concurrent sessions (one per channel) "
+                             "and too few are free; retry later")
+        with contextlib.ExitStack() as slots:
+            for _ in range(extra):
+                slots.enter_context(self._slot("channel"))
+            yield
+
     def _check_config(self, config: gateway_pb2.StreamConfig, *, audio_format_required: bool = True) -> None:
         validate_config(config, audio_format_required=audio_format_required)
         if config.text_sentiment and self.sentiment is None:
             raise NotEnabled("config.text_sentiment: text sentiment is off on this gateway; start it with "
                              "TEXT_SENTIMENT=1 (loads SnowNLP, +410 MiB)")
 
-    def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None) -> Session:
+    def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None
+                 ) -> Session | Conversation:
         remaining = context.time_remaining() if context is not None else None
         deadline = time.monotonic() + remaining if remaining is not None else None
-        session = Session(uuid.uuid4().hex[:12], config, self.workers, self.limits, deadline, self.sentiment)
-        session.log.info("started (mode %s, %d Hz x %d, %s)", session.mode_name,
+        session_id = uuid.uuid4().hex[:12]
+        if separate_channels(config):
+            session = Conversation(session_id, config, config.channels or 1, self.workers, self.limits, deadline,
+                                   self.sentiment)
+        else:
+            session = Session(session_id, config, self.workers, self.limits, deadline, self.sentiment)
+        session.log.info("started (mode %s, %d Hz x %d%s, %s)", session.mode_name,
                          config.sample_rate_hz, config.channels or 1,
+                         " separate" if separate_channels(config) else "",
                          common_pb2.AudioEncoding.Name(config.encoding))
         return session
 
-    async def _run_session(self, session: Session, audio: AsyncIterator[np.ndarray],
+    async def _run_session(self, session: EventStream, audio: AsyncIterator[np.ndarray],
                            method: str) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         """Drive ``session``; log one end line whatever the outcome."""
         outcome = "OK"
@@ -123,25 +148,28 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
                       context: grpc.aio.ServicerContext | None, method: str
                       ) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         self._check_config(config)
-        converter = AudioConverter(config.sample_rate_hz, config.encoding, config.channels)
-        session = self._session(config, context)
+        converter = AudioConverter(config.sample_rate_hz, config.encoding, config.channels,
+                                   separate=separate_channels(config))
+        with self._channel_slots(config, converter.channels):
+            session = self._session(config, context)
+            async for event in self._run_session(session, self._client_audio(chunks, converter), method):
+                yield event
 
-        async def client_audio() -> AsyncIterator[np.ndarray]:
-            async for data in chunks:
-                if len(data) > self.admission.max_audio_message_bytes:
-                    raise InvalidInput(
-                        f"an audio message of {_mebibytes(len(data))} is over the limit of "
-                        f"{_mebibytes(self.admission.max_audio_message_bytes)} (MAX_MESSAGE_BYTES); send "
-                        "smaller chunks (100-500 ms of audio each is typical)")
-                samples = converter.convert(data)
-                if samples.size:
-                    yield samples
-            tail = converter.finish()
-            if tail.size:
-                yield tail
-
-        async for event in self._run_session(session, client_audio(), method):
-            yield event
+    async def _client_audio(self, chunks: AsyncIterator[bytes], converter: AudioConverter
+                            ) -> AsyncIterator[np.ndarray]:
+        """The client's audio messages, checked and converted."""
+        async for data in chunks:
+            if len(data) > self.admission.max_audio_message_bytes:
+                raise InvalidInput(
+                    f"an audio message of {_mebibytes(len(data))} is over the limit of "
+                    f"{_mebibytes(self.admission.max_audio_message_bytes)} (MAX_MESSAGE_BYTES); send "
+                    "smaller chunks (100-500 ms of audio each is typical)")
+            samples = converter.convert(data)
+            if samples.size:
+                yield samples
+        tail = converter.finish()
+        if tail.size:
+            yield tail
 
     async def stream_session(self, config: gateway_pb2.StreamConfig, chunks: AsyncIterator[bytes],
                              context: grpc.aio.ServicerContext | None = None,
@@ -201,13 +229,22 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
         first = await asyncio.to_thread(decoder.read_block)
         if not first.size:
             raise InvalidInput("the file decodes to no audio (truncated or empty)")
-        converter = AudioConverter(decoder.sample_rate_hz, common_pb2.AUDIO_ENCODING_FLOAT32LE, decoder.channels)
+        if separate_channels(file_config):
+            check_separate_channels(decoder.channels)
+        converter = AudioConverter(decoder.sample_rate_hz, common_pb2.AUDIO_ENCODING_FLOAT32LE, decoder.channels,
+                                   separate=separate_channels(file_config))
         config = gateway_pb2.StreamConfig()
         config.CopyFrom(file_config)
         config.sample_rate_hz, config.encoding, config.channels = (
             decoder.sample_rate_hz, common_pb2.AUDIO_ENCODING_FLOAT32LE, decoder.channels)
-        session = self._session(config, context)
+        with self._channel_slots(config, decoder.channels):
+            session = self._session(config, context)
+            async for event in self._run_decoded(session, decoder, converter, first):
+                yield event
 
+    async def _run_decoded(self, session: EventStream, decoder: FileDecoder, converter: AudioConverter,
+                           first: np.ndarray) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
+        """Drive ``session`` with the file's audio, ``first`` block already decoded."""
         async def file_audio() -> AsyncIterator[np.ndarray]:
             block = first
             while block.size:  # one ~1 MB block decoded at a time, off the event loop

@@ -21,16 +21,23 @@ workers' queues; a segment a busy worker still refuses (another gateway
 filled its queue) waits and is sent again until the call's deadline, so its
 result is not lost. Cancelling the session (client gone) cancels every task
 and worker call with it.
+
+A CHANNEL_MODE_SEPARATE stream runs one Session per channel
+(gateway/conversation.py): each channel's Session runs this same pipeline
+(:meth:`Session.analyze`) on its own VAD stream, and they share the output
+queue and the counter that numbers segments, so segment ids stay unique in
+the stream and every event names its channel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import grpc
 import numpy as np
@@ -47,7 +54,7 @@ from gateway.sentiment import TextSentimentScorer
 from gateway.summary import SummaryBuilder
 from gateway.workers import Workers
 
-__all__ = ["SessionLimits", "Session", "PartFailure"]
+__all__ = ["SessionLimits", "Session", "PartFailure", "EventStream", "session_log"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,11 @@ class _SessionLog(logging.LoggerAdapter):
 
     def process(self, msg, kwargs):
         return f"[session {self.extra['session']}] {msg}", kwargs
+
+
+def session_log(label: str) -> logging.LoggerAdapter:
+    """The gateway's logger, every line prefixed with ``[session <label>]``."""
+    return _SessionLog(log, {"session": label})
 
 
 @dataclass(frozen=True)
@@ -129,44 +141,31 @@ def _primary(group: BaseExceptionGroup) -> BaseException:
     return next((e for e in leaves if isinstance(e, ServiceError)), leaves[0])
 
 
-class Session:
-    """Runs one Analyze stream; iterate :meth:`events` to drive it."""
+class EventStream:
+    """The client's view of a session: runs :meth:`analyze` (which puts events on
+    ``_out``), then the summary, while the caller iterates :meth:`events`."""
 
-    def __init__(self, session_id: str, config: gateway_pb2.StreamConfig, workers: Workers,
-                 limits: SessionLimits, deadline_s: float | None = None,
-                 sentiment: TextSentimentScorer | None = None):
-        self.id = session_id
-        self.config = config
-        self.workers = workers
-        self.limits = limits
-        self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
-        self.sentiment = sentiment if config.text_sentiment else None
-        self.mode = config.mode or limits.default_mode
-        self.mode_name = common_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
-        self.buffer = SampleBuffer()
-        self.summary = SummaryBuilder()
-        self.log = _SessionLog(log, {"session": session_id})
-        self._out: asyncio.Queue = asyncio.Queue(maxsize=64)  # events for the client, then _END
-        # (analysis task, time.monotonic() of its speech_ended), in segment order; None ends
-        self._analyses: asyncio.Queue[tuple[asyncio.Task, float] | None] = asyncio.Queue()
-        self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
-        self._open_start: int | None = None  # sample index of the open segment's start
-        self._open_id = 0
-        self._interim_task: asyncio.Task | None = None
-        self._last_interim_end = 0  # sample index covered by the last interim request
-        self._vad_processed = 0  # samples the VAD worker has reported processed
-        self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
-        self._failure: BaseException | None = None
+    id: str
+    _out: asyncio.Queue
+    _failure: BaseException | None = None
 
-    def finished_line(self) -> str:
-        """What the log says when the session ends."""
-        return (f"{self.buffer.end / SAMPLE_RATE_HZ:.1f} s of audio, {self.summary.segments} "
-                f"segments, buffer peak {self.buffer.peak / SAMPLE_RATE_HZ:.1f} s")
+    async def analyze(self, client_audio: AsyncIterator[np.ndarray]) -> None:
+        raise NotImplementedError
 
-    def _event(self, **kwargs) -> gateway_pb2.AnalyzeResponse:
-        return gateway_pb2.AnalyzeResponse(session_id=self.id, **kwargs)
+    async def _summary(self) -> gateway_pb2.SessionSummary:
+        raise NotImplementedError
 
-    # ---- the stream ---------------------------------------------------------------
+    async def _run(self, client_audio: AsyncIterator[np.ndarray]) -> None:
+        """All of the session's work; ends with ``_END`` on the output queue unless cancelled."""
+        try:
+            await self.analyze(client_audio)
+            await self._out.put(gateway_pb2.AnalyzeResponse(session_id=self.id, summary=await self._summary()))
+        except asyncio.CancelledError:
+            raise
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - handed to the consumer, which maps it
+            self._failure = failure_of(exc)
+        await self._out.put(_END)
+
     async def events(self, client_audio: AsyncIterator[np.ndarray]) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         """Drive the session; ``client_audio`` yields converted 16 kHz float32 chunks."""
         runner = asyncio.create_task(self._run(client_audio))
@@ -180,8 +179,70 @@ class Session:
                 runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
 
-    async def _run(self, client_audio: AsyncIterator[np.ndarray]) -> None:
-        """All of the session's work; ends with ``_END`` on the output queue unless cancelled."""
+
+def failure_of(exc: BaseException) -> BaseException:
+    """What a client should see for a session that failed with ``exc``."""
+    if isinstance(exc, grpc.aio.AioRpcError):  # the VAD call failed before the pumps started
+        return worker_error("vad", exc)
+    if isinstance(exc, BaseExceptionGroup):
+        return _primary(exc)
+    return exc
+
+
+class Session(EventStream):
+    """Runs one Analyze stream (or one channel of it); iterate :meth:`events` to drive it.
+
+    ``channel``, ``out`` and ``segment_ids`` are for the sessions of a
+    CHANNEL_MODE_SEPARATE stream: the channel index its events carry, the output
+    queue and the segment-id counter they share.
+    """
+
+    def __init__(self, session_id: str, config: gateway_pb2.StreamConfig, workers: Workers,
+                 limits: SessionLimits, deadline_s: float | None = None,
+                 sentiment: TextSentimentScorer | None = None, *, channel: int = 0,
+                 out: asyncio.Queue | None = None, segment_ids: Iterator[int] | None = None):
+        self.id = session_id
+        self.channel = channel
+        self.config = config
+        self.workers = workers
+        self.limits = limits
+        self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
+        self.sentiment = sentiment if config.text_sentiment else None
+        self.mode = config.mode or limits.default_mode
+        self.mode_name = common_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
+        self.buffer = SampleBuffer()
+        self.summary = SummaryBuilder()
+        self.log = session_log(session_id if out is None else f"{session_id} ch{channel}")
+        self._out: asyncio.Queue = asyncio.Queue(maxsize=64) if out is None else out  # events, then _END
+        self._segment_ids = itertools.count() if segment_ids is None else segment_ids
+        self._ids: dict[int, int] = {}  # the VAD stream's segment id -> the session's
+        # (analysis task, time.monotonic() of its speech_ended), in segment order; None ends
+        self._analyses: asyncio.Queue[tuple[asyncio.Task, float] | None] = asyncio.Queue()
+        self._in_flight = asyncio.Semaphore(limits.max_segments_in_flight)
+        self._open_start: int | None = None  # sample index of the open segment's start
+        self._open_id = 0
+        self._interim_task: asyncio.Task | None = None
+        self._last_interim_end = 0  # sample index covered by the last interim request
+        self._vad_processed = 0  # samples the VAD worker has reported processed
+        self._vad_progress = asyncio.Event()  # set whenever _vad_processed moves
+
+    def finished_line(self) -> str:
+        """What the log says when the session ends."""
+        return (f"{self.buffer.end / SAMPLE_RATE_HZ:.1f} s of audio, {self.summary.segments} "
+                f"segments, buffer peak {self.buffer.peak / SAMPLE_RATE_HZ:.1f} s")
+
+    def _event(self, **kwargs) -> gateway_pb2.AnalyzeResponse:
+        return gateway_pb2.AnalyzeResponse(session_id=self.id, **kwargs)
+
+    def _segment_id(self, vad_segment_id: int) -> int:
+        """The session's id for a VAD segment: numbered from the shared counter when it starts."""
+        if vad_segment_id not in self._ids:
+            self._ids[vad_segment_id] = next(self._segment_ids)
+        return self._ids[vad_segment_id]
+
+    # ---- the stream ---------------------------------------------------------------
+    async def analyze(self, client_audio: AsyncIterator[np.ndarray]) -> None:
+        """The pipeline: every event but the summary goes to the output queue."""
         call = self.workers.vad.StreamVad()
         try:
             await self._open_vad(call)
@@ -189,18 +250,8 @@ class Session:
                 tasks.create_task(self._pump_client(client_audio, call))
                 tasks.create_task(self._pump_vad(call, tasks))
                 tasks.create_task(self._emit_results())
-            await self._out.put(self._event(summary=await self._summary()))
-        except asyncio.CancelledError:
-            raise
-        except grpc.aio.AioRpcError as exc:  # the VAD call failed before the pumps started
-            self._failure = worker_error("vad", exc)
-        except BaseExceptionGroup as group:
-            self._failure = _primary(group)
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which maps it
-            self._failure = exc
         finally:
             call.cancel()  # no-op once the call has ended
-        await self._out.put(_END)
 
     async def _open_vad(self, call) -> None:
         """Send the config and wait until the worker accepts the stream (initial metadata).
@@ -258,10 +309,10 @@ class Session:
                 elif kind == "speech_started":
                     started = vad_event.speech_started
                     self._open_start = ms_to_samples(started.start_ms)
-                    self._open_id = started.segment_id
+                    self._open_id = self._segment_id(started.segment_id)
                     self._last_interim_end = self._open_start
                     await self._out.put(self._event(speech_started=gateway_pb2.SpeechStarted(
-                        segment_id=started.segment_id, start_ms=started.start_ms)))
+                        segment_id=self._open_id, start_ms=started.start_ms, channel=self.channel)))
                 elif kind == "speech_ended":
                     await self._on_speech_ended(vad_event.speech_ended, tasks)
         except grpc.aio.AioRpcError as exc:
@@ -281,22 +332,23 @@ class Session:
         self._vad_progress.set()
 
     async def _on_speech_ended(self, ended: vad_pb2.SpeechEnd, tasks: asyncio.TaskGroup) -> None:
+        segment_id = self._segment_id(ended.segment_id)
+        del self._ids[ended.segment_id]
         await self._out.put(self._event(speech_ended=gateway_pb2.SpeechEnded(
-            segment_id=ended.segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms)))
+            segment_id=segment_id, start_ms=ended.start_ms, end_ms=ended.end_ms, channel=self.channel)))
         start, end = ms_to_samples(ended.start_ms), ms_to_samples(ended.end_ms)
         samples = self.buffer.slice(start, end)
         # Millisecond rounding may put the end up to one millisecond past the audio received.
         if samples.size < end - start - ms_to_samples(1):
             self.log.error("segment %d: only %d of %d samples still buffered",
-                           ended.segment_id, samples.size, end - start)
+                           segment_id, samples.size, end - start)
         self._open_start = None
         self.buffer.trim(end)
         # Back-pressure: while this session has max_segments_in_flight being analysed,
         # stop reading VAD events (the VAD stream, and through its progress events the
         # client, wait too).
         await self._in_flight.acquire()
-        analysis = tasks.create_task(self._analyze_segment(ended.segment_id, ended.start_ms,
-                                                           ended.end_ms, samples))
+        analysis = tasks.create_task(self._analyze_segment(segment_id, ended.start_ms, ended.end_ms, samples))
         analysis.add_done_callback(lambda _: self._in_flight.release())
         await self._analyses.put((analysis, time.monotonic()))
 
@@ -311,7 +363,8 @@ class Session:
             for failure in failures:
                 SEGMENT_PART_FAILURES.labels(failure.part, failure.code.name).inc()
                 await self._out.put(self._event(error=gateway_pb2.ErrorEvent(
-                    code=failure.code.name, message=failure.text(), segment_id=result.segment_id)))
+                    code=failure.code.name, message=failure.text(), segment_id=result.segment_id,
+                    channel=self.channel)))
 
     async def _summary(self) -> gateway_pb2.SessionSummary:
         summary = self.summary.to_proto(samples_to_ms(self.buffer.end))
@@ -353,7 +406,7 @@ class Session:
     async def _analyze_segment(self, segment_id: int, start_ms: int, end_ms: int,
                                samples: np.ndarray) -> tuple[gateway_pb2.SegmentResult, list[PartFailure]]:
         result = gateway_pb2.SegmentResult(
-            segment_id=segment_id, start_ms=start_ms, end_ms=end_ms,
+            segment_id=segment_id, start_ms=start_ms, end_ms=end_ms, channel=self.channel,
             features=gateway_pb2.AudioFeatures(duration_ms=end_ms - start_ms,
                                                loudness_dbfs=loudness_dbfs(samples),
                                                peak_dbfs=peak_dbfs(samples)))
@@ -433,4 +486,4 @@ class Session:
             return
         if self._open_start is not None and self._open_id == segment_id:
             await self._out.put(self._event(interim_result=gateway_pb2.InterimResult(
-                segment_id=segment_id, text=response.text, end_ms=samples_to_ms(end))))
+                segment_id=segment_id, text=response.text, end_ms=samples_to_ms(end), channel=self.channel)))

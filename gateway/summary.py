@@ -5,6 +5,10 @@ Usage::
     summary = SummaryBuilder()
     summary.add(segment_result)          # once per finished segment, in any order
     proto = summary.to_proto(audio_ms)   # gateway_pb2.SessionSummary
+
+A CHANNEL_MODE_SEPARATE session keeps one builder per channel and joins them::
+
+    proto = conversation_summary(builders, audio_ms)   # adds .channels and .conversation
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from speech_analysis.v1 import gateway_pb2
 
 from services.common.emotion_labels import display_name, sensevoice_label
 
-__all__ = ["SummaryBuilder"]
+__all__ = ["SummaryBuilder", "ConversationFigures", "conversation_figures", "conversation_summary"]
 
 _SOURCE_PREFERENCE = ("speechbrain", "emotion2vec", "sensevoice")
 """Which emotion a segment counts with when several sources ran: the emotion worker's
@@ -50,9 +54,11 @@ class SummaryBuilder:
     emotions: list[tuple[str, str, list[tuple[str, float]], int]] = field(default_factory=list)
     random_weights: bool = False
     segments: int = 0
+    spans_ms: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, end_ms) per segment
 
     def add(self, result: gateway_pb2.SegmentResult) -> None:
         self.segments += 1
+        self.spans_ms.append((result.start_ms, result.end_ms))
         duration = result.end_ms - result.start_ms
         self.speech_ms += duration
         if result.text:
@@ -111,6 +117,98 @@ class SummaryBuilder:
             dominant_emotion_display_name=display_name(dominant) if dominant else "",
             emotion_distribution=distribution,
             random_weights=self.random_weights)
+
+
+@dataclass(frozen=True)
+class ConversationFigures:
+    """The conversation figures of ConversationSummary (see its proto comments)."""
+
+    talk_ms: list[int]  # per channel: time inside the channel's segments
+    overlap_ms: int  # time where >= 2 channels are inside a segment
+    speech_ms: int  # time where >= 1 channel is inside a segment
+    silence_ms: int  # audio time where no channel is inside a segment
+    turn_count: int  # changes of the channel holding the floor
+
+    @property
+    def talk_shares(self) -> list[float]:
+        total = sum(self.talk_ms)
+        return [ms / total if total else 0.0 for ms in self.talk_ms]
+
+
+def _covered_ms(spans: list[tuple[int, int]], at_least: int) -> int:
+    """Time covered by ``at_least`` of ``spans`` at once (half-open intervals)."""
+    edges = sorted([(start, 1) for start, end in spans if end > start] +
+                   [(end, -1) for start, end in spans if end > start])
+    covered, depth, last = 0, 0, 0
+    for at, step in edges:
+        if depth >= at_least:
+            covered += at - last
+        depth, last = depth + step, at
+    return covered
+
+
+def conversation_figures(spans_by_channel: list[list[tuple[int, int]]], audio_ms: int) -> ConversationFigures:
+    """Talk time, overlap, silence and floor changes of per-channel ``(start_ms, end_ms)`` lists."""
+    # A channel's own segments never overlap, but merge them anyway so a channel counts once.
+    talk = [_covered_ms(spans, 1) for spans in spans_by_channel]
+    merged = [(start, end, channel) for channel, spans in enumerate(spans_by_channel)
+              for start, end in (_merged(spans))]
+    overlap = _covered_ms([(start, end) for start, end, _ in merged], 2)
+    speech = _covered_ms([(start, end) for start, end, _ in merged], 1)
+    turns, holder = 0, None
+    for start, end, channel in sorted(merged):
+        inside_other = any(o_start <= start and end <= o_end
+                           for o_start, o_end, other in merged if other != channel)
+        if inside_other:
+            continue  # a back-channel does not take the floor
+        if holder is not None and channel != holder:
+            turns += 1
+        holder = channel
+    return ConversationFigures(talk_ms=talk, overlap_ms=overlap, speech_ms=speech,
+                               silence_ms=max(audio_ms - speech, 0), turn_count=turns)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` sorted, with touching or overlapping ones joined."""
+    out: list[list[int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(start, end) for start, end in out]
+
+
+def conversation_summary(builders: list[SummaryBuilder], audio_ms: int) -> gateway_pb2.SessionSummary:
+    """The summary of a CHANNEL_MODE_SEPARATE session with one builder per channel.
+
+    The top-level figures are over all channels' segments (segment ids are unique
+    across channels, so the transcript is in segment order); speech and silence
+    count time, not segments, so cross-talk is not counted twice.
+    """
+    everything = SummaryBuilder()
+    for builder in builders:
+        everything.transcript.update(builder.transcript)
+        everything.speech_ms += builder.speech_ms
+        everything.emotions.extend(builder.emotions)
+        everything.random_weights |= builder.random_weights
+        everything.segments += builder.segments
+        everything.spans_ms.extend(builder.spans_ms)
+    figures = conversation_figures([builder.spans_ms for builder in builders], audio_ms)
+    summary = everything.to_proto(audio_ms)
+    summary.speech_duration_ms = figures.speech_ms
+    summary.silence_duration_ms = figures.silence_ms
+    for channel, (builder, talk_ms, share) in enumerate(zip(builders, figures.talk_ms, figures.talk_shares)):
+        own = builder.to_proto(audio_ms)
+        summary.channels.append(gateway_pb2.ChannelSummary(
+            channel=channel, transcript=own.transcript, segment_count=own.segment_count, talk_time_ms=talk_ms,
+            talk_time_share=share, dominant_emotion=own.dominant_emotion,
+            dominant_emotion_display_name=own.dominant_emotion_display_name,
+            emotion_distribution=own.emotion_distribution))
+    summary.conversation.CopyFrom(gateway_pb2.ConversationSummary(
+        overlap_ms=figures.overlap_ms, silence_ms=figures.silence_ms,
+        silence_share=figures.silence_ms / audio_ms if audio_ms else 0.0, turn_count=figures.turn_count))
+    return summary
 
 
 def _is_cjk(text: str) -> bool:

@@ -83,9 +83,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def describe(event: gateway_pb2.AnalyzeResponse) -> str:
-    """One human-readable line (two for the summary) per event."""
+def describe(event: gateway_pb2.AnalyzeResponse, channels: bool = False) -> str:
+    """One human-readable line (two or more for the summary) per event.
+
+    ``channels``: prefix each line with the event's channel (CHANNEL_MODE_SEPARATE).
+    """
     kind = event.WhichOneof("event")
+    line = _describe(event, kind)
+    if channels and kind not in ("summary", None):
+        return f"ch{getattr(event, kind).channel} {line}"
+    return line
+
+
+def _describe(event: gateway_pb2.AnalyzeResponse, kind: str | None) -> str:
     if kind == "speech_started":
         s = event.speech_started
         return f"[{s.start_ms / 1000:7.2f}s] speech started (segment {s.segment_id})"
@@ -114,8 +124,17 @@ def describe(event: gateway_pb2.AnalyzeResponse) -> str:
         s = event.summary
         shares = ", ".join(f"{d.display_name or d.label} {d.share:.0%} of speech time "
                            f"(mean probability {d.mean_probability:.0%})" for d in s.emotion_distribution)
-        return (f"summary: {_count(s.segment_count, 'segment')}, speech {s.speech_duration_ms / 1000:.1f}s of "
-                f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
-                f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]\n"
-                f"transcript: {s.transcript}")
+        lines = [f"summary: {_count(s.segment_count, 'segment')}, speech {s.speech_duration_ms / 1000:.1f}s of "
+                 f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
+                 f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]",
+                 f"transcript: {s.transcript}"]
+        for c in s.channels:
+            lines.append(f"ch{c.channel}: {_count(c.segment_count, 'segment')}, talk {c.talk_time_ms / 1000:.1f}s "
+                         f"({c.talk_time_share:.0%}), dominant emotion "
+                         f"{c.dominant_emotion_display_name or c.dominant_emotion or '-'}: {c.transcript}")
+        if s.HasField("conversation"):
+            v = s.conversation
+            lines.append(f"conversation: cross-talk {v.overlap_ms / 1000:.1f}s, silence {v.silence_ms / 1000:.1f}s "
+                         f"({v.silence_share:.0%}), {_count(v.turn_count, 'turn change')}")
+        return "\n".join(lines)
     return str(event)

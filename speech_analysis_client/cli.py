@@ -149,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="give up when the gateway does not answer within S seconds (default 10)")
     parser.add_argument("--mode", choices=["paraformer", "sensevoice"], default=None)
     parser.add_argument("--fast", action="store_true", help="send as fast as possible, not at real time")
+    parser.add_argument("--separate-channels", action="store_true",
+                        help="analyse each channel of a stereo file on its own (one speaker per channel) "
+                             "instead of downmixing; adds per-channel and conversation figures")
     parser.add_argument("--json", action="store_true", help="one JSON object per event, every field")
     parser.add_argument("--token", help="bearer token")
     parser.add_argument("--tls-ca", type=Path, help="PEM root certificate: use TLS")
@@ -163,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     config = gateway_pb2.StreamConfig()
     if args.mode:
         config.mode = common_pb2.ASR_MODE_PARAFORMER if args.mode == "paraformer" else common_pb2.ASR_MODE_SENSEVOICE
+    if args.separate_channels:
+        config.channel_mode = gateway_pb2.CHANNEL_MODE_SEPARATE
 
     if args.mic:
         if (sounddevice := _sounddevice()) is None:
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress.print(json.dumps(json_format.MessageToDict(
                     event, always_print_fields_with_no_presence=True), ensure_ascii=False))
             else:
-                progress.print(describe(event))
+                progress.print(describe(event, channels=args.separate_channels))
     except grpc.RpcError as exc:
         progress.close()
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)

@@ -97,6 +97,19 @@ def test_concurrent_sessions_beyond_limit_are_refused(limited_gateway):
         assert list(analyze(stub, samples, rate, timeout=30))[-1].WhichOneof("event") == "summary"
 
 
+def test_separate_channels_take_one_slot_per_channel(limited_gateway):
+    samples, rate = read_clip("zh_single", dtype="int16")
+    separate = gateway_pb2.StreamConfig(channel_mode=gateway_pb2.CHANNEL_MODE_SEPARATE)
+    channel, stub = stub_for(limited_gateway.address)
+    with channel:
+        with pytest.raises(grpc.RpcError) as info:  # 2 channels, MAX_SESSIONS=1
+            list(analyze(stub, np.stack([samples, samples], axis=1), rate, separate, timeout=30))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "one per channel" in info.value.details()
+        events = list(analyze(stub, samples, rate, separate, timeout=30))  # one channel: one slot
+    assert events[-1].WhichOneof("event") == "summary" and len(events[-1].summary.channels) == 1
+
+
 def test_metrics_endpoint(limited_gateway):
     samples, rate = read_clip("zh_single", dtype="int16")
     channel, stub = stub_for(limited_gateway.address)

@@ -62,7 +62,8 @@ class SpeechAnalysisServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AnalyzeFile(self, request, context):
-        """A whole encoded file (WAV, FLAC, OGG, MP3; any rate; 1-8 channels), at
+        """A whole encoded file (WAV, FLAC, OGG, MP3; any rate; 1-8 channels, 1-2
+        with CHANNEL_MODE_SEPARATE), at
         most MAX_FILE_BYTES (8 MiB by default). Returns every event the streaming
         call would have produced, in order.
         """
