@@ -23,9 +23,10 @@ from pathlib import Path
 
 import grpc
 
-from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from speech_analysis.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common import grpc_server
 from services.common.metrics import WORKER_UP
+from services.common.modes import mode_value
 from services.common.settings import GatewaySettings, load
 from gateway.auth import BearerTokenInterceptor
 from gateway.sentiment import load_sentiment
@@ -36,9 +37,6 @@ from gateway.web import start_web_server
 from gateway.workers import PARTS, Workers, follow_worker_health
 
 log = logging.getLogger("gateway")
-
-_MODES = {"paraformer": common_pb2.ASR_MODE_PARAFORMER, "sensevoice": common_pb2.ASR_MODE_SENSEVOICE}
-
 
 def _credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
     if not settings.tls_cert and not settings.tls_key:
@@ -98,12 +96,10 @@ def health_follower(workers: Workers):
 async def main(argv: list[str]) -> None:
     settings = load(GatewaySettings, argv)
     grpc_server.configure_logging(settings.log_level, "gateway")
-    if settings.default_mode not in _MODES:
-        raise SystemExit(f"DEFAULT_MODE must be paraformer or sensevoice, got {settings.default_mode!r}")
     try:
         limits = SessionLimits(max_session_s=settings.max_session_s,
                                worker_timeout_s=settings.worker_timeout_s,
-                               default_mode=_MODES[settings.default_mode],
+                               default_mode=mode_value(settings.default_mode),
                                max_vad_lag_s=settings.max_vad_lag_s,
                                max_segments_in_flight=settings.max_segments_in_flight)
     except ValueError as exc:

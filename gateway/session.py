@@ -48,6 +48,7 @@ from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples,
                                    samples_to_f32le, samples_to_ms)
 from services.common.emotion_labels import emotion_source
 from services.common.errors import OutOfRange, ServiceError, WrongMode, worker_error
+from services.common.modes import mode_name
 from services.common.metrics import AUDIO_RECEIVED_S, FINAL_RESULT_LATENCY_S, SEGMENT_PART_FAILURES, SEGMENTS
 from gateway.buffer import SampleBuffer
 from gateway.sentiment import TextSentimentScorer
@@ -209,7 +210,7 @@ class Session(EventStream):
         self.deadline_s = deadline_s  # time.monotonic() of the client's deadline, if any
         self.sentiment = sentiment if config.text_sentiment else None
         self.mode = config.mode or limits.default_mode
-        self.mode_name = common_pb2.AsrMode.Name(self.mode).removeprefix("ASR_MODE_").lower()
+        self.mode_name = mode_name(self.mode)
         self.buffer = SampleBuffer()
         self.summary = SummaryBuilder()
         self.log = session_log(session_id if out is None else f"{session_id} ch{channel}")

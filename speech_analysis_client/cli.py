@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either FILE or --mic")
     config = gateway_pb2.StreamConfig()
     if args.mode:
-        config.mode = common_pb2.ASR_MODE_PARAFORMER if args.mode == "paraformer" else common_pb2.ASR_MODE_SENSEVOICE
+        config.mode = common_pb2.AsrMode.Value(f"ASR_MODE_{args.mode.upper()}")
     if args.separate_channels:
         config.channel_mode = gateway_pb2.CHANNEL_MODE_SEPARATE
 

@@ -19,7 +19,6 @@ from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
 from services.asr.engine import (
     PARAFORMER,
-    SENSEVOICE,
     AsrEngine,
     AsrRequest,
     Transcript,
@@ -29,20 +28,19 @@ from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import InvalidInput, NotReady, grpc_errors
 from services.common.limits import normalise_hotwords
+from services.common.modes import mode_name, mode_value
 
 __all__ = ["AsrServicer"]
 
 log = logging.getLogger(__name__)
 
-_MODE_FROM_PROTO = {common_pb2.ASR_MODE_PARAFORMER: PARAFORMER, common_pb2.ASR_MODE_SENSEVOICE: SENSEVOICE}
-_MODE_TO_PROTO = {PARAFORMER: common_pb2.ASR_MODE_PARAFORMER, SENSEVOICE: common_pb2.ASR_MODE_SENSEVOICE}
 
 
 def _response(result: Transcript, segment_start_ms: int, models: Sequence[str],
               random_weights: bool) -> asr_pb2.TranscribeResponse:
     response = asr_pb2.TranscribeResponse(
         text=result.text,
-        mode=_MODE_TO_PROTO[result.mode],
+        mode=mode_value(result.mode),
         model_info=audio_pb2.ModelInfo(models=list(models), random_weights=random_weights),
         compute_ms=result.compute_ms,
     )
@@ -79,9 +77,13 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         return self.engine.transcribe_batch(requests)
 
     def _request(self, engine: AsrEngine, request: asr_pb2.TranscribeRequest) -> AsrRequest:
-        if request.mode not in _MODE_FROM_PROTO and request.mode != common_pb2.ASR_MODE_UNSPECIFIED:
-            raise InvalidInput(f"unknown ASR mode {request.mode}")
-        mode = engine.check_mode(_MODE_FROM_PROTO.get(request.mode))
+        if request.mode == common_pb2.ASR_MODE_UNSPECIFIED:
+            mode = engine.check_mode(None)
+        else:
+            try:
+                mode = engine.check_mode(mode_name(request.mode))
+            except ValueError:
+                raise InvalidInput(f"unknown ASR mode {request.mode}") from None
         samples = samples_from_f32le(request.audio.samples_f32le)
         if samples.size == 0:
             raise InvalidInput("empty segment: audio.samples_f32le holds no samples")

@@ -29,6 +29,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
+from services.common.modes import MODE_NAMES
+
 __all__ = [
     "PROJECT_ROOT",
     "ServerSettings",
@@ -117,7 +119,7 @@ class VadSettings(ServerSettings):
 class AsrSettings(ServerSettings):
     port: int = _field(50052, "ASR_PORT", "ASR worker gRPC port.")
     mode: str = _field("paraformer", "ASR_MODE", "Models to serve: paraformer, sensevoice or both.",
-                      choices=("paraformer", "sensevoice", "both"))
+                      choices=(*MODE_NAMES, "both"))
     max_batch: int = _field(4, "ASR_MAX_BATCH", "Most segments decoded in one model call.",
                             minimum=1)
     batch_wait_ms: int = _field(10, "ASR_BATCH_WAIT_MS", "How long to wait for more segments to batch.")
@@ -181,7 +183,7 @@ class GatewaySettings(ServerSettings):
     asr_address: str = _field("127.0.0.1:50052", "ASR_ADDRESS", "ASR worker target.")
     emotion_address: str = _field("127.0.0.1:50053", "EMOTION_ADDRESS", "Emotion worker target.")
     default_mode: str = _field("paraformer", "DEFAULT_MODE", "Mode used when a stream does not name one.",
-                              choices=("paraformer", "sensevoice"))
+                              choices=MODE_NAMES)
     max_sessions: int = _field(16, "MAX_SESSIONS", "Concurrent Analyze streams before RESOURCE_EXHAUSTED.",
                               minimum=1)
     max_session_s: float = _field(4 * 3600.0, "MAX_SESSION_S", "Longest audio one stream may send, in seconds.")
