@@ -26,8 +26,15 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 from typing import Iterable
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:  # benchmarks import this module by bare name from bench/
+    sys.path.insert(0, _ROOT)
+
+from services.common.memory import status_mib  # noqa: E402  (the one /proc/<pid>/status reader)
 
 __all__ = [
     "CLOCK_TICKS_PER_S",
@@ -47,13 +54,7 @@ MEMORY_FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
 
 def memory_mib(pid: int | str = "self", fields: Iterable[str] = MEMORY_FIELDS) -> dict[str, float]:
     """``/proc/<pid>/status`` memory fields, in MiB (one decimal)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    out = {}
-    for name in fields:
-        match = re.search(rf"^{name}:\s+(\d+) kB", status, re.M)
-        if match:
-            out[name] = round(int(match.group(1)) / 1024, 1)
-    return out
+    return {name: round(value, 1) for name, value in status_mib(pid, tuple(fields)).items()}
 
 
 def pss_mib(pid: int | str = "self") -> float | None:

@@ -36,6 +36,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 import procstat  # noqa: E402
+from services.common.memory import mapped_files  # noqa: E402
 from speech_analysis.v1 import common_pb2  # noqa: E402
 from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc  # noqa: E402
 from tests.conftest import load_manifest, read_clip  # noqa: E402
@@ -77,7 +78,7 @@ def measure(backends: str, env: dict[str, str], clips: list[np.ndarray], streams
     try:
         pid = server.proc.pid
         loaded = procstat.memory_mib(pid)
-        maps = Path(f"/proc/{pid}/maps").read_text()
+        maps = "\n".join(mapped_files(pid))
         audio_s = streams * sum(c.size for c in clips) / 16000
         figures = {"backends": backends, "after_load": loaded, "torch_mapped": "libtorch" in maps}
         for name, backend in (("silero", common_pb2.VAD_BACKEND_SILERO), ("fsmn", common_pb2.VAD_BACKEND_FSMN)):

@@ -79,11 +79,9 @@ _VERIFY_TARGETS = ("paraformer", "paraformer-trio", "sensevoice")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    from services.common.memory import memory_mb
+
+    return memory_mb()[0]
 
 
 def _verify_one(out_dir: Path, target: str, ncpu: int, audio_path: Path | None, repeats: int) -> dict:

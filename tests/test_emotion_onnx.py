@@ -20,7 +20,7 @@ from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbr
 from services.emotion.onnx_runtime import load_onnx_model
 from tests.conftest import read_clip
 from tests.procs import ROOT, start_server
-from tests.test_vad_worker import mapped_files
+from services.common.memory import mapped_files
 
 MODEL_DIRNAME = "emotion-recognition-wav2vec2-IEMOCAP"
 

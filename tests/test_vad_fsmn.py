@@ -134,6 +134,6 @@ def test_silero_remains_the_default_backend(fsmn_vad_worker):
 def test_fsmn_worker_loads_torch(fsmn_vad_worker):
     """The control for tests/test_vad_worker.py's torch-free check: FSMN brings torch, and the
     same /proc maps check sees it."""
-    from tests.test_vad_worker import mapped_files
+    from services.common.memory import mapped_files
 
     assert any("libtorch" in f for f in mapped_files(fsmn_vad_worker.proc.pid))

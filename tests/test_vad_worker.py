@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2
 
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc
+from services.common.memory import mapped_files
 from tests.audio_helpers import check_progress_events, frame_agreement, truth_segments_ms
 from tests.conftest import read_clip
 
@@ -118,12 +119,6 @@ def test_health_and_reflection(vad_worker):
 
 
 # ---- torch-free Silero (VAD_BACKENDS=silero, the default) ------------------------------------
-
-def mapped_files(pid: int) -> set[str]:
-    """Every file mapped into process ``pid`` (shared libraries included)."""
-    with open(f"/proc/{pid}/maps", encoding="utf-8") as maps:
-        return {line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6}
-
 
 def test_silero_only_worker_never_loads_torch(vad_worker):
     """A process that imported torch maps libtorch*.so (the FSMN worker in

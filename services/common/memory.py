@@ -1,4 +1,5 @@
-"""Process memory: this process's resident figures, and handing freed heap back to the OS.
+"""Process memory: resident figures and mapped files of a process (from /proc), and handing
+freed heap back to the OS.
 
 glibc keeps memory that Python/torch freed in its arenas, so without
 ``malloc_trim`` a worker stays at the resident size of its largest load or
@@ -12,21 +13,36 @@ import ctypes
 import ctypes.util
 import functools
 
-__all__ = ["memory_mb", "trim_heap"]
+__all__ = ["mapped_files", "memory_mb", "status_mib", "trim_heap"]
+
+
+def status_mib(pid: int | str = "self", fields: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[str, float]:
+    """Memory fields of ``/proc/<pid>/status`` (kB there) in MiB; absent fields are left out.
+
+    Read by hand: psutil has no peak resident size (VmHWM), which is what the
+    load-peak figures need."""
+    values: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in fields:
+                    values[key] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return values
 
 
 def memory_mb() -> tuple[float, float]:
-    """(resident, peak resident) of this process in MB, from /proc/self/status."""
-    values = {"VmRSS": 0.0, "VmHWM": 0.0}
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in values:
-                    values[key] = int(rest.split()[0]) / 1024  # kB -> MB
-    except OSError:
-        pass
-    return values["VmRSS"], values["VmHWM"]
+    """(resident, peak resident) of this process in MiB (0 where /proc is unavailable)."""
+    values = status_mib()
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def mapped_files(pid: int | str = "self") -> set[str]:
+    """Every file mapped into the process (shared libraries included), from ``/proc/<pid>/maps``."""
+    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+        return {fields[5].strip() for line in maps if len(fields := line.split(maxsplit=5)) == 6}
 
 
 @functools.cache
