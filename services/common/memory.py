@@ -13,7 +13,7 @@ import ctypes
 import ctypes.util
 import functools
 
-__all__ = ["mapped_files", "memory_mb", "status_mib", "trim_heap"]
+__all__ = ["libc_function", "mapped_files", "memory_mb", "status_mib", "trim_heap"]
 
 
 def status_mib(pid: int | str = "self", fields: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[str, float]:
@@ -46,15 +46,16 @@ def mapped_files(pid: int | str = "self") -> set[str]:
 
 
 @functools.cache
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
+def libc_function(name: str):
+    """The C library's function ``name`` (errno kept), or None where there is none (not glibc)."""
+    library = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return getattr(ctypes.CDLL(library, use_errno=True), name) if library else None
+    except (OSError, AttributeError):
         return None
 
 
 def trim_heap() -> bool:
     """Give freed heap memory back to the OS (glibc ``malloc_trim(0)``); False if unavailable."""
-    trim = _malloc_trim()
+    trim = libc_function("malloc_trim")
     return bool(trim(0)) if trim is not None else False

@@ -39,6 +39,8 @@ from typing import Callable
 
 import torch
 
+from services.common.memory import libc_function
+
 __all__ = ["quantize_linear_int8"]
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,7 @@ def _drop_file_pages(tensor: torch.Tensor, ranges: list[tuple[int, int]]) -> int
 
 @functools.cache
 def _madvise():
-    name = ctypes.util.find_library("c")
-    try:
-        madvise = ctypes.CDLL(name, use_errno=True).madvise if name else None
-    except (OSError, AttributeError):
-        return None
+    madvise = libc_function("madvise")
     if madvise is not None:
         madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         madvise.restype = ctypes.c_int
