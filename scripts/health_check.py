@@ -9,30 +9,21 @@ The container health check of docker-compose.yml (Kubernetes uses its native
 
 A Python script rather than the ``grpc_health_probe`` binary: the image
 already has grpcio and grpcio-health-checking, and a downloaded binary would
-be one more thing to pin and verify. It imports only grpc, so one check costs
-about a tenth of a second of CPU.
+be one more thing to pin and verify. The check itself is
+:func:`services.common.health.check` (it imports only grpc).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.health import check  # noqa: E402
 
 __all__ = ["check", "main"]
-
-
-def check(address: str, service: str = "", timeout_s: float = 3.0) -> str:
-    """Return the serving status name of ``service`` at ``address`` (or the RPC error code)."""
-    try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
-    except grpc.RpcError as error:
-        return error.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,10 +35,10 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from honcho.manager import Manager
 from honcho.printer import Printer
+
+from services.common.health import check
 
 __all__ = ["TOPOLOGY", "PROFILES_DIR", "profiles", "read_profile", "stack_env", "supervise", "main", "run"]
 
@@ -123,13 +123,8 @@ def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
     pending = set(names)
     while pending:
         for name in sorted(pending):
-            try:
-                with grpc.insecure_channel(f"127.0.0.1:{_port(name, envs[name])}") as channel:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    pending.discard(name)
-            except grpc.RpcError:
-                pass
+            if check(f"127.0.0.1:{_port(name, envs[name])}", timeout_s=1) == "SERVING":
+                pending.discard(name)
         time.sleep(0.5)
     port = _port("gateway", envs["gateway"]) if "gateway" in envs else 0
     sys.stdout.write(f"\n*** stack ready: gateway SERVING on 127.0.0.1:{port} "

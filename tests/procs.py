@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+from services.common.health import serving_status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +39,8 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def health(self, timeout_s: float = 2.0, service: str = "") -> int:
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s).status
+        """The serving status; grpc.RpcError while the server is unreachable."""
+        return serving_status(self.address, service, timeout_s)
 
     def stop(self, timeout_s: float = 15.0) -> int:
         if self.proc.poll() is None:

@@ -366,7 +366,7 @@ def _ws(port: int, context, origin: str | None = "same"):
 
     if origin == "same":
         origin = f"https://localhost:{port}"
-    return connect(f"wss://localhost:{port}/ws", ssl=context, origin=origin, open_timeout=10)
+    return connect(f"wss://localhost:{port}/ws", ssl=context, origin=origin, open_timeout=30)
 
 
 def test_web_port_serves_https_and_wss_only(web_tls):
