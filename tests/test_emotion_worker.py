@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from scripts.fixtures.emotion2vec import MODEL_DIRNAME as E2V_DIRNAME
 from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.emotion_labels import DISPLAY_NAMES, EMOTION2VEC_LABELS
@@ -184,18 +185,19 @@ def test_incomplete_model_dir_names_the_missing_file(emotion_model_dir, tmp_path
 
 # ---- worker processes ------------------------------------------------------------------------
 
-def test_classify_returns_four_probabilities(emotion_worker):
-    response = classify(emotion_worker.address, noise(2.0, 11))
-    assert [(s.label, s.display_name) for s in response.probabilities] == EXPECTED_CLASSES
+def test_classify_returns_every_class(workers):
+    worker = serving(workers["eager"])
+    response = classify(worker.address, noise(2.0, 11))
+    assert [(s.label, s.display_name) for s in response.probabilities] == workers.classes
     probs = probabilities(response)
     assert abs(probs.sum() - 1) < 1e-5 and (probs >= 0).all()
     best = int(np.argmax(probs))
-    assert (response.label, response.display_name) == EXPECTED_CLASSES[best]
+    assert (response.label, response.display_name) == workers.classes[best]
     assert response.confidence == pytest.approx(probs[best])
     assert response.windows == 1 and response.compute_ms > 0
-    assert list(response.model_info.models) == [MODEL_DIRNAME]
+    assert list(response.model_info.models) == [workers.model_dirname]
     assert response.model_info.random_weights is True
-    assert "RANDOM WEIGHTS" in emotion_worker.log()
+    assert "RANDOM WEIGHTS" in worker.log()
 
 
 E2V_CLASSES = [(label, DISPLAY_NAMES[label]) for label in EMOTION2VEC_LABELS]
@@ -207,6 +209,7 @@ class ModelWorkers:
 
     servers: dict[str, ServerProcess]
     classes: list[tuple[str, str]]
+    model_dirname: str
 
     def __getitem__(self, name: str) -> ServerProcess:
         return self.servers[name]
@@ -215,9 +218,9 @@ class ModelWorkers:
 @pytest.fixture(params=["speechbrain", "emotion2vec"])
 def workers(request) -> ModelWorkers:
     """Either model's workers: the tests below hold for both."""
-    fixture, classes = {"speechbrain": ("emotion_servers", EXPECTED_CLASSES),
-                        "emotion2vec": ("e2v_servers", E2V_CLASSES)}[request.param]
-    return ModelWorkers(request.getfixturevalue(fixture), classes)
+    fixture, classes, dirname = {"speechbrain": ("emotion_servers", EXPECTED_CLASSES, MODEL_DIRNAME),
+                                 "emotion2vec": ("e2v_servers", E2V_CLASSES, E2V_DIRNAME)}[request.param]
+    return ModelWorkers(request.getfixturevalue(fixture), classes, dirname)
 
 
 def test_concurrent_calls_match_sequential_calls(workers):

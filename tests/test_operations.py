@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -366,7 +367,11 @@ def _ws(port: int, context, origin: str | None = "same"):
 
     if origin == "same":
         origin = f"https://localhost:{port}"
-    return connect(f"wss://localhost:{port}/ws", ssl=context, origin=origin, open_timeout=30)
+    # The web port listens on 127.0.0.1 only: connect there (not to whatever else "localhost"
+    # may resolve to first, such as ::1), while Host, Origin and the certificate say localhost.
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return connect(f"wss://localhost:{port}/ws", sock=sock, ssl=context, server_hostname="localhost",
+                   origin=origin, open_timeout=30)
 
 
 def test_web_port_serves_https_and_wss_only(web_tls):
