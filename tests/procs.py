@@ -30,6 +30,8 @@ class ServerProcess:
     port: int
     log_path: Path
     env: dict = field(default_factory=dict)
+    tls_root_cert: bytes | None = None
+    """PEM root of a server with TLS_CERT: then health checks go over TLS to localhost."""
 
     @property
     def address(self) -> str:
@@ -40,7 +42,10 @@ class ServerProcess:
 
     def health(self, timeout_s: float = 2.0, service: str = "") -> int:
         """The serving status; grpc.RpcError while the server is unreachable."""
-        return serving_status(self.address, service, timeout_s)
+        if self.tls_root_cert is None:
+            return serving_status(self.address, service, timeout_s)
+        return serving_status(f"localhost:{self.port}", service, timeout_s,
+                              grpc.ssl_channel_credentials(self.tls_root_cert))
 
     def stop(self, timeout_s: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -55,7 +60,7 @@ class ServerProcess:
 
 def start_server(module: str, name: str, args: list[str] = (), env: dict | None = None,
                  wait_serving: bool = True, timeout_s: float = 120.0,
-                 serving_service: str = "") -> ServerProcess:
+                 serving_service: str = "", tls_root_cert: bytes | None = None) -> ServerProcess:
     """Run ``python -m module --port 0 --port-file F *args``; wait for the port (and SERVING).
 
     ``serving_service``: the health name to wait for (e.g. ``"vad"`` for a gateway whose
@@ -77,7 +82,7 @@ def start_server(module: str, name: str, args: list[str] = (), env: dict | None 
             proc.kill()
             raise RuntimeError(f"{name} did not start:\n{log_path.read_text(errors='replace')}")
         time.sleep(0.05)
-    server = ServerProcess(name, proc, int(port_file.read_text()), log_path, full_env)
+    server = ServerProcess(name, proc, int(port_file.read_text()), log_path, full_env, tls_root_cert)
     if wait_serving:
         wait_for_serving(server, deadline, serving_service)
     return server

@@ -17,6 +17,7 @@ import soxr
 from speech_analysis_client import analyze
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import read_clip
+from services.common.health import serving_status
 from tests.procs import free_port, start_server
 
 
@@ -213,22 +214,16 @@ def self_signed(tmp_path):
 
 
 def test_tls_and_bearer_token(vad_worker, tmp_path):
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     cert, key = self_signed(tmp_path)
-    server = start_server("gateway.server", "gateway-tls", wait_serving=False, env={
-        "VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
-        "AUTH_TOKEN": "s3cret", "TLS_CERT": str(cert), "TLS_KEY": str(key)})
+    # No ASR worker: the overall status stays NOT_SERVING; the VAD part is what this needs.
+    server = start_server("gateway.server", "gateway-tls", tls_root_cert=cert.read_bytes(), serving_service="vad",
+                          timeout_s=30,
+                          env={"VAD_ADDRESS": vad_worker.address, "ASR_ADDRESS": "127.0.0.1:9",
+                               "EMOTION_ADDRESS": "127.0.0.1:9", "AUTH_TOKEN": "s3cret", "TLS_CERT": str(cert),
+                               "TLS_KEY": str(key)})
     try:
         credentials = grpc.ssl_channel_credentials(cert.read_bytes())
         with grpc.secure_channel(f"localhost:{server.port}", credentials) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 30
-            # No ASR worker: the overall status stays NOT_SERVING; the VAD part is what this needs.
-            while (health.Check(health_pb2.HealthCheckRequest(service="vad"), timeout=5).status
-                   != health_pb2.HealthCheckResponse.SERVING):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
             stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
             samples, rate = read_clip("zh_single", dtype="int16")
             for metadata, needle in ((None, "missing"), ([("authorization", "Bearer wrong")], "invalid")):
@@ -238,9 +233,8 @@ def test_tls_and_bearer_token(vad_worker, tmp_path):
                 assert needle in info.value.details()
             events = list(analyze(stub, samples, rate, metadata=[("authorization", "Bearer s3cret")], timeout=30))
             assert events[-1].WhichOneof("event") == "summary"
-        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as plain:  # TLS is required
-            with pytest.raises(grpc.RpcError):
-                health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=3)
+        with pytest.raises(grpc.RpcError):  # TLS is required
+            serving_status(server.address, timeout_s=3)
     finally:
         server.stop()
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import SHARED_AUDIO
 from tests.procs import ROOT, free_port, start_server
@@ -31,31 +28,14 @@ if CHROMIUM is None and os.environ.get("CI") != "true":
     pytest.skip("chromium not installed (scripts/test.sh installs it)", allow_module_level=True)
 
 
-def _wait_serving_tls(port: int, cert: bytes, server) -> None:
-    credentials = grpc.ssl_channel_credentials(root_certificates=cert)
-    deadline = time.monotonic() + 60
-    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline and server.proc.poll() is None, server.log()
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def tls_web_gateway(stack, tmp_path_factory):
     """The whole stack behind a gateway with TLS and a token: the page is served over HTTPS."""
     cert, key = self_signed(tmp_path_factory.mktemp("web-tls"))
     web_port = free_port()
-    server = start_server("gateway.server", "gateway-web-tls", wait_serving=False, env={
+    server = start_server("gateway.server", "gateway-web-tls", tls_root_cert=cert.read_bytes(), env={
         "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": stack.asr.address, "EMOTION_ADDRESS": stack.emotion.address,
         "WEB_PORT": str(web_port), "TLS_CERT": str(cert), "TLS_KEY": str(key), "AUTH_TOKEN": TOKEN})
-    _wait_serving_tls(server.port, cert.read_bytes(), server)
     server.web_port = web_port
     yield server
     server.stop()

@@ -13,9 +13,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 __all__ = ["check", "serving_status"]
 
 
-def serving_status(address: str, service: str = "", timeout_s: float = 3.0) -> int:
-    """``HealthCheckResponse.ServingStatus`` of ``service`` at ``address``; grpc.RpcError if unreachable."""
-    with grpc.insecure_channel(address) as channel:
+def serving_status(address: str, service: str = "", timeout_s: float = 3.0,
+                   credentials: grpc.ChannelCredentials | None = None) -> int:
+    """``HealthCheckResponse.ServingStatus`` of ``service`` at ``address`` (over TLS with
+    ``credentials``); grpc.RpcError if unreachable."""
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel:
         return health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=timeout_s).status
 
