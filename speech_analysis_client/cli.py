@@ -45,13 +45,14 @@ class _Progress:
 
     Lines go through :meth:`print`: with a bar on screen, ``tqdm.write`` erases the bar,
     prints the line and redraws it, so no bar fragment is left before a line in a terminal.
+    Without ``samples`` (live audio, JSON output, no terminal) there is no bar.
     """
 
-    def __init__(self, samples: np.ndarray, rate: int, enabled: bool):
+    def __init__(self, samples: np.ndarray | None = None, rate: int = 0):
         self.bar = None
-        self.frame_bytes = 2 * (samples.shape[1] if samples.ndim == 2 else 1)
-        self.rate = rate
-        if enabled:
+        if samples is not None:
+            self.frame_bytes = 2 * (samples.shape[1] if samples.ndim == 2 else 1)
+            self.rate = rate
             from tqdm import tqdm
 
             self.bar = tqdm(total=round(len(samples) / rate, 1), unit="s", desc="sent", file=sys.stderr,
@@ -175,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         config.sample_rate_hz, config.encoding, config.channels = 16000, common_pb2.AUDIO_ENCODING_PCM16LE, 1
         requests = _chain([gateway_pb2.AnalyzeRequest(config=config)],  # config first, then live audio
                           (gateway_pb2.AnalyzeRequest(audio=chunk) for chunk in _microphone(sounddevice)))
-        progress = _Progress(np.zeros((0, 1), np.int16), 16000, enabled=False)
+        progress = _Progress()
     else:
         try:
             samples, rate = _read_audio(args.file)
         except Exception as exc:  # noqa: BLE001 - libsndfile's errors have no common base
             print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        progress = _Progress(samples, rate, enabled=not args.json and sys.stderr.isatty())
+        progress = _Progress(samples if not args.json and sys.stderr.isatty() else None, rate)
         requests = progress.over(audio_requests(samples, rate, config, realtime=not args.fast))
 
     address = with_default_port(args.address)
