@@ -19,7 +19,7 @@ PROTOS = ROOT / "protos"
 BUF = ROOT / "tools" / "buf" / "node_modules" / ".bin" / "buf"
 BASELINE = PROTOS / "baseline" / "speech_analysis_v1.binpb"
 PUBLIC = {"common", "gateway"}
-WORKER = {"audio", "vad", "asr", "emotion"}
+WORKER = {"audio", "vad", "asr", "emotion", "speaker"}
 
 
 def _protos() -> list[Path]:

@@ -37,6 +37,7 @@ __all__ = [
     "VadSettings",
     "AsrSettings",
     "EmotionSettings",
+    "SpeakerSettings",
     "GatewaySettings",
     "ModelSettings",
     "load",
@@ -176,12 +177,29 @@ class EmotionSettings(ServerSettings):
 
 
 @dataclasses.dataclass(frozen=True)
+class SpeakerSettings(ServerSettings):
+    port: int = _field(50054, "SPEAKER_PORT", "Speaker worker gRPC port.")
+    max_batch: int = _field(8, "SPEAKER_MAX_BATCH", "Most segments embedded in one model call.", minimum=1)
+    batch_wait_ms: int = _field(10, "SPEAKER_BATCH_WAIT_MS", "How long to wait for more segments to batch.")
+    max_queue: int = _field(32, "SPEAKER_MAX_QUEUE", "Queued segments before RESOURCE_EXHAUSTED.")
+    min_segment_ms: int = _field(200, "SPEAKER_MIN_SEGMENT_MS",
+                                 "Shorter segments are refused with INVALID_ARGUMENT (too short to "
+                                 "say anything about a voice).", minimum=10)
+    max_audio_s: float = _field(10.0, "SPEAKER_MAX_AUDIO_S",
+                                "A longer segment is embedded from its middle N seconds only (bounds "
+                                "the compute and memory per segment).", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
 class GatewaySettings(ServerSettings):
     host: str = _field("127.0.0.1", "GATEWAY_HOST", "Gateway bind address (0.0.0.0 to serve other hosts).")
     port: int = _field(50050, "GATEWAY_PORT", "Public gRPC port.")
     vad_address: str = _field("127.0.0.1:50051", "VAD_ADDRESS", "VAD worker target (dns:///name:port for replicas).")
     asr_address: str = _field("127.0.0.1:50052", "ASR_ADDRESS", "ASR worker target.")
     emotion_address: str = _field("127.0.0.1:50053", "EMOTION_ADDRESS", "Emotion worker target.")
+    speaker_address: str | None = _field(None, "SPEAKER_ADDRESS",
+                                         "Speaker worker target (e.g. 127.0.0.1:50054). Unset: no speaker "
+                                         "labels; a stream asking for them gets FAILED_PRECONDITION.")
     default_mode: str = _field("paraformer", "DEFAULT_MODE", "Mode used when a stream does not name one.",
                               choices=MODE_NAMES)
     max_sessions: int = _field(16, "MAX_SESSIONS", "Concurrent Analyze streams before RESOURCE_EXHAUSTED.",
@@ -336,7 +354,8 @@ def load(cls: type[T], argv: Sequence[str] | None = None,
 def _markdown_table() -> str:
     rows = ["| variable | flag | default | meaning |", "|---|---|---|---|"]
     seen: set[str] = set()
-    for cls in (ModelSettings, ServerSettings, VadSettings, AsrSettings, EmotionSettings, GatewaySettings):
+    for cls in (ModelSettings, ServerSettings, VadSettings, AsrSettings, EmotionSettings, SpeakerSettings,
+                GatewaySettings):
         for field in dataclasses.fields(cls):
             env = field.metadata["env"]
             if env in seen:

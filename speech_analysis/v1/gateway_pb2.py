@@ -25,49 +25,53 @@ _sym_db = _symbol_database.Default()
 from speech_analysis.v1 import common_pb2 as speech__analysis_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n speech_analysis/v1/gateway.proto\x12\x12speech_analysis.v1\x1a\x1fspeech_analysis/v1/common.proto\"\xb3\x03\n\x0cStreamConfig\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\r\x12\x33\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32!.speech_analysis.v1.AudioEncoding\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12)\n\x04mode\x18\x04 \x01(\x0e\x32\x1b.speech_analysis.v1.AsrMode\x12\x33\n\x0bvad_backend\x18\x05 \x01(\x0e\x32\x1e.speech_analysis.v1.VadBackend\x12\x17\n\x0finterim_results\x18\x06 \x01(\x08\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x10\n\x08hotwords\x18\x08 \x03(\t\x12\x0f\n\x07use_itn\x18\t \x01(\x08\x12*\n\x03vad\x18\n \x01(\x0b\x32\x1d.speech_analysis.v1.VadConfig\x12\x1b\n\x13speechbrain_emotion\x18\x0b \x01(\x08\x12\x16\n\x0etext_sentiment\x18\x0c \x01(\x08\x12\x35\n\x0c\x63hannel_mode\x18\r \x01(\x0e\x32\x1f.speech_analysis.v1.ChannelMode\"`\n\x0e\x41nalyzeRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .speech_analysis.v1.StreamConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"W\n\x12\x41nalyzeFileRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x30\n\x06\x63onfig\x18\x02 \x01(\x0b\x32 .speech_analysis.v1.StreamConfig\"J\n\x13\x41nalyzeFileResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.speech_analysis.v1.AnalyzeResponse\"F\n\rSpeechStarted\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\r\"T\n\x0bSpeechEnded\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\r\"\x91\x01\n\rEmotionResult\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x37\n\rprobabilities\x18\x05 \x03(\x0b\x32 .speech_analysis.v1.EmotionScore\"N\n\rAudioFeatures\x12\x13\n\x0b\x64uration_ms\x18\x01 \x01(\x04\x12\x15\n\rloudness_dbfs\x18\x02 \x01(\x02\x12\x11\n\tpeak_dbfs\x18\x03 \x01(\x02\"<\n\rTextSentiment\x12\x1c\n\x14positive_probability\x18\x01 \x01(\x02\x12\r\n\x05label\x18\x02 \x01(\t\"\xcc\x03\n\rSegmentResult\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x36\n\ntimestamps\x18\x05 \x03(\x0b\x32\".speech_analysis.v1.TokenTimestamp\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x1d\n\x15language_display_name\x18\x07 \x01(\t\x12\x13\n\x0b\x61udio_event\x18\x08 \x01(\t\x12 \n\x18\x61udio_event_display_name\x18\t \x01(\t\x12\x33\n\x08\x65motions\x18\n \x03(\x0b\x32!.speech_analysis.v1.EmotionResult\x12\x33\n\x08\x66\x65\x61tures\x18\x0b \x01(\x0b\x32!.speech_analysis.v1.AudioFeatures\x12\x34\n\tsentiment\x18\x0c \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\x12\x0e\n\x06\x65rrors\x18\r \x03(\t\x12\x16\n\x0erandom_weights\x18\x0e \x01(\x08\x12\x0f\n\x07\x63hannel\x18\x0f \x01(\r\"R\n\rInterimResult\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\r\"q\n\x0c\x45motionShare\x12\r\n\x05label\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\x02\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x04\x12\x18\n\x10mean_probability\x18\x05 \x01(\x02\"\xb2\x02\n\x0e\x43hannelSummary\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x15\n\rsegment_count\x18\x03 \x01(\r\x12\x14\n\x0ctalk_time_ms\x18\x04 \x01(\x04\x12\x17\n\x0ftalk_time_share\x18\x05 \x01(\x02\x12\x18\n\x10\x64ominant_emotion\x18\x06 \x01(\t\x12%\n\x1d\x64ominant_emotion_display_name\x18\x07 \x01(\t\x12>\n\x14\x65motion_distribution\x18\x08 \x03(\x0b\x32 .speech_analysis.v1.EmotionShare\x12\x34\n\tsentiment\x18\t \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\"h\n\x13\x43onversationSummary\x12\x12\n\noverlap_ms\x18\x01 \x01(\x04\x12\x12\n\nsilence_ms\x18\x02 \x01(\x04\x12\x15\n\rsilence_share\x18\x03 \x01(\x02\x12\x12\n\nturn_count\x18\x04 \x01(\r\"\xd3\x03\n\x0eSessionSummary\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x15\n\rsegment_count\x18\x02 \x01(\r\x12\x19\n\x11\x61udio_duration_ms\x18\x03 \x01(\x04\x12\x1a\n\x12speech_duration_ms\x18\x04 \x01(\x04\x12\x1b\n\x13silence_duration_ms\x18\x05 \x01(\x04\x12\x18\n\x10\x64ominant_emotion\x18\x06 \x01(\t\x12%\n\x1d\x64ominant_emotion_display_name\x18\x07 \x01(\t\x12>\n\x14\x65motion_distribution\x18\x08 \x03(\x0b\x32 .speech_analysis.v1.EmotionShare\x12\x34\n\tsentiment\x18\t \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\x12\x16\n\x0erandom_weights\x18\n \x01(\x08\x12\x34\n\x08\x63hannels\x18\x0b \x03(\x0b\x32\".speech_analysis.v1.ChannelSummary\x12=\n\x0c\x63onversation\x18\x0c \x01(\x0b\x32\'.speech_analysis.v1.ConversationSummary\"P\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nsegment_id\x18\x03 \x01(\r\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\r\"\x86\x03\n\x0f\x41nalyzeResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12;\n\x0espeech_started\x18\x02 \x01(\x0b\x32!.speech_analysis.v1.SpeechStartedH\x00\x12\x37\n\x0cspeech_ended\x18\x03 \x01(\x0b\x32\x1f.speech_analysis.v1.SpeechEndedH\x00\x12;\n\x0esegment_result\x18\x04 \x01(\x0b\x32!.speech_analysis.v1.SegmentResultH\x00\x12;\n\x0einterim_result\x18\x05 \x01(\x0b\x32!.speech_analysis.v1.InterimResultH\x00\x12\x35\n\x07summary\x18\x06 \x01(\x0b\x32\".speech_analysis.v1.SessionSummaryH\x00\x12/\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x1e.speech_analysis.v1.ErrorEventH\x00\x42\x07\n\x05\x65vent*`\n\x0b\x43hannelMode\x12\x1c\n\x18\x43HANNEL_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_MODE_DOWNMIX\x10\x01\x12\x19\n\x15\x43HANNEL_MODE_SEPARATE\x10\x02\x32\xcf\x01\n\x15SpeechAnalysisService\x12V\n\x07\x41nalyze\x12\".speech_analysis.v1.AnalyzeRequest\x1a#.speech_analysis.v1.AnalyzeResponse(\x01\x30\x01\x12^\n\x0b\x41nalyzeFile\x12&.speech_analysis.v1.AnalyzeFileRequest\x1a\'.speech_analysis.v1.AnalyzeFileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n speech_analysis/v1/gateway.proto\x12\x12speech_analysis.v1\x1a\x1fspeech_analysis/v1/common.proto\"\xf3\x03\n\x0cStreamConfig\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\r\x12\x33\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32!.speech_analysis.v1.AudioEncoding\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12)\n\x04mode\x18\x04 \x01(\x0e\x32\x1b.speech_analysis.v1.AsrMode\x12\x33\n\x0bvad_backend\x18\x05 \x01(\x0e\x32\x1e.speech_analysis.v1.VadBackend\x12\x17\n\x0finterim_results\x18\x06 \x01(\x08\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x10\n\x08hotwords\x18\x08 \x03(\t\x12\x0f\n\x07use_itn\x18\t \x01(\x08\x12*\n\x03vad\x18\n \x01(\x0b\x32\x1d.speech_analysis.v1.VadConfig\x12\x1b\n\x13speechbrain_emotion\x18\x0b \x01(\x08\x12\x16\n\x0etext_sentiment\x18\x0c \x01(\x08\x12\x35\n\x0c\x63hannel_mode\x18\r \x01(\x0e\x32\x1f.speech_analysis.v1.ChannelMode\x12>\n\x0espeaker_labels\x18\x0e \x01(\x0b\x32&.speech_analysis.v1.SpeakerLabelConfig\"Y\n\x12SpeakerLabelConfig\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x1c\n\x14similarity_threshold\x18\x02 \x01(\x02\x12\x14\n\x0cmax_speakers\x18\x03 \x01(\r\"`\n\x0e\x41nalyzeRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .speech_analysis.v1.StreamConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"W\n\x12\x41nalyzeFileRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x30\n\x06\x63onfig\x18\x02 \x01(\x0b\x32 .speech_analysis.v1.StreamConfig\"J\n\x13\x41nalyzeFileResponse\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.speech_analysis.v1.AnalyzeResponse\"F\n\rSpeechStarted\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\r\"T\n\x0bSpeechEnded\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\r\"\x91\x01\n\rEmotionResult\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x37\n\rprobabilities\x18\x05 \x03(\x0b\x32 .speech_analysis.v1.EmotionScore\"N\n\rAudioFeatures\x12\x13\n\x0b\x64uration_ms\x18\x01 \x01(\x04\x12\x15\n\rloudness_dbfs\x18\x02 \x01(\x02\x12\x11\n\tpeak_dbfs\x18\x03 \x01(\x02\"<\n\rTextSentiment\x12\x1c\n\x14positive_probability\x18\x01 \x01(\x02\x12\r\n\x05label\x18\x02 \x01(\t\"\xdd\x03\n\rSegmentResult\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x36\n\ntimestamps\x18\x05 \x03(\x0b\x32\".speech_analysis.v1.TokenTimestamp\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x1d\n\x15language_display_name\x18\x07 \x01(\t\x12\x13\n\x0b\x61udio_event\x18\x08 \x01(\t\x12 \n\x18\x61udio_event_display_name\x18\t \x01(\t\x12\x33\n\x08\x65motions\x18\n \x03(\x0b\x32!.speech_analysis.v1.EmotionResult\x12\x33\n\x08\x66\x65\x61tures\x18\x0b \x01(\x0b\x32!.speech_analysis.v1.AudioFeatures\x12\x34\n\tsentiment\x18\x0c \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\x12\x0e\n\x06\x65rrors\x18\r \x03(\t\x12\x16\n\x0erandom_weights\x18\x0e \x01(\x08\x12\x0f\n\x07\x63hannel\x18\x0f \x01(\r\x12\x0f\n\x07speaker\x18\x10 \x01(\r\"R\n\rInterimResult\x12\x12\n\nsegment_id\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\r\"q\n\x0c\x45motionShare\x12\r\n\x05label\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\x02\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x04\x12\x18\n\x10mean_probability\x18\x05 \x01(\x02\"\xb2\x02\n\x0e\x43hannelSummary\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\r\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x15\n\rsegment_count\x18\x03 \x01(\r\x12\x14\n\x0ctalk_time_ms\x18\x04 \x01(\x04\x12\x17\n\x0ftalk_time_share\x18\x05 \x01(\x02\x12\x18\n\x10\x64ominant_emotion\x18\x06 \x01(\t\x12%\n\x1d\x64ominant_emotion_display_name\x18\x07 \x01(\t\x12>\n\x14\x65motion_distribution\x18\x08 \x03(\x0b\x32 .speech_analysis.v1.EmotionShare\x12\x34\n\tsentiment\x18\t \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\"h\n\x13\x43onversationSummary\x12\x12\n\noverlap_ms\x18\x01 \x01(\x04\x12\x12\n\nsilence_ms\x18\x02 \x01(\x04\x12\x15\n\rsilence_share\x18\x03 \x01(\x02\x12\x12\n\nturn_count\x18\x04 \x01(\r\"\xb2\x02\n\x0eSpeakerSummary\x12\x0f\n\x07speaker\x18\x01 \x01(\r\x12\x12\n\ntranscript\x18\x02 \x01(\t\x12\x15\n\rsegment_count\x18\x03 \x01(\r\x12\x14\n\x0ctalk_time_ms\x18\x04 \x01(\x04\x12\x17\n\x0ftalk_time_share\x18\x05 \x01(\x02\x12\x18\n\x10\x64ominant_emotion\x18\x06 \x01(\t\x12%\n\x1d\x64ominant_emotion_display_name\x18\x07 \x01(\t\x12>\n\x14\x65motion_distribution\x18\x08 \x03(\x0b\x32 .speech_analysis.v1.EmotionShare\x12\x34\n\tsentiment\x18\t \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\"\x89\x04\n\x0eSessionSummary\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x15\n\rsegment_count\x18\x02 \x01(\r\x12\x19\n\x11\x61udio_duration_ms\x18\x03 \x01(\x04\x12\x1a\n\x12speech_duration_ms\x18\x04 \x01(\x04\x12\x1b\n\x13silence_duration_ms\x18\x05 \x01(\x04\x12\x18\n\x10\x64ominant_emotion\x18\x06 \x01(\t\x12%\n\x1d\x64ominant_emotion_display_name\x18\x07 \x01(\t\x12>\n\x14\x65motion_distribution\x18\x08 \x03(\x0b\x32 .speech_analysis.v1.EmotionShare\x12\x34\n\tsentiment\x18\t \x01(\x0b\x32!.speech_analysis.v1.TextSentiment\x12\x16\n\x0erandom_weights\x18\n \x01(\x08\x12\x34\n\x08\x63hannels\x18\x0b \x03(\x0b\x32\".speech_analysis.v1.ChannelSummary\x12=\n\x0c\x63onversation\x18\x0c \x01(\x0b\x32\'.speech_analysis.v1.ConversationSummary\x12\x34\n\x08speakers\x18\r \x03(\x0b\x32\".speech_analysis.v1.SpeakerSummary\"P\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nsegment_id\x18\x03 \x01(\r\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\r\"\x86\x03\n\x0f\x41nalyzeResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12;\n\x0espeech_started\x18\x02 \x01(\x0b\x32!.speech_analysis.v1.SpeechStartedH\x00\x12\x37\n\x0cspeech_ended\x18\x03 \x01(\x0b\x32\x1f.speech_analysis.v1.SpeechEndedH\x00\x12;\n\x0esegment_result\x18\x04 \x01(\x0b\x32!.speech_analysis.v1.SegmentResultH\x00\x12;\n\x0einterim_result\x18\x05 \x01(\x0b\x32!.speech_analysis.v1.InterimResultH\x00\x12\x35\n\x07summary\x18\x06 \x01(\x0b\x32\".speech_analysis.v1.SessionSummaryH\x00\x12/\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x1e.speech_analysis.v1.ErrorEventH\x00\x42\x07\n\x05\x65vent*`\n\x0b\x43hannelMode\x12\x1c\n\x18\x43HANNEL_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_MODE_DOWNMIX\x10\x01\x12\x19\n\x15\x43HANNEL_MODE_SEPARATE\x10\x02\x32\xcf\x01\n\x15SpeechAnalysisService\x12V\n\x07\x41nalyze\x12\".speech_analysis.v1.AnalyzeRequest\x1a#.speech_analysis.v1.AnalyzeResponse(\x01\x30\x01\x12^\n\x0b\x41nalyzeFile\x12&.speech_analysis.v1.AnalyzeFileRequest\x1a\'.speech_analysis.v1.AnalyzeFileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'speech_analysis.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNELMODE']._serialized_start=3260
-  _globals['_CHANNELMODE']._serialized_end=3356
+  _globals['_CHANNELMODE']._serialized_start=3795
+  _globals['_CHANNELMODE']._serialized_end=3891
   _globals['_STREAMCONFIG']._serialized_start=90
-  _globals['_STREAMCONFIG']._serialized_end=525
-  _globals['_ANALYZEREQUEST']._serialized_start=527
-  _globals['_ANALYZEREQUEST']._serialized_end=623
-  _globals['_ANALYZEFILEREQUEST']._serialized_start=625
-  _globals['_ANALYZEFILEREQUEST']._serialized_end=712
-  _globals['_ANALYZEFILERESPONSE']._serialized_start=714
-  _globals['_ANALYZEFILERESPONSE']._serialized_end=788
-  _globals['_SPEECHSTARTED']._serialized_start=790
-  _globals['_SPEECHSTARTED']._serialized_end=860
-  _globals['_SPEECHENDED']._serialized_start=862
-  _globals['_SPEECHENDED']._serialized_end=946
-  _globals['_EMOTIONRESULT']._serialized_start=949
-  _globals['_EMOTIONRESULT']._serialized_end=1094
-  _globals['_AUDIOFEATURES']._serialized_start=1096
-  _globals['_AUDIOFEATURES']._serialized_end=1174
-  _globals['_TEXTSENTIMENT']._serialized_start=1176
-  _globals['_TEXTSENTIMENT']._serialized_end=1236
-  _globals['_SEGMENTRESULT']._serialized_start=1239
-  _globals['_SEGMENTRESULT']._serialized_end=1699
-  _globals['_INTERIMRESULT']._serialized_start=1701
-  _globals['_INTERIMRESULT']._serialized_end=1783
-  _globals['_EMOTIONSHARE']._serialized_start=1785
-  _globals['_EMOTIONSHARE']._serialized_end=1898
-  _globals['_CHANNELSUMMARY']._serialized_start=1901
-  _globals['_CHANNELSUMMARY']._serialized_end=2207
-  _globals['_CONVERSATIONSUMMARY']._serialized_start=2209
-  _globals['_CONVERSATIONSUMMARY']._serialized_end=2313
-  _globals['_SESSIONSUMMARY']._serialized_start=2316
-  _globals['_SESSIONSUMMARY']._serialized_end=2783
-  _globals['_ERROREVENT']._serialized_start=2785
-  _globals['_ERROREVENT']._serialized_end=2865
-  _globals['_ANALYZERESPONSE']._serialized_start=2868
-  _globals['_ANALYZERESPONSE']._serialized_end=3258
-  _globals['_SPEECHANALYSISSERVICE']._serialized_start=3359
-  _globals['_SPEECHANALYSISSERVICE']._serialized_end=3566
+  _globals['_STREAMCONFIG']._serialized_end=589
+  _globals['_SPEAKERLABELCONFIG']._serialized_start=591
+  _globals['_SPEAKERLABELCONFIG']._serialized_end=680
+  _globals['_ANALYZEREQUEST']._serialized_start=682
+  _globals['_ANALYZEREQUEST']._serialized_end=778
+  _globals['_ANALYZEFILEREQUEST']._serialized_start=780
+  _globals['_ANALYZEFILEREQUEST']._serialized_end=867
+  _globals['_ANALYZEFILERESPONSE']._serialized_start=869
+  _globals['_ANALYZEFILERESPONSE']._serialized_end=943
+  _globals['_SPEECHSTARTED']._serialized_start=945
+  _globals['_SPEECHSTARTED']._serialized_end=1015
+  _globals['_SPEECHENDED']._serialized_start=1017
+  _globals['_SPEECHENDED']._serialized_end=1101
+  _globals['_EMOTIONRESULT']._serialized_start=1104
+  _globals['_EMOTIONRESULT']._serialized_end=1249
+  _globals['_AUDIOFEATURES']._serialized_start=1251
+  _globals['_AUDIOFEATURES']._serialized_end=1329
+  _globals['_TEXTSENTIMENT']._serialized_start=1331
+  _globals['_TEXTSENTIMENT']._serialized_end=1391
+  _globals['_SEGMENTRESULT']._serialized_start=1394
+  _globals['_SEGMENTRESULT']._serialized_end=1871
+  _globals['_INTERIMRESULT']._serialized_start=1873
+  _globals['_INTERIMRESULT']._serialized_end=1955
+  _globals['_EMOTIONSHARE']._serialized_start=1957
+  _globals['_EMOTIONSHARE']._serialized_end=2070
+  _globals['_CHANNELSUMMARY']._serialized_start=2073
+  _globals['_CHANNELSUMMARY']._serialized_end=2379
+  _globals['_CONVERSATIONSUMMARY']._serialized_start=2381
+  _globals['_CONVERSATIONSUMMARY']._serialized_end=2485
+  _globals['_SPEAKERSUMMARY']._serialized_start=2488
+  _globals['_SPEAKERSUMMARY']._serialized_end=2794
+  _globals['_SESSIONSUMMARY']._serialized_start=2797
+  _globals['_SESSIONSUMMARY']._serialized_end=3318
+  _globals['_ERROREVENT']._serialized_start=3320
+  _globals['_ERROREVENT']._serialized_end=3400
+  _globals['_ANALYZERESPONSE']._serialized_start=3403
+  _globals['_ANALYZERESPONSE']._serialized_end=3793
+  _globals['_SPEECHANALYSISSERVICE']._serialized_start=3894
+  _globals['_SPEECHANALYSISSERVICE']._serialized_end=4101
 # @@protoc_insertion_point(module_scope)

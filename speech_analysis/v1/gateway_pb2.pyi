@@ -18,7 +18,7 @@ CHANNEL_MODE_DOWNMIX: ChannelMode
 CHANNEL_MODE_SEPARATE: ChannelMode
 
 class StreamConfig(_message.Message):
-    __slots__ = ("sample_rate_hz", "encoding", "channels", "mode", "vad_backend", "interim_results", "language", "hotwords", "use_itn", "vad", "speechbrain_emotion", "text_sentiment", "channel_mode")
+    __slots__ = ("sample_rate_hz", "encoding", "channels", "mode", "vad_backend", "interim_results", "language", "hotwords", "use_itn", "vad", "speechbrain_emotion", "text_sentiment", "channel_mode", "speaker_labels")
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class StreamConfig(_message.Message):
     SPEECHBRAIN_EMOTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_MODE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_LABELS_FIELD_NUMBER: _ClassVar[int]
     sample_rate_hz: int
     encoding: _common_pb2.AudioEncoding
     channels: int
@@ -45,7 +46,18 @@ class StreamConfig(_message.Message):
     speechbrain_emotion: bool
     text_sentiment: bool
     channel_mode: ChannelMode
-    def __init__(self, sample_rate_hz: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.AudioEncoding, str]] = ..., channels: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.AsrMode, str]] = ..., vad_backend: _Optional[_Union[_common_pb2.VadBackend, str]] = ..., interim_results: _Optional[bool] = ..., language: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., use_itn: _Optional[bool] = ..., vad: _Optional[_Union[_common_pb2.VadConfig, _Mapping]] = ..., speechbrain_emotion: _Optional[bool] = ..., text_sentiment: _Optional[bool] = ..., channel_mode: _Optional[_Union[ChannelMode, str]] = ...) -> None: ...
+    speaker_labels: SpeakerLabelConfig
+    def __init__(self, sample_rate_hz: _Optional[int] = ..., encoding: _Optional[_Union[_common_pb2.AudioEncoding, str]] = ..., channels: _Optional[int] = ..., mode: _Optional[_Union[_common_pb2.AsrMode, str]] = ..., vad_backend: _Optional[_Union[_common_pb2.VadBackend, str]] = ..., interim_results: _Optional[bool] = ..., language: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., use_itn: _Optional[bool] = ..., vad: _Optional[_Union[_common_pb2.VadConfig, _Mapping]] = ..., speechbrain_emotion: _Optional[bool] = ..., text_sentiment: _Optional[bool] = ..., channel_mode: _Optional[_Union[ChannelMode, str]] = ..., speaker_labels: _Optional[_Union[SpeakerLabelConfig, _Mapping]] = ...) -> None: ...
+
+class SpeakerLabelConfig(_message.Message):
+    __slots__ = ("enabled", "similarity_threshold", "max_speakers")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    similarity_threshold: float
+    max_speakers: int
+    def __init__(self, enabled: _Optional[bool] = ..., similarity_threshold: _Optional[float] = ..., max_speakers: _Optional[int] = ...) -> None: ...
 
 class AnalyzeRequest(_message.Message):
     __slots__ = ("config", "audio")
@@ -124,7 +136,7 @@ class TextSentiment(_message.Message):
     def __init__(self, positive_probability: _Optional[float] = ..., label: _Optional[str] = ...) -> None: ...
 
 class SegmentResult(_message.Message):
-    __slots__ = ("segment_id", "start_ms", "end_ms", "text", "timestamps", "language", "language_display_name", "audio_event", "audio_event_display_name", "emotions", "features", "sentiment", "errors", "random_weights", "channel")
+    __slots__ = ("segment_id", "start_ms", "end_ms", "text", "timestamps", "language", "language_display_name", "audio_event", "audio_event_display_name", "emotions", "features", "sentiment", "errors", "random_weights", "channel", "speaker")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +152,7 @@ class SegmentResult(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     segment_id: int
     start_ms: int
     end_ms: int
@@ -155,7 +168,8 @@ class SegmentResult(_message.Message):
     errors: _containers.RepeatedScalarFieldContainer[str]
     random_weights: bool
     channel: int
-    def __init__(self, segment_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., text: _Optional[str] = ..., timestamps: _Optional[_Iterable[_Union[_common_pb2.TokenTimestamp, _Mapping]]] = ..., language: _Optional[str] = ..., language_display_name: _Optional[str] = ..., audio_event: _Optional[str] = ..., audio_event_display_name: _Optional[str] = ..., emotions: _Optional[_Iterable[_Union[EmotionResult, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ..., errors: _Optional[_Iterable[str]] = ..., random_weights: _Optional[bool] = ..., channel: _Optional[int] = ...) -> None: ...
+    speaker: int
+    def __init__(self, segment_id: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., text: _Optional[str] = ..., timestamps: _Optional[_Iterable[_Union[_common_pb2.TokenTimestamp, _Mapping]]] = ..., language: _Optional[str] = ..., language_display_name: _Optional[str] = ..., audio_event: _Optional[str] = ..., audio_event_display_name: _Optional[str] = ..., emotions: _Optional[_Iterable[_Union[EmotionResult, _Mapping]]] = ..., features: _Optional[_Union[AudioFeatures, _Mapping]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ..., errors: _Optional[_Iterable[str]] = ..., random_weights: _Optional[bool] = ..., channel: _Optional[int] = ..., speaker: _Optional[int] = ...) -> None: ...
 
 class InterimResult(_message.Message):
     __slots__ = ("segment_id", "text", "end_ms", "channel")
@@ -217,8 +231,30 @@ class ConversationSummary(_message.Message):
     turn_count: int
     def __init__(self, overlap_ms: _Optional[int] = ..., silence_ms: _Optional[int] = ..., silence_share: _Optional[float] = ..., turn_count: _Optional[int] = ...) -> None: ...
 
+class SpeakerSummary(_message.Message):
+    __slots__ = ("speaker", "transcript", "segment_count", "talk_time_ms", "talk_time_share", "dominant_emotion", "dominant_emotion_display_name", "emotion_distribution", "sentiment")
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TALK_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    TALK_TIME_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DOMINANT_EMOTION_FIELD_NUMBER: _ClassVar[int]
+    DOMINANT_EMOTION_DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_FIELD_NUMBER: _ClassVar[int]
+    speaker: int
+    transcript: str
+    segment_count: int
+    talk_time_ms: int
+    talk_time_share: float
+    dominant_emotion: str
+    dominant_emotion_display_name: str
+    emotion_distribution: _containers.RepeatedCompositeFieldContainer[EmotionShare]
+    sentiment: TextSentiment
+    def __init__(self, speaker: _Optional[int] = ..., transcript: _Optional[str] = ..., segment_count: _Optional[int] = ..., talk_time_ms: _Optional[int] = ..., talk_time_share: _Optional[float] = ..., dominant_emotion: _Optional[str] = ..., dominant_emotion_display_name: _Optional[str] = ..., emotion_distribution: _Optional[_Iterable[_Union[EmotionShare, _Mapping]]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ...) -> None: ...
+
 class SessionSummary(_message.Message):
-    __slots__ = ("transcript", "segment_count", "audio_duration_ms", "speech_duration_ms", "silence_duration_ms", "dominant_emotion", "dominant_emotion_display_name", "emotion_distribution", "sentiment", "random_weights", "channels", "conversation")
+    __slots__ = ("transcript", "segment_count", "audio_duration_ms", "speech_duration_ms", "silence_duration_ms", "dominant_emotion", "dominant_emotion_display_name", "emotion_distribution", "sentiment", "random_weights", "channels", "conversation", "speakers")
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     AUDIO_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +267,7 @@ class SessionSummary(_message.Message):
     RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     transcript: str
     segment_count: int
     audio_duration_ms: int
@@ -243,7 +280,8 @@ class SessionSummary(_message.Message):
     random_weights: bool
     channels: _containers.RepeatedCompositeFieldContainer[ChannelSummary]
     conversation: ConversationSummary
-    def __init__(self, transcript: _Optional[str] = ..., segment_count: _Optional[int] = ..., audio_duration_ms: _Optional[int] = ..., speech_duration_ms: _Optional[int] = ..., silence_duration_ms: _Optional[int] = ..., dominant_emotion: _Optional[str] = ..., dominant_emotion_display_name: _Optional[str] = ..., emotion_distribution: _Optional[_Iterable[_Union[EmotionShare, _Mapping]]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ..., random_weights: _Optional[bool] = ..., channels: _Optional[_Iterable[_Union[ChannelSummary, _Mapping]]] = ..., conversation: _Optional[_Union[ConversationSummary, _Mapping]] = ...) -> None: ...
+    speakers: _containers.RepeatedCompositeFieldContainer[SpeakerSummary]
+    def __init__(self, transcript: _Optional[str] = ..., segment_count: _Optional[int] = ..., audio_duration_ms: _Optional[int] = ..., speech_duration_ms: _Optional[int] = ..., silence_duration_ms: _Optional[int] = ..., dominant_emotion: _Optional[str] = ..., dominant_emotion_display_name: _Optional[str] = ..., emotion_distribution: _Optional[_Iterable[_Union[EmotionShare, _Mapping]]] = ..., sentiment: _Optional[_Union[TextSentiment, _Mapping]] = ..., random_weights: _Optional[bool] = ..., channels: _Optional[_Iterable[_Union[ChannelSummary, _Mapping]]] = ..., conversation: _Optional[_Union[ConversationSummary, _Mapping]] = ..., speakers: _Optional[_Iterable[_Union[SpeakerSummary, _Mapping]]] = ...) -> None: ...
 
 class ErrorEvent(_message.Message):
     __slots__ = ("code", "message", "segment_id", "channel")
