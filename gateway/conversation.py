@@ -24,7 +24,7 @@ import numpy as np
 from speech_analysis.v1 import gateway_pb2
 from services.common.audio import samples_to_ms
 from gateway.sentiment import TextSentimentScorer
-from gateway.session import EventStream, Session, SessionLimits, session_log
+from gateway.session import EventStream, Session, SessionLimits, session_log, speaker_clusterer
 from gateway.summary import conversation_summary
 from gateway.workers import Workers
 
@@ -44,9 +44,10 @@ class Conversation(EventStream):
                  sentiment: TextSentimentScorer | None = None):
         self.id = session_id
         self._out = asyncio.Queue(maxsize=64)
-        segment_ids = itertools.count()
+        segment_ids, speakers = itertools.count(), speaker_clusterer(config)
         self.channels = [Session(session_id, config, workers, limits, deadline_s, sentiment, channel=channel,
-                                 out=self._out, segment_ids=segment_ids) for channel in range(channels)]
+                                 out=self._out, segment_ids=segment_ids, speakers=speakers)
+                         for channel in range(channels)]
         self.mode_name, self.sentiment = self.channels[0].mode_name, self.channels[0].sentiment
         self.log = session_log(session_id)
 
@@ -73,7 +74,7 @@ class Conversation(EventStream):
         audio_ms = samples_to_ms(max(session.buffer.end for session in self.channels))
         summary = conversation_summary([session.summary for session in self.channels], audio_ms)
         if self.sentiment is not None:
-            for part in (summary, *summary.channels):
+            for part in (summary, *summary.channels, *summary.speakers):
                 if part.transcript and (sentiment := await self.sentiment.score(part.transcript)) is not None:
                     part.sentiment.CopyFrom(sentiment)
         return summary

@@ -34,7 +34,7 @@ from gateway.servicer import Admission, SpeechAnalysisServiceServicer
 from services.common.limits import longest_segment_bytes
 from gateway.session import SessionLimits
 from gateway.web import start_web_server
-from gateway.workers import PARTS, Workers, follow_worker_health
+from gateway.workers import Workers, follow_worker_health
 
 log = logging.getLogger("gateway")
 
@@ -64,9 +64,9 @@ def health_follower(workers: Workers):
     """A ``run(health_driver=...)`` task: the gateway's health follows its workers'."""
 
     async def follow(handle: grpc_server.ServerHandle) -> None:
-        serving = dict.fromkeys(PARTS, False)
+        serving = dict.fromkeys(workers.parts, False)
         ready = False
-        for part in PARTS:
+        for part in workers.parts:
             WORKER_UP.labels(part).set(0)
 
         async def report(part: str, up: bool) -> None:
@@ -142,7 +142,7 @@ async def main(argv: list[str]) -> None:
         health_driver=health_follower(workers),
         # Reflection describes the public API only, not the worker services.
         reflection_files=[gateway_pb2.DESCRIPTOR],
-        health_names=PARTS,
+        health_names=workers.parts,
         credentials=_credentials(settings),
         interceptors=interceptors,
         on_stop=stop,

@@ -28,6 +28,7 @@ from gateway.audio_input import (AudioConverter, FileDecoder, check_separate_cha
 from gateway.conversation import Conversation
 from gateway.sentiment import TextSentimentScorer
 from gateway.session import EventStream, Session, SessionLimits
+from gateway.speakers import SpeakerOptions
 from gateway.workers import Workers
 
 __all__ = ["SpeechAnalysisServiceServicer", "Admission"]
@@ -92,6 +93,10 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
         if config.text_sentiment and self.sentiment is None:
             raise NotEnabled("config.text_sentiment: text sentiment is off on this gateway; start it with "
                              "TEXT_SENTIMENT=1 (loads SnowNLP, +410 MiB)")
+        SpeakerOptions.from_config(config.speaker_labels)  # bounds checked even when off
+        if config.speaker_labels.enabled and self.workers.speaker is None:
+            raise NotEnabled("config.speaker_labels: this gateway has no speaker worker; run one "
+                             "(speech-analysis-speaker) and start the gateway with SPEAKER_ADDRESS=<host:port>")
 
     def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None
                  ) -> Session | Conversation:

@@ -8,7 +8,9 @@ of the session's ``TaskGroup``, each a method below::
                                     from the buffer once and analysed by _analyze_segment
                                     (ASR and emotion concurrently), at most
                                     max_segments_in_flight at a time
-    analyses ------_emit_results--> results in segment order --> client, then the summary
+    analyses ------_emit_results--> results in segment order (each labelled with its speaker
+                                    when the stream asked for speaker labels) --> client,
+                                    then the summary
 
 Every finished segment is cut from the buffer and analysed exactly once, so
 total compute is linear in the audio length. The buffer only keeps audio that
@@ -25,8 +27,8 @@ and worker call with it.
 A CHANNEL_MODE_SEPARATE stream runs one Session per channel
 (gateway/conversation.py): each channel's Session runs this same pipeline
 (:meth:`Session.analyze`) on its own VAD stream, and they share the output
-queue and the counter that numbers segments, so segment ids stay unique in
-the stream and every event names its channel.
+queue, the counter that numbers segments and the speaker clusterer, so segment
+ids and speaker labels stay unique in the stream and every event names its channel.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import grpc
 import numpy as np
 
 from speech_analysis.v1 import common_pb2, gateway_pb2
-from speech_analysis.worker.v1 import asr_pb2, audio_pb2, emotion_pb2, vad_pb2
+from speech_analysis.worker.v1 import asr_pb2, audio_pb2, emotion_pb2, speaker_pb2, vad_pb2
 from services.common.audio import (SAMPLE_RATE_HZ, loudness_dbfs, ms_to_samples, peak_dbfs,
                                    samples_to_f32le, samples_to_ms)
 from services.common.emotion_labels import emotion_source
@@ -52,10 +54,12 @@ from services.common.modes import mode_name
 from services.common.metrics import AUDIO_RECEIVED_S, FINAL_RESULT_LATENCY_S, SEGMENT_PART_FAILURES, SEGMENTS
 from gateway.buffer import SampleBuffer
 from gateway.sentiment import TextSentimentScorer
-from gateway.summary import SummaryBuilder
+from gateway.speakers import SpeakerClusterer, SpeakerOptions
+from gateway.summary import SummaryBuilder, speaker_conversation
 from gateway.workers import Workers
 
-__all__ = ["SessionLimits", "Session", "PartFailure", "EventStream", "session_log"]
+__all__ = ["SessionLimits", "Session", "SegmentAnalysis", "PartFailure", "EventStream", "session_log",
+           "speaker_clusterer"]
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +115,7 @@ class SessionLimits:
 class PartFailure:
     """One part of a segment's analysis that failed; the other parts still have results."""
 
-    part: str  # "asr" | "emotion"
+    part: str  # "asr" | "emotion" | "speaker"
     code: grpc.StatusCode
     message: str
 
@@ -190,18 +194,36 @@ def failure_of(exc: BaseException) -> BaseException:
     return exc
 
 
+@dataclass(frozen=True)
+class SegmentAnalysis:
+    """What the workers said about one segment."""
+
+    result: gateway_pb2.SegmentResult
+    failures: list[PartFailure]
+    embedding: np.ndarray | None = None
+    """The segment's speaker embedding (speaker labels only; None if that part failed)."""
+
+
+def speaker_clusterer(config: gateway_pb2.StreamConfig) -> SpeakerClusterer | None:
+    """The clusterer a stream's speaker labels need, or None when it did not ask for them."""
+    if not config.speaker_labels.enabled:
+        return None
+    return SpeakerClusterer(SpeakerOptions.from_config(config.speaker_labels))
+
+
 class Session(EventStream):
     """Runs one Analyze stream (or one channel of it); iterate :meth:`events` to drive it.
 
-    ``channel``, ``out`` and ``segment_ids`` are for the sessions of a
+    ``channel``, ``out``, ``segment_ids`` and ``speakers`` are for the sessions of a
     CHANNEL_MODE_SEPARATE stream: the channel index its events carry, the output
-    queue and the segment-id counter they share.
+    queue, the segment-id counter and the speaker clusterer they share.
     """
 
     def __init__(self, session_id: str, config: gateway_pb2.StreamConfig, workers: Workers,
                  limits: SessionLimits, deadline_s: float | None = None,
                  sentiment: TextSentimentScorer | None = None, *, channel: int = 0,
-                 out: asyncio.Queue | None = None, segment_ids: Iterator[int] | None = None):
+                 out: asyncio.Queue | None = None, segment_ids: Iterator[int] | None = None,
+                 speakers: SpeakerClusterer | None = None):
         self.id = session_id
         self.channel = channel
         self.config = config
@@ -216,6 +238,7 @@ class Session(EventStream):
         self.log = session_log(session_id if out is None else f"{session_id} ch{channel}")
         self._out: asyncio.Queue = asyncio.Queue(maxsize=64) if out is None else out  # events, then _END
         self._segment_ids = itertools.count() if segment_ids is None else segment_ids
+        self.speakers = speaker_clusterer(config) if speakers is None and out is None else speakers
         self._ids: dict[int, int] = {}  # the VAD stream's segment id -> the session's
         # (analysis task, time.monotonic() of its speech_ended), in segment order; None ends
         self._analyses: asyncio.Queue[tuple[asyncio.Task, float] | None] = asyncio.Queue()
@@ -355,8 +378,16 @@ class Session(EventStream):
 
     async def _emit_results(self) -> None:
         while (item := await self._analyses.get()) is not None:
-            analysis, speech_ended_at = item
-            result, failures = await analysis
+            task, speech_ended_at = item
+            analysis = await task
+            result, failures = analysis.result, analysis.failures
+            if analysis.embedding is not None:
+                # Here, in segment order, not as analyses finish: labels must not depend on timing.
+                try:
+                    result.speaker = self.speakers.assign(analysis.embedding, result.end_ms - result.start_ms)
+                except ValueError as exc:  # e.g. replicas serving models of different sizes
+                    failures.append(PartFailure("speaker", grpc.StatusCode.INTERNAL, str(exc)))
+                    result.errors.append(failures[-1].text())
             self.summary.add(result)
             await self._out.put(self._event(segment_result=result))
             FINAL_RESULT_LATENCY_S.labels(self.mode_name).observe(time.monotonic() - speech_ended_at)
@@ -369,8 +400,12 @@ class Session(EventStream):
 
     async def _summary(self) -> gateway_pb2.SessionSummary:
         summary = self.summary.to_proto(samples_to_ms(self.buffer.end))
-        if self.sentiment is not None and summary.transcript:
-            summary.sentiment.CopyFrom(await self.sentiment.score(summary.transcript))
+        if self.speakers is not None:
+            speaker_conversation(self.summary, summary)
+        if self.sentiment is not None:
+            for part in (summary, *summary.speakers):
+                if part.transcript and (sentiment := await self.sentiment.score(part.transcript)) is not None:
+                    part.sentiment.CopyFrom(sentiment)
         return summary
 
     # ---- worker calls -------------------------------------------------------------
@@ -405,7 +440,7 @@ class Session(EventStream):
         return self.mode != common_pb2.ASR_MODE_SENSEVOICE or self.config.speechbrain_emotion
 
     async def _analyze_segment(self, segment_id: int, start_ms: int, end_ms: int,
-                               samples: np.ndarray) -> tuple[gateway_pb2.SegmentResult, list[PartFailure]]:
+                               samples: np.ndarray) -> SegmentAnalysis:
         result = gateway_pb2.SegmentResult(
             segment_id=segment_id, start_ms=start_ms, end_ms=end_ms, channel=self.channel,
             features=gateway_pb2.AudioFeatures(duration_ms=end_ms - start_ms,
@@ -416,6 +451,8 @@ class Session(EventStream):
         if self._wants_speechbrain():
             calls["emotion"] = self._call_when_free(self.workers.emotion.Classify,
                                                     emotion_pb2.ClassifyRequest(audio=audio))
+        if self.speakers is not None and self.workers.speaker is not None:
+            calls["speaker"] = self._call_when_free(self.workers.speaker.Embed, speaker_pb2.EmbedRequest(audio=audio))
         outcomes = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True)))
         failures = [PartFailure.from_exception(part, outcome) for part, outcome in outcomes.items()
                     if isinstance(outcome, BaseException) and self._not_fatal(outcome)]
@@ -429,6 +466,15 @@ class Session(EventStream):
         asr = outcomes["asr"]
         if isinstance(asr, asr_pb2.TranscribeResponse):
             self._add_transcript(result, asr)
+        embedding = None
+        speaker = outcomes.get("speaker")
+        if isinstance(speaker, speaker_pb2.EmbedResponse):
+            embedding = np.asarray(speaker.embedding, dtype=np.float32)
+            result.random_weights |= speaker.model_info.random_weights
+            if not (embedding.size and np.isfinite(embedding).all() and np.any(embedding)):
+                failures.append(PartFailure("speaker", grpc.StatusCode.INTERNAL,
+                                            "the speaker worker returned an unusable embedding"))
+                embedding = None
         if self.sentiment is not None and result.text:
             sentiment = await self.sentiment.score(result.text)
             if sentiment is not None:
@@ -436,7 +482,7 @@ class Session(EventStream):
         result.errors.extend(failure.text() for failure in failures)
         if failures:
             self.log.warning("segment %d partly failed: %s", segment_id, "; ".join(result.errors))
-        return result, failures
+        return SegmentAnalysis(result, failures, embedding)
 
     @staticmethod
     def _add_transcript(result: gateway_pb2.SegmentResult, asr: asr_pb2.TranscribeResponse) -> None:

@@ -9,10 +9,16 @@ Usage::
 A CHANNEL_MODE_SEPARATE session keeps one builder per channel and joins them::
 
     proto = conversation_summary(builders, audio_ms)   # adds .channels and .conversation
+
+With speaker labels every builder also keeps one builder per speaker
+(``SummaryBuilder.speakers``), from which ``to_proto`` fills ``.speakers``; a
+downmixed stream's conversation figures are then over speakers
+(:func:`speaker_conversation`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -20,7 +26,8 @@ from speech_analysis.v1 import gateway_pb2
 
 from services.common.emotion_labels import display_name, sensevoice_label
 
-__all__ = ["SummaryBuilder", "ConversationFigures", "conversation_figures", "conversation_summary"]
+__all__ = ["SummaryBuilder", "ConversationFigures", "conversation_figures", "conversation_summary",
+           "speaker_conversation"]
 
 _SOURCE_PREFERENCE = ("speechbrain", "emotion2vec", "sensevoice")
 """Which emotion a segment counts with when several sources ran: the emotion worker's
@@ -55,8 +62,14 @@ class SummaryBuilder:
     random_weights: bool = False
     segments: int = 0
     spans_ms: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, end_ms) per segment
+    speakers: dict[int, "SummaryBuilder"] = field(default_factory=dict)  # label -> that speaker's segments
 
     def add(self, result: gateway_pb2.SegmentResult) -> None:
+        self._count(result)
+        if result.speaker:
+            self.speakers.setdefault(result.speaker, SummaryBuilder())._count(result)
+
+    def _count(self, result: gateway_pb2.SegmentResult) -> None:
         self.segments += 1
         self.spans_ms.append((result.start_ms, result.end_ms))
         duration = result.end_ms - result.start_ms
@@ -69,6 +82,21 @@ class SummaryBuilder:
             return
         self.emotions.append((emotion.source, emotion.label,
                               [(score.label, score.probability) for score in emotion.probabilities], duration))
+
+    @classmethod
+    def merged(cls, builders: "list[SummaryBuilder]") -> "SummaryBuilder":
+        """One builder over the segments of all ``builders`` (segment ids are unique across them)."""
+        everything = cls()
+        for builder in builders:
+            everything.transcript.update(builder.transcript)
+            everything.speech_ms += builder.speech_ms
+            everything.emotions.extend(builder.emotions)
+            everything.random_weights |= builder.random_weights
+            everything.segments += builder.segments
+            everything.spans_ms.extend(builder.spans_ms)
+        for label in sorted({label for builder in builders for label in builder.speakers}):
+            everything.speakers[label] = cls.merged([b.speakers[label] for b in builders if label in b.speakers])
+        return everything
 
     def _distribution(self) -> tuple[dict[str, int], dict[str, float], dict[str, int]]:
         """Per label: dominant speech time, probability x duration, segments dominated.
@@ -107,7 +135,7 @@ class SummaryBuilder:
         dominant = distribution[0].label if distribution else ""
         texts = [self.transcript[i] for i in sorted(self.transcript)]
         joined = "".join(texts)
-        return gateway_pb2.SessionSummary(
+        summary = gateway_pb2.SessionSummary(
             transcript=joined if _is_cjk(joined) else " ".join(texts),
             segment_count=self.segments,
             audio_duration_ms=audio_ms,
@@ -117,6 +145,13 @@ class SummaryBuilder:
             dominant_emotion_display_name=display_name(dominant) if dominant else "",
             emotion_distribution=distribution,
             random_weights=self.random_weights)
+        if self.speakers:
+            labels = sorted(self.speakers)
+            talk_ms = [_covered_ms(self.speakers[label].spans_ms, 1) for label in labels]
+            summary.speakers.extend(
+                gateway_pb2.SpeakerSummary(speaker=label, **_party(self.speakers[label], audio_ms, talk, share))
+                for label, talk, share in zip(labels, talk_ms, _shares(talk_ms)))
+        return summary
 
 
 @dataclass(frozen=True)
@@ -131,8 +166,13 @@ class ConversationFigures:
 
     @property
     def talk_shares(self) -> list[float]:
-        total = sum(self.talk_ms)
-        return [ms / total if total else 0.0 for ms in self.talk_ms]
+        return _shares(self.talk_ms)
+
+
+def _shares(talk_ms: list[int]) -> list[float]:
+    """Each party's fraction of the summed talk time (all 0 when nobody spoke)."""
+    total = sum(talk_ms)
+    return [ms / total if total else 0.0 for ms in talk_ms]
 
 
 def _covered_ms(spans: list[tuple[int, int]], at_least: int) -> int:
@@ -186,29 +226,42 @@ def conversation_summary(builders: list[SummaryBuilder], audio_ms: int) -> gatew
     across channels, so the transcript is in segment order); speech and silence
     count time, not segments, so cross-talk is not counted twice.
     """
-    everything = SummaryBuilder()
-    for builder in builders:
-        everything.transcript.update(builder.transcript)
-        everything.speech_ms += builder.speech_ms
-        everything.emotions.extend(builder.emotions)
-        everything.random_weights |= builder.random_weights
-        everything.segments += builder.segments
-        everything.spans_ms.extend(builder.spans_ms)
     figures = conversation_figures([builder.spans_ms for builder in builders], audio_ms)
-    summary = everything.to_proto(audio_ms)
+    summary = SummaryBuilder.merged(builders).to_proto(audio_ms)
     summary.speech_duration_ms = figures.speech_ms
     summary.silence_duration_ms = figures.silence_ms
     for channel, (builder, talk_ms, share) in enumerate(zip(builders, figures.talk_ms, figures.talk_shares)):
-        own = builder.to_proto(audio_ms)
         summary.channels.append(gateway_pb2.ChannelSummary(
-            channel=channel, transcript=own.transcript, segment_count=own.segment_count, talk_time_ms=talk_ms,
-            talk_time_share=share, dominant_emotion=own.dominant_emotion,
-            dominant_emotion_display_name=own.dominant_emotion_display_name,
-            emotion_distribution=own.emotion_distribution))
-    summary.conversation.CopyFrom(gateway_pb2.ConversationSummary(
-        overlap_ms=figures.overlap_ms, silence_ms=figures.silence_ms,
-        silence_share=figures.silence_ms / audio_ms if audio_ms else 0.0, turn_count=figures.turn_count))
+            channel=channel, **_party(builder, audio_ms, talk_ms, share)))
+    summary.conversation.CopyFrom(_conversation_proto(figures, audio_ms))
     return summary
+
+
+def speaker_conversation(builder: SummaryBuilder, summary: gateway_pb2.SessionSummary) -> None:
+    """Fill a downmixed stream's ``summary.conversation`` with figures over its speakers.
+
+    Turns count changes between labelled speakers; silence stays the summary's own
+    (time outside every segment, labelled or not), so an unlabelled segment is not silence.
+    """
+    figures = conversation_figures([builder.speakers[label].spans_ms for label in sorted(builder.speakers)],
+                                   summary.audio_duration_ms)
+    figures = dataclasses.replace(figures, silence_ms=summary.silence_duration_ms)
+    summary.conversation.CopyFrom(_conversation_proto(figures, summary.audio_duration_ms))
+
+
+def _conversation_proto(figures: ConversationFigures, audio_ms: int) -> gateway_pb2.ConversationSummary:
+    return gateway_pb2.ConversationSummary(
+        overlap_ms=figures.overlap_ms, silence_ms=figures.silence_ms,
+        silence_share=figures.silence_ms / audio_ms if audio_ms else 0.0, turn_count=figures.turn_count)
+
+
+def _party(builder: SummaryBuilder, audio_ms: int, talk_ms: int, share: float) -> dict:
+    """The fields ChannelSummary and SpeakerSummary share, for one channel or speaker."""
+    own = builder.to_proto(audio_ms)
+    return dict(transcript=own.transcript, segment_count=own.segment_count, talk_time_ms=talk_ms,
+                talk_time_share=share, dominant_emotion=own.dominant_emotion,
+                dominant_emotion_display_name=own.dominant_emotion_display_name,
+                emotion_distribution=own.emotion_distribution)
 
 
 def _is_cjk(text: str) -> bool:

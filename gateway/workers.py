@@ -27,21 +27,25 @@ from typing import Awaitable, Callable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from speech_analysis.worker.v1 import asr_pb2_grpc, emotion_pb2_grpc, vad_pb2_grpc
+from speech_analysis.worker.v1 import asr_pb2_grpc, emotion_pb2_grpc, speaker_pb2_grpc, vad_pb2_grpc
 from services.common.grpc_server import channel_options
 from services.common.settings import GatewaySettings
 
-__all__ = ["Workers", "SERVICE_CONFIG", "PARTS", "follow_worker_health"]
+__all__ = ["Workers", "SERVICE_CONFIG", "PARTS", "OPTIONAL_PARTS", "follow_worker_health"]
 
 log = logging.getLogger(__name__)
 
 PARTS = ("vad", "asr", "emotion")
+"""The workers every gateway has."""
+OPTIONAL_PARTS = ("speaker",)
+"""Workers a gateway has when configured (SPEAKER_ADDRESS)."""
 
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
         "name": [{"service": "speech_analysis.worker.v1.AsrService"},
-                 {"service": "speech_analysis.worker.v1.EmotionService"}],
+                 {"service": "speech_analysis.worker.v1.EmotionService"},
+                 {"service": "speech_analysis.worker.v1.SpeakerService"}],
         "retryPolicy": {
             "maxAttempts": 3,
             "initialBackoff": "0.2s",
@@ -71,20 +75,30 @@ class Workers:
     vad: vad_pb2_grpc.VadServiceStub
     asr: asr_pb2_grpc.AsrServiceStub
     emotion: emotion_pb2_grpc.EmotionServiceStub
-    channels: tuple[grpc.aio.Channel, ...]
+    channels: dict[str, grpc.aio.Channel]
+    """Part name -> channel, for every worker this gateway has (PARTS, then configured OPTIONAL_PARTS)."""
+    speaker: speaker_pb2_grpc.SpeakerServiceStub | None = None
+    """None when no speaker worker is configured (SPEAKER_ADDRESS unset)."""
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.channels)
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> "Workers":
         # The workers' own limit: every message the gateway sends fits it (audio goes to the
         # VAD in <= 1 s messages; the longest segment is checked against it at start).
         size = settings.max_message_bytes
-        vad, asr, emotion = (_channel(a, size) for a in
-                             (settings.vad_address, settings.asr_address, settings.emotion_address))
-        return cls(vad_pb2_grpc.VadServiceStub(vad), asr_pb2_grpc.AsrServiceStub(asr),
-                   emotion_pb2_grpc.EmotionServiceStub(emotion), (vad, asr, emotion))
+        addresses = {"vad": settings.vad_address, "asr": settings.asr_address,
+                     "emotion": settings.emotion_address, "speaker": settings.speaker_address}
+        channels = {part: _channel(address, size) for part, address in addresses.items() if address}
+        speaker = channels.get("speaker")
+        return cls(vad_pb2_grpc.VadServiceStub(channels["vad"]), asr_pb2_grpc.AsrServiceStub(channels["asr"]),
+                   emotion_pb2_grpc.EmotionServiceStub(channels["emotion"]), channels,
+                   speaker_pb2_grpc.SpeakerServiceStub(speaker) if speaker is not None else None)
 
     async def close(self) -> None:
-        for channel in self.channels:
+        for channel in self.channels.values():
             await channel.close()
 
 
@@ -109,7 +123,7 @@ async def follow_worker_health(workers: "Workers",
                                report: Callable[[str, bool], Awaitable[None]]) -> None:
     """Watch every worker until cancelled; ``report(part, serving)`` on each change."""
     tasks = [asyncio.create_task(_watch(part, channel, report), name=f"watch-{part}")
-             for part, channel in zip(PARTS, workers.channels)]
+             for part, channel in workers.channels.items()]
     try:
         await asyncio.gather(*tasks)
     finally:
