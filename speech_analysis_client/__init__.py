@@ -106,7 +106,9 @@ def _describe(event: gateway_pb2.AnalyzeResponse, kind: str | None) -> str:
     if kind == "segment_result":
         r = event.segment_result
         emotions = ", ".join(f"{e.display_name or e.label} {e.confidence:.0%} ({e.source})" for e in r.emotions)
-        parts = [f"segment {r.segment_id} {r.start_ms / 1000:.2f}-{r.end_ms / 1000:.2f}s: {r.text or '(no text)'}"]
+        who = f" speaker {r.speaker}" if r.speaker else ""
+        parts = [f"segment {r.segment_id}{who} {r.start_ms / 1000:.2f}-{r.end_ms / 1000:.2f}s: "
+                 f"{r.text or '(no text)'}"]
         if emotions:
             parts.append(f"emotion: {emotions}")
         if r.language:
@@ -128,13 +130,18 @@ def _describe(event: gateway_pb2.AnalyzeResponse, kind: str | None) -> str:
                  f"{s.audio_duration_ms / 1000:.1f}s; dominant emotion: "
                  f"{s.dominant_emotion_display_name or s.dominant_emotion or '-'} [{shares}]",
                  f"transcript: {s.transcript}"]
-        for c in s.channels:
-            lines.append(f"ch{c.channel}: {_count(c.segment_count, 'segment')}, talk {c.talk_time_ms / 1000:.1f}s "
-                         f"({c.talk_time_share:.0%}), dominant emotion "
-                         f"{c.dominant_emotion_display_name or c.dominant_emotion or '-'}: {c.transcript}")
+        lines += [_party_line(f"ch{c.channel}", c) for c in s.channels]
+        lines += [_party_line(f"speaker {p.speaker}", p) for p in s.speakers]
         if s.HasField("conversation"):
             v = s.conversation
             lines.append(f"conversation: cross-talk {v.overlap_ms / 1000:.1f}s, silence {v.silence_ms / 1000:.1f}s "
                          f"({v.silence_share:.0%}), {_count(v.turn_count, 'turn change')}")
         return "\n".join(lines)
     return str(event)
+
+
+def _party_line(name: str, party: gateway_pb2.ChannelSummary | gateway_pb2.SpeakerSummary) -> str:
+    """The summary line of one channel or speaker."""
+    return (f"{name}: {_count(party.segment_count, 'segment')}, talk {party.talk_time_ms / 1000:.1f}s "
+            f"({party.talk_time_share:.0%}), dominant emotion "
+            f"{party.dominant_emotion_display_name or party.dominant_emotion or '-'}: {party.transcript}")

@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--separate-channels", action="store_true",
                         help="analyse each channel of a stereo file on its own (one speaker per channel) "
                              "instead of downmixing; adds per-channel and conversation figures")
+    parser.add_argument("--speakers", type=int, nargs="?", const=0, default=None, metavar="MAX",
+                        help="label each segment with its speaker (needs a gateway with a speaker worker); "
+                             "MAX: most speakers to tell apart (default 8)")
     parser.add_argument("--json", action="store_true", help="one JSON object per event, every field")
     parser.add_argument("--token", help="bearer token")
     parser.add_argument("--tls-ca", type=Path, help="PEM root certificate: use TLS")
@@ -169,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         config.mode = common_pb2.AsrMode.Value(f"ASR_MODE_{args.mode.upper()}")
     if args.separate_channels:
         config.channel_mode = gateway_pb2.CHANNEL_MODE_SEPARATE
+    if args.speakers is not None:
+        if not 0 <= args.speakers <= 32:
+            parser.error("--speakers MAX must be 1..32")
+        config.speaker_labels.enabled, config.speaker_labels.max_speakers = True, args.speakers
 
     if args.mic:
         if (sounddevice := _sounddevice()) is None:

@@ -22,6 +22,7 @@ from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from gateway.summary import SummaryBuilder, conversation_summary, speaker_conversation
 from tests.conftest import read_clip
 from tests.procs import start_server
+from tests.test_cli import run_cli
 
 LABELS = gateway_pb2.SpeakerLabelConfig(enabled=True)
 
@@ -237,3 +238,20 @@ def test_a_failing_speaker_worker_costs_only_the_labels(stack, speaker_gateway):
         assert [e.split(":")[0] for e in result.errors] == ["speaker"], result.errors
     assert {(e.code, e.message.split(":")[0]) for e in errors} == {("UNAVAILABLE", "speaker")}
     assert events[-1].WhichOneof("event") == "summary" and not events[-1].summary.speakers
+
+
+def test_the_cli_asks_for_and_prints_speakers(speaker_gateway, tmp_path):
+    audio, rate = _conversation_audio()
+    path = tmp_path / "conversation.wav"
+    sf.write(path, audio, rate, subtype="PCM_16")
+    done = run_cli(str(path), "--address", speaker_gateway.address, "--fast", "--speakers", "2")
+    assert done.returncode == 0, done.stderr
+    segments = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("segment ")]
+    assert len(segments) == 8
+    # "segment 3 speaker 1 4.20-6.10s: ..." for a labelled segment
+    labels = {int(line.split()[3]) for line in segments if line.split()[2] == "speaker"}
+    assert 1 in labels and labels <= {1, 2}
+    speaker_lines = [line for line in done.stdout.splitlines() if line.startswith("speaker ")]
+    assert sorted(line.split(":")[0] for line in speaker_lines) == [f"speaker {n}" for n in sorted(labels)]
+    refused = run_cli(str(path), "--address", speaker_gateway.address, "--speakers", "40")
+    assert refused.returncode == 2 and "--speakers" in refused.stderr
