@@ -35,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output directory (default: MODEL_DIR/onnx)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from services.emotion.engine import missing_model_files
+    from services.common import model_paths
     from services.emotion.onnx_runtime import export_onnx
 
-    missing = missing_model_files(args.model_dir)
+    missing = model_paths.missing_files(args.model_dir, model_paths.MODEL_SPECS["speechbrain_emotion"])
     if missing:
         print(f"{args.model_dir} is not a complete emotion model directory (missing {', '.join(missing)}); "
-              f"fetch it with `python scripts/download_models.py --speechbrain`", file=sys.stderr)
+              f"fetch it with `{model_paths.download_command(['speechbrain_emotion'])}`", file=sys.stderr)
         return 1
     manifest = export_onnx(args.model_dir, args.out or args.model_dir / "onnx")
     print(f"exported {args.model_dir} -> {args.out or args.model_dir / 'onnx'} ({manifest['exported_s']} s)")

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from services.common import model_paths
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
 from services.common.emotion_labels import DISPLAY_NAMES as _SHARED_DISPLAY_NAMES
 from services.common.errors import InvalidInput
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISPLAY_NAMES",
-    "EMOTION_MODEL_FILES",
     "EmotionOptions",
     "EmotionScore",
     "EmotionResult",
@@ -70,7 +70,6 @@ __all__ = [
     "plan_windows",
     "crop_middle",
     "check_segment",
-    "missing_model_files",
     "load_speechbrain_model",
     "probabilities_from_output",
 ]
@@ -80,21 +79,6 @@ log = logging.getLogger(__name__)
 #: Display names of every class label (services/common/emotion_labels.py; other labels
 #: are shown as they are).
 DISPLAY_NAMES = _SHARED_DISPLAY_NAMES
-
-#: Files a usable model directory holds; a tuple means "any one of these".
-EMOTION_MODEL_FILES: tuple[str | tuple[str, ...], ...] = (
-    "hyperparams.yaml",
-    "custom_interface.py",
-    "label_encoder.txt",
-    "model.ckpt",
-    "wav2vec2.ckpt",
-    "wav2vec2-base/config.json",
-    "wav2vec2-base/preprocessor_config.json",  # SpeechBrain's wrapper always loads it
-    ("wav2vec2-base/model.safetensors", "wav2vec2-base/pytorch_model.bin"),
-)
-
-_DOWNLOAD_HINT = "python scripts/download_models.py --speechbrain"
-
 
 class ModelNotFound(FileNotFoundError):
     """The model directory is missing or incomplete; the message names the path and the fix."""
@@ -321,16 +305,6 @@ class EmotionEngine:
 # --------------------------------------------------------------------------- loading
 
 
-def missing_model_files(model_dir: Path) -> list[str]:
-    """Entries of :data:`EMOTION_MODEL_FILES` absent from ``model_dir``."""
-    missing = []
-    for entry in EMOTION_MODEL_FILES:
-        alternatives = (entry,) if isinstance(entry, str) else entry
-        if not any((model_dir / name).is_file() for name in alternatives):
-            missing.append(" or ".join(alternatives))
-    return missing
-
-
 def probabilities_from_output(out_prob: "torch.Tensor") -> np.ndarray:
     """Class probabilities from what ``classify_batch`` returned.
 
@@ -440,11 +414,12 @@ def load_speechbrain_model(model_dir: Path, quantize_int8: bool = False) -> Spee
     feature encoder stays float. See ``services/common/quantize.py``.
     """
     model_dir = Path(model_dir).absolute()
-    missing = missing_model_files(model_dir)
+    missing = model_paths.missing_files(model_dir, model_paths.MODEL_SPECS["speechbrain_emotion"])
     if missing:
         raise ModelNotFound(
-            f"emotion model directory {model_dir} is incomplete; missing: {', '.join(missing)}. "
-            f"Fetch it with `{_DOWNLOAD_HINT}` (on a host with network access) and copy it here.")
+            f"emotion model directory {model_dir} is incomplete; missing: {', '.join(missing)}. Fetch it with "
+            f"`{model_paths.download_command(['speechbrain_emotion'])}` (on a host with network access) "
+            "and copy it here.")
 
     from speechbrain.inference.interfaces import foreign_class
     from speechbrain.utils.fetching import FetchConfig, LocalStrategy

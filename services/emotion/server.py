@@ -24,86 +24,36 @@ import sys
 from pathlib import Path
 
 from speech_analysis.worker.v1 import emotion_pb2, emotion_pb2_grpc
-from services.common import grpc_server
+from services.common import grpc_server, model_paths
 from services.common.batching import BatchOptions
+from services.common.fixture_marker import read_random_weights_marker
 from services.common.metrics import MODELS_INFO
+from services.common.offline import enable_offline_mode
 from services.common.settings import EmotionSettings, ModelSettings, load_many
-from services.emotion.engine import (
-    EmotionEngine,
-    EmotionOptions,
-    load_speechbrain_model,
-    missing_model_files,
-)
+from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
 from services.emotion.servicer import EmotionServicer
 
 log = logging.getLogger("services.emotion")
 
-_MODEL_SUBDIR = Path("pretrained_models") / "emotion-recognition-wav2vec2-IEMOCAP"
-
-
 def resolve_model_dir(models: ModelSettings, emotion_model: str = "speechbrain") -> Path:
     """The model directory, or SystemExit naming what is missing and how to fetch it."""
-    if emotion_model == "emotion2vec":
-        from services.common import model_paths
-
-        layout = model_paths.resolve_models(Path(models.project_root), models.model_cache_dir)
-        message = layout.missing_message(["emotion2vec"])
-        if message:
-            log.error("%s", message)
-            raise SystemExit(1)
-        return layout.emotion2vec.path
-    try:
-        from services.common import model_paths
-    except ImportError:
-        model_paths = None
-    if model_paths is not None:
-        layout = model_paths.resolve_models(Path(models.project_root), models.model_cache_dir)
-        message = layout.missing_message(["speechbrain_emotion"])
-        model_dir = layout.speechbrain_emotion.path
-    else:
-        model_dir = Path(models.project_root) / _MODEL_SUBDIR
-        missing = missing_model_files(model_dir)
-        message = (f"Model files are missing:\n  - speechbrain_emotion: {model_dir}\n"
-                   f"      missing: {', '.join(missing)}\n"
-                   "Fetch them (on a machine with network access) with:\n"
-                   "  python scripts/download_models.py --speechbrain") if missing else ""
+    layout = model_paths.resolve_models(Path(models.project_root), models.model_cache_dir)
+    name = model_paths.EMOTION_MODELS[emotion_model]
+    message = layout.missing_message([name])
     if message:
         log.error("%s", message)
         raise SystemExit(1)
-    return model_dir
-
-
-def read_marker(model_dir: Path) -> dict | None:
-    try:
-        from services.common.fixture_marker import read_random_weights_marker
-    except ImportError:  # marker reader not available: read the JSON ourselves
-        import json
-
-        path = model_dir / "RANDOM_WEIGHTS.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    return read_random_weights_marker(model_dir)
-
-
-def enable_offline() -> None:
-    # The model is local: huggingface_hub/transformers must never try the hub
-    # (an offline host would hang in retries). They read these variables once,
-    # at import, so this runs before speechbrain/transformers are imported
-    # (engine.py imports them only inside load_speechbrain_model).
-    try:
-        from services.common.offline import enable_offline_mode
-    except ImportError:
-        import os
-
-        os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-        return
-    enable_offline_mode()
+    return layout.get(name).path
 
 
 async def main(argv: list[str]) -> None:
     settings, models = load_many(EmotionSettings, ModelSettings, argv=argv)
     grpc_server.configure_logging(settings.log_level, "emotion")
     model_dir = resolve_model_dir(models, settings.model)
-    enable_offline()
+    # The model is local: huggingface_hub/transformers must never try the hub (an offline host
+    # would hang in retries). They read the switch once, at import: this runs before
+    # speechbrain/transformers are imported (engine.py imports them only inside load_speechbrain_model).
+    enable_offline_mode()
     onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else model_dir / "onnx"
     if settings.runtime == "onnx" and settings.model != "speechbrain":
         log.error("EMOTION_RUNTIME=onnx serves the SpeechBrain model only; use EMOTION_RUNTIME=torch "
@@ -123,7 +73,7 @@ async def main(argv: list[str]) -> None:
 
         torch.set_num_threads(settings.torch_threads)
 
-    marker = read_marker(model_dir)
+    marker = read_random_weights_marker(model_dir)
     random_weights = marker is not None and bool(marker.get("random_weights", True))
     if random_weights:
         log.warning("emotion model %s holds RANDOM WEIGHTS (size=%s): results are meaningless; "
