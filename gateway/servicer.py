@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, grpc_errors, status_for
+from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, status_for
 from gateway.audio_input import (AudioConverter, FileDecoder, check_separate_channels, separate_channels,
                                  validate_config)
 from gateway.conversation import Conversation
@@ -184,7 +184,6 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
             async for event in self._stream(config, self._idle_bounded(chunks), context, method):
                 yield event
 
-    @grpc_errors
     async def Analyze(self, request_iterator: AsyncIterator[gateway_pb2.AnalyzeRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.AnalyzeResponse]:
         with self._slot("Analyze"):  # counted from the first moment, config or not
@@ -211,7 +210,6 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
         while (request := await context.read()) is not grpc.aio.EOF:
             yield request
 
-    @grpc_errors
     async def AnalyzeFile(self, request: gateway_pb2.AnalyzeFileRequest,
                           context: grpc.aio.ServicerContext) -> gateway_pb2.AnalyzeFileResponse:
         with self._slot("AnalyzeFile"):

@@ -26,7 +26,7 @@ from services.asr.engine import (
 )
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
-from services.common.errors import InvalidInput, NotReady, grpc_errors
+from services.common.errors import InvalidInput, NotReady
 from services.common.limits import normalise_hotwords
 from services.common.modes import mode_name, mode_value
 
@@ -92,7 +92,6 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
         return AsrRequest(samples, mode=mode, language=normalise_language(request.language),
                           use_itn=request.use_itn)
 
-    @grpc_errors
     async def Transcribe(self, request: asr_pb2.TranscribeRequest,
                          context: grpc.aio.ServicerContext) -> asr_pb2.TranscribeResponse:
         started = time.monotonic()

@@ -1,19 +1,16 @@
 """Domain errors and the one place that maps them to gRPC status codes.
 
-Engines raise the exceptions below (they never import grpc). Servicer methods
-are wrapped with :func:`grpc_errors`, which aborts the call with the matching
-status and the exception's message. Anything else is logged with its
-traceback and answered with ``INTERNAL`` so a bug never leaks a stack trace to
-clients nor kills the server.
+Engines raise the exceptions below (they never import grpc). Every server's
+``ErrorInterceptor`` (services/common/grpc_server.py, registered by
+``create_server``) aborts a call that raised one with the matching status and
+the exception's message (:func:`status_for`). Anything else is logged with its
+traceback and answered with ``INTERNAL`` (:func:`status_of_unexpected`) so a bug
+never leaks a stack trace to clients nor kills the server.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import logging
-from typing import Any, Callable
 
 import grpc
 
@@ -27,7 +24,7 @@ __all__ = [
     "NotReady",
     "Unauthenticated",
     "DeadlineExceeded",
-    "grpc_errors",
+    "status_of_unexpected",
     "status_for",
     "worker_error",
 ]
@@ -98,37 +95,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server log"
 
 
-def _log_unexpected(method: str, exc: BaseException) -> None:
+def status_of_unexpected(method: str, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """:func:`status_for`, logging ``exc`` with its traceback first unless it is a ServiceError."""
     if not isinstance(exc, ServiceError):
         log.error("unexpected error in %s", method, exc_info=exc)
-
-
-def grpc_errors(method: Callable) -> Callable:
-    """Wrap an async servicer method (unary or streaming) so domain errors become statuses."""
-    name = method.__qualname__
-
-    if inspect.isasyncgenfunction(method):
-        @functools.wraps(method)
-        async def stream_wrapper(self, request: Any, context: grpc.aio.ServicerContext):
-            try:
-                async for item in method(self, request, context):
-                    yield item
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - this is the mapping boundary
-                _log_unexpected(name, exc)
-                code, message = status_for(exc)
-                await context.abort(code, message)
-        return stream_wrapper
-
-    @functools.wraps(method)
-    async def unary_wrapper(self, request: Any, context: grpc.aio.ServicerContext):
-        try:
-            return await method(self, request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - this is the mapping boundary
-            _log_unexpected(name, exc)
-            code, message = status_for(exc)
-            await context.abort(code, message)
-    return unary_wrapper
+    return status_for(exc)

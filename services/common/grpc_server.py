@@ -18,6 +18,7 @@ interpreter's teardown of a multi-GB heap) would outlast Kubernetes' grace perio
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -42,6 +43,7 @@ from services.common.metrics import (
     STREAM_DURATION_S,
     start_metrics_server,
 )
+from services.common import errors
 from services.common.settings import ServerSettings
 
 __all__ = [
@@ -145,6 +147,19 @@ def _status_name(code: object) -> str:
     return "UNKNOWN"
 
 
+def _rewrapped(handler: grpc.RpcMethodHandler, wrap: Callable) -> grpc.RpcMethodHandler:
+    """``handler`` with its behaviour replaced by ``wrap(behaviour)`` (same kind, same serializers)."""
+    kwargs = dict(request_deserializer=handler.request_deserializer,
+                  response_serializer=handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **kwargs)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts every RPC once, by its final status code, and times it.
 
@@ -208,15 +223,44 @@ def _measured(handler: grpc.RpcMethodHandler, service: str, method: str, streami
                 finish(started, final_code(context, error))
         return call
 
-    kwargs = dict(request_deserializer=handler.request_deserializer,
-                  response_serializer=handler.response_serializer)
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **kwargs)
-    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **kwargs)
+    return _rewrapped(handler, wrap)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """The one boundary where exceptions become statuses (see services/common/errors.py).
+
+    A :class:`~services.common.errors.ServiceError` aborts the call with its code and
+    message; anything else is logged with its traceback and answered ``INTERNAL``
+    without details. Registered last, right around the servicers.
+    """
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _rewrapped(handler, functools.partial(_mapped, name=handler_call_details.method))
+
+
+def _mapped(behavior, name: str):
+    if inspect.isasyncgenfunction(behavior):
+        async def gen(request, context):
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - this is the mapping boundary
+                await context.abort(*errors.status_of_unexpected(name, exc))
+        return gen
+
+    async def call(request, context):
+        try:
+            return await behavior(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the mapping boundary
+            await context.abort(*errors.status_of_unexpected(name, exc))
+    return call
 
 
 def public_descriptor_pool(files: Sequence[FileDescriptor]) -> descriptor_pool.DescriptorPool:
@@ -297,7 +341,7 @@ async def create_server(
     # the two. Binding must fail instead.
     options["grpc.so_reuseport"] = 0
     server = grpc.aio.server(options=list(options.items()),
-                             interceptors=[MetricsInterceptor(), *interceptors])
+                             interceptors=[MetricsInterceptor(), *interceptors, ErrorInterceptor()])
     register(server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -24,7 +24,7 @@ from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
-from services.common.errors import NotReady, grpc_errors
+from services.common.errors import NotReady
 from services.emotion.engine import EmotionEngine, EmotionOptions, EmotionResult, check_segment
 
 __all__ = ["EmotionServicer", "result_to_proto"]
@@ -91,7 +91,6 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
     async def stop(self) -> None:
         await self.worker.stop()
 
-    @grpc_errors
     async def Classify(self, request: emotion_pb2.ClassifyRequest,
                        context: grpc.aio.ServicerContext) -> emotion_pb2.ClassifyResponse:
         samples = samples_from_f32le(request.audio.samples_f32le)

@@ -13,7 +13,7 @@ import grpc
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import vad_pb2, vad_pb2_grpc
 from services.common.audio import SAMPLE_RATE_HZ, ms_to_samples, samples_from_f32le, samples_to_ms
-from services.common.errors import InvalidInput, NotReady, Overloaded, grpc_errors
+from services.common.errors import InvalidInput, NotReady, Overloaded
 from services.common.metrics import observe_model_compute
 from services.vad.engine import SpeechEnded, SpeechStarted, VadEvent, VadOptions, VadStream
 
@@ -57,7 +57,6 @@ class VadServicer(vad_pb2_grpc.VadServiceServicer):
             max_speech_duration_s=config.max_speech_duration_s,
         )
 
-    @grpc_errors
     async def StreamVad(self, request_iterator: AsyncIterator[vad_pb2.StreamVadRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[vad_pb2.StreamVadResponse]:
         # The config is read before any refusal: once the worker has read it, the client's
