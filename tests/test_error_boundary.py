@@ -36,7 +36,8 @@ class Raising(emotion_pb2_grpc.EmotionServiceServicer, vad_pb2_grpc.VadServiceSe
 @pytest.mark.parametrize("exc, code, details", [
     (InvalidInput("config.x must be 1"), grpc.StatusCode.INVALID_ARGUMENT, "config.x must be 1"),
     (Overloaded("queue full; retry later"), grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full; retry later"),
-    (RuntimeError("secret internals /etc/passwd"), grpc.StatusCode.INTERNAL, "internal error (RuntimeError); see server log"),
+    (RuntimeError("secret internals /etc/passwd"), grpc.StatusCode.INTERNAL,
+     "internal error (RuntimeError); see server log"),
 ], ids=["domain error", "overload", "bug"])
 def test_exceptions_become_statuses_for_unary_and_streaming_calls(exc, code, details):
     async def scenario():
