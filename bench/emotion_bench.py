@@ -6,7 +6,7 @@ emotion2vec+, the worker's other model, ``EMOTION_MODEL=emotion2vec``):
 * ``naive``: ``foreign_class`` as the release's README shows it (plus the two
   overrides needed offline: the local ``wav2vec2-base`` and ``pretrained_path``),
   then ``classify_batch`` on the whole segment.
-* ``worker``: ``services.emotion.engine.load_speechbrain_model`` (memory-mapped
+* ``worker``: ``services.emotion.speechbrain.load_speechbrain_model`` (memory-mapped
   encoder checkpoint, malloc_trim) + ``EmotionEngine`` (10 s windows, batches
   of equal-length windows), exactly what the worker runs.
 * ``int8``: the worker with ``EMOTION_INT8`` (dynamic int8 ``nn.Linear``;
@@ -123,7 +123,8 @@ def load_naive(model_dir: Path):
 
 def load_worker(model_dir: Path, quantize_int8: bool = False):
     """-> (classify one segment, classify a list one by one, classify a list as one batch)"""
-    from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
+    from services.emotion.engine import EmotionEngine, EmotionOptions
+    from services.emotion.speechbrain import load_speechbrain_model
 
     engine = EmotionEngine(load_speechbrain_model(model_dir, quantize_int8=quantize_int8), EmotionOptions())
     return engine.classify, lambda segments: [engine.classify(s) for s in segments], engine.classify_batch

@@ -113,7 +113,8 @@ chars = sum(len(t) for t in texts["fp32"])
 edits = sum(_levenshtein(a, b) for a, b in zip(texts["fp32"], texts["int8"]))
 out["asr"] = {{"fp32_chars": chars, "edits": edits, "token_agreement": round(1 - edits / max(chars, 1), 4),
               "identical_segments": sum(a == b for a, b in zip(texts["fp32"], texts["int8"]))}}
-from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
+from services.emotion.engine import EmotionEngine, EmotionOptions
+from services.emotion.speechbrain import load_speechbrain_model
 probs = {{}}
 for variant, int8 in (("fp32", False), ("int8", True)):
     engine = EmotionEngine(load_speechbrain_model(models / "emotion-recognition-wav2vec2-IEMOCAP", quantize_int8=int8),

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
+from services.emotion.engine import EmotionEngine, EmotionOptions
+from services.emotion.speechbrain import load_speechbrain_model
 from services.emotion.onnx_runtime import load_onnx_model
 from tests.conftest import read_clip
 from tests.procs import ROOT, start_server

@@ -30,14 +30,8 @@ from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.emotion_labels import DISPLAY_NAMES, EMOTION2VEC_LABELS
 from services.common.errors import InvalidInput
-from services.emotion.engine import (
-    EmotionEngine,
-    EmotionOptions,
-    ModelNotFound,
-    load_speechbrain_model,
-    plan_windows,
-    probabilities_from_output,
-)
+from services.emotion.engine import EmotionEngine, EmotionOptions, plan_windows
+from services.emotion.speechbrain import ModelNotFound, load_speechbrain_model, probabilities_from_output
 from tests.emotion_workers import classify, noise, probabilities, serving
 from tests.procs import ROOT, ServerProcess, start_server
 

@@ -111,7 +111,7 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
 
     from services.common.fixture_marker import read_random_weights_marker
     from services.common.offline import enable_offline_mode
-    from services.emotion.engine import load_speechbrain_model
+    from services.emotion.speechbrain import load_speechbrain_model
 
     enable_offline_mode()
     sb = load_speechbrain_model(Path(model_dir))

@@ -30,7 +30,8 @@ from services.common.fixture_marker import read_random_weights_marker
 from services.common.metrics import MODELS_INFO
 from services.common.offline import enable_offline_mode
 from services.common.settings import EmotionSettings, ModelSettings, load_many
-from services.emotion.engine import EmotionEngine, EmotionOptions, load_speechbrain_model
+from services.emotion.engine import EmotionEngine, EmotionOptions
+from services.emotion.speechbrain import load_speechbrain_model
 from services.emotion.servicer import EmotionServicer
 
 log = logging.getLogger("services.emotion")
