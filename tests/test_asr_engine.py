@@ -152,9 +152,9 @@ def test_hotwords_reach_the_model(engine):
     audio, _ = read_clip("zh_weather")
     engine.transcribe(AsrRequest(audio[8000:60000], mode=PARAFORMER, hotwords=("天气", "公园")))
     # SeACo-Paraformer keeps the tokenised list of the last call: two words plus its <s> sentinel.
-    assert len(engine._asr.model.hotword_list) == 3
+    assert len(engine.automodels["paraformer"].model.hotword_list) == 3
     engine.transcribe(AsrRequest(audio[8000:60000], mode=PARAFORMER))
-    assert engine._asr.model.hotword_list is None
+    assert engine.automodels["paraformer"].model.hotword_list is None
 
 
 def test_long_segment_is_split_and_timestamps_span_beyond_the_cap(engine):
@@ -228,12 +228,12 @@ def test_int8_engine_quantizes_every_linear_and_keeps_large_tensors_mapped(layou
                              AsrOptions(threads=1, max_segment_s=6.0, quantize_int8=True))
     finally:
         torch.set_num_threads(threads)
-    for automodel in (engine._asr, engine._punc, engine._sensevoice):
+    for automodel in (engine.automodels[name] for name in ("paraformer", "ct_punc", "sensevoice")):
         net = automodel.model
         assert not any(type(m) is torch.nn.Linear for m in net.modules())
         assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in net.modules())
-    checkpoint = load_state_dict_mmap(engine._punc.kwargs["init_param"])
-    assert torch.equal(engine._punc.model.embed.weight, checkpoint["embed.weight"])
+    checkpoint = load_state_dict_mmap(engine.automodels["ct_punc"].kwargs["init_param"])
+    assert torch.equal(engine.automodels["ct_punc"].model.embed.weight, checkpoint["embed.weight"])
     audio, _ = read_clip("zh_weather")
     result = engine.transcribe(AsrRequest(audio[8000:102990], mode=PARAFORMER))
     assert result.text and set(result.text) & PUNCTUATION, result.text

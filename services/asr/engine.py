@@ -18,9 +18,12 @@ Two modes, chosen per request among those the engine was loaded with:
   ``<|lang|><|emotion|><|event|><|itn|>`` tags become typed fields
   (:mod:`services.asr.sensevoice_tags`) and never reach the text.
 
-Requests in one :meth:`AsrEngine.transcribe_batch` call must share
-:meth:`AsrRequest.batch_key` (mode, hotwords / language, ITN); their segments
-are decoded in one padded model call.
+Each mode is one small strategy object (``_ParaformerMode``, ``_SenseVoiceMode``)
+holding its models; what both share (cutting long segments, skipping silence,
+padded batch decoding) is ``_Pieces``. The request and result types are in
+``services/asr/requests.py``. Requests in one :meth:`AsrEngine.transcribe_batch`
+call must share :meth:`AsrRequest.batch_key` (mode, hotwords / language, ITN);
+their segments are decoded in one padded model call.
 
 Usage::
 
@@ -36,9 +39,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -47,16 +50,23 @@ from services.asr.lean_loading import lean_checkpoint_loading, load_state_dict_m
 from services.common.funasr_import import automodel_class
 from services.common.memory import memory_mb, trim_heap
 from services.common.quantize import quantize_linear_int8
-from services.asr.sensevoice_tags import (
-    REQUEST_LANGUAGES,
-    Labelled,
-    parse_sensevoice,
-    strip_tags,
+from services.asr.requests import (
+    MODES,
+    PARAFORMER,
+    SENSEVOICE,
+    AsrOptions,
+    AsrRequest,
+    ModelDirs,
+    TokenTime,
+    Transcript,
+    modes_for,
+    normalise_language,
 )
+from services.asr.sensevoice_tags import parse_sensevoice, strip_tags
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs
 from services.common.errors import InvalidInput, WrongMode
 from services.common.fixture_marker import is_random_weights
-from services.common.model_paths import MODEL_SPECS
+from services.common.model_paths import MODEL_SPECS, required_models
 from services.vad.fsmn import guard_fsmn_scores, set_max_segment_ms
 
 __all__ = [
@@ -77,116 +87,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PARAFORMER = "paraformer"
-SENSEVOICE = "sensevoice"
-MODES: tuple[str, ...] = (PARAFORMER, SENSEVOICE)
-
 _SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 _MAX_PIECES_PER_CALL = 8  # bounds padding waste and peak memory of one model call
-
-
-def modes_for(setting: str) -> tuple[str, ...]:
-    """Served modes for an ``ASR_MODE`` value; the first is the default mode."""
-    value = setting.strip().lower()
-    if value == "both":
-        return (PARAFORMER, SENSEVOICE)
-    if value in MODES:
-        return (value,)
-    raise ValueError(f"ASR_MODE must be paraformer, sensevoice or both, got {setting!r}")
-
-
-@dataclass(frozen=True)
-class AsrOptions:
-    """How models are loaded and segments decoded."""
-
-    threads: int = 2
-    """torch intra-op threads (FunASR ``ncpu``)."""
-    max_segment_s: float = 30.0
-    """Longer segments are cut into pieces of at most this length (FSMN-VAD where loaded)."""
-    quantize_int8: bool = False
-    """Dynamic int8 quantization of every ``nn.Linear`` of the ASR models."""
-    sensevoice_timestamps: bool = False
-    """SenseVoice token timestamps. FunASR aligns them by re-running the CTC layer over
-    the whole batch once per segment: ~10% more compute alone, and batching stops paying."""
-    lean_loading: bool = True
-    """Memory-map checkpoints and return freed heap between loads (see lean_loading)."""
-    min_segment_ms: int = 100
-    """Shorter segments (or pieces) cannot hold a word: answered with empty text, no model call."""
-    silence_peak_dbfs: float = -60.0
-    """Segments whose peak is below this are silence: empty text, no model call."""
-
-    def __post_init__(self) -> None:
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.max_segment_s < 1.0:
-            raise ValueError(f"max_segment_s must be >= 1, got {self.max_segment_s}")
-
-
-@dataclass(frozen=True)
-class ModelDirs:
-    """Local model directories (None for models this deployment does not use)."""
-
-    paraformer: Path | None = None
-    fsmn_vad: Path | None = None
-    ct_punc: Path | None = None
-    sensevoice: Path | None = None
-
-
-def normalise_language(language: str) -> str:
-    value = (language or "auto").strip().lower()
-    if value not in REQUEST_LANGUAGES:
-        raise InvalidInput(f"language must be one of {', '.join(REQUEST_LANGUAGES)}, got {language!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class AsrRequest:
-    """One segment to transcribe (float32 mono 16 kHz)."""
-
-    samples: np.ndarray = field(repr=False)
-    mode: str
-    hotwords: tuple[str, ...] = ()
-    """Paraformer only; see :func:`normalise_hotwords`."""
-    language: str = "auto"
-    """SenseVoice only: auto, zh, en, yue, ja, ko."""
-    use_itn: bool = False
-    """SenseVoice only: inverse text normalisation."""
-
-    def batch_key(self) -> Hashable:
-        """Requests with equal keys can share one model call."""
-        if self.mode == PARAFORMER:
-            return (PARAFORMER, self.hotwords)
-        return (SENSEVOICE, self.language, self.use_itn)
-
-
-@dataclass(frozen=True)
-class TokenTime:
-    """A recognised token (character or word) and its time in the segment."""
-
-    token: str
-    start_ms: int
-    end_ms: int
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    """Final text: punctuated (Paraformer) or ITN'd as asked (SenseVoice); never tags."""
-    tokens: tuple[TokenTime, ...]
-    """Token times relative to the segment start, non-decreasing, within the segment."""
-    mode: str
-    language: Labelled | None = None
-    emotion: Labelled | None = None
-    event: Labelled | None = None
-    itn: bool | None = None
-    """SenseVoice: whether the model reported ITN applied (its ``<|withitn|>`` tag)."""
-    raw_text: str = ""
-    """Paraformer: the text before punctuation."""
-    pieces: int = 0
-    """Pieces the segment was decoded in (0: skipped as silent/too short)."""
-    compute_ms: float = 0.0
-    """Wall time of the model call that served this request (shared by a batch)."""
-
 
 # --------------------------------------------------------------------------- loading
 
@@ -263,96 +165,32 @@ def _monotonic(tokens: list[TokenTime]) -> tuple[TokenTime, ...]:
     return tuple(fixed)
 
 
-# --------------------------------------------------------------------------- engine
+# --------------------------------------------------------------------------- pieces
 
 
-class AsrEngine:
-    """Loaded models for the served modes; see the module docstring."""
+class _Pieces:
+    """Cutting segments into decodable pieces and decoding pieces in padded batches.
 
-    def __init__(self, modes: Sequence[str], options: AsrOptions, dirs: ModelDirs, *,
-                 asr: Any = None, punc: Any = None, vad: Any = None, sensevoice: Any = None):
-        self.modes = tuple(modes)
+    Shared by both modes: a segment longer than ``max_segment_s`` is cut by
+    FSMN-VAD where loaded (else into equal windows), silent or too short pieces
+    are skipped, and up to ``_MAX_PIECES_PER_CALL`` pieces go into one model call.
+    """
+
+    def __init__(self, options: AsrOptions, vad: Any = None):
         self.options = options
-        self.dirs = dirs
-        self._asr, self._punc, self._vad, self._sensevoice = asr, punc, vad, sensevoice
-        self._cap_samples = int(options.max_segment_s * SAMPLE_RATE_HZ)
-        self._min_samples = options.min_segment_ms * SAMPLE_RATE_HZ // 1000
-        used = [d for d in (dirs.paraformer, dirs.fsmn_vad, dirs.ct_punc, dirs.sensevoice) if d is not None]
-        self.random_weights = any(is_random_weights(d) for d in used)
-        self.random_weight_dirs = tuple(d for d in used if is_random_weights(d))
+        self.vad = vad
+        self.cap_samples = int(options.max_segment_s * SAMPLE_RATE_HZ)
+        self.min_samples = options.min_segment_ms * SAMPLE_RATE_HZ // 1000
 
-    @property
-    def default_mode(self) -> str:
-        return self.modes[0]
-
-    def check_mode(self, mode: str | None) -> str:
-        """The mode to use for a request asking for ``mode`` (None: the default)."""
-        if mode is None:
-            return self.default_mode
-        if mode not in self.modes:
-            raise WrongMode(
-                f"this ASR worker serves {' and '.join(self.modes)} only, not {mode}; send mode "
-                f"{self.default_mode.upper()} or use a worker started with ASR_MODE={mode} or ASR_MODE=both")
-        return mode
-
-    def model_names(self, mode: str) -> tuple[str, ...]:
-        """Repository ids of the models that serve ``mode`` (for ModelInfo.models)."""
-        if mode == PARAFORMER:
-            return tuple(MODEL_SPECS[name].repo_id for name in ("paraformer", "ct_punc", "fsmn_vad"))
-        return (MODEL_SPECS["sensevoice"].repo_id,)
-
-    # ----------------------------------------------------------------- public API
-
-    def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
-        """Transcribe requests sharing one batch key; one result per request, in order."""
-        if not requests:
-            return []
-        keys = {request.batch_key() for request in requests}
-        if len(keys) != 1:
-            raise ValueError(f"a batch must share one batch key, got {keys}")
-        mode = self.check_mode(requests[0].mode)
-        for request in requests:
-            check_contract(request.samples)
-            if request.samples.size == 0:
-                raise InvalidInput("empty segment: no audio samples")
-        started = time.perf_counter()
-        try:
-            if mode == PARAFORMER:
-                results = self._paraformer(requests)
-            else:
-                results = self._sensevoice_batch(requests)
-        finally:
-            trim_heap()  # activations freed by the call; glibc would keep them resident
-        compute_ms = (time.perf_counter() - started) * 1000
-        return [r if isinstance(r, Exception) else _with_compute(r, compute_ms) for r in results]
-
-    def transcribe(self, request: AsrRequest) -> Transcript:
-        result = self.transcribe_batch([request])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def warm_up(self) -> None:
-        """One short decode per mode so the first real request pays no start-up costs."""
-        noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE_HZ) * 0.03).astype(np.float32)
-        for mode in self.modes:
-            self.transcribe(AsrRequest(noise, mode=mode))
-        if self._punc is not None:
-            self._punc.generate(input="你好 世界")
-        if self._vad is not None:
-            self._split(np.tile(noise, 2), cap_samples=SAMPLE_RATE_HZ)
-
-    # ----------------------------------------------------------------- pieces
-
-    def _split(self, samples: np.ndarray, cap_samples: int | None = None) -> list[tuple[int, np.ndarray]]:
+    def split(self, samples: np.ndarray, cap_samples: int | None = None) -> list[tuple[int, np.ndarray]]:
         """(offset, piece) pairs covering a segment; pieces are at most the cap long."""
-        cap = cap_samples or self._cap_samples
+        cap = cap_samples or self.cap_samples
         if samples.size <= cap:
             return [(0, samples)]
-        if self._vad is None:
+        if self.vad is None:
             return _fixed_windows(samples, cap)
-        set_max_segment_ms(self._vad, cap * 1000 // SAMPLE_RATE_HZ)
-        found = self._vad.generate(input=samples)[0]["value"]
+        set_max_segment_ms(self.vad, cap * 1000 // SAMPLE_RATE_HZ)
+        found = self.vad.generate(input=samples)[0]["value"]
         pieces: list[tuple[int, np.ndarray]] = []
         for start_ms, end_ms in found:
             start = max(0, int(start_ms) * SAMPLE_RATE_HZ // 1000)
@@ -365,20 +203,21 @@ class AsrEngine:
             return _fixed_windows(samples, cap)
         return pieces
 
-    def _audible(self, piece: np.ndarray) -> bool:
-        return piece.size >= self._min_samples and peak_dbfs(piece) >= self.options.silence_peak_dbfs
+    def audible(self, piece: np.ndarray) -> bool:
+        return piece.size >= self.min_samples and peak_dbfs(piece) >= self.options.silence_peak_dbfs
 
-    def _pieces(self, requests: Sequence[AsrRequest]) -> list[_Piece]:
+    def of(self, requests: Sequence[AsrRequest]) -> list[_Piece]:
         pieces = []
         for index, request in enumerate(requests):
-            if not self._audible(request.samples):
+            if not self.audible(request.samples):
                 continue
-            for offset, piece in self._split(request.samples):
-                if self._audible(piece):
+            for offset, piece in self.split(request.samples):
+                if self.audible(piece):
                     pieces.append(_Piece(index, offset, piece))
         return pieces
 
-    def _decode(self, model: Any, pieces: list[_Piece], **cfg: Any) -> list[dict]:
+    @staticmethod
+    def decode(model: Any, pieces: list[_Piece], **cfg: Any) -> list[dict]:
         """One result dict per piece, decoding up to _MAX_PIECES_PER_CALL pieces per call."""
         # Longest first so each padded call holds similar lengths; results go back in order.
         order = sorted(range(len(pieces)), key=lambda i: -pieces[i].samples.size)
@@ -399,18 +238,29 @@ class AsrEngine:
                 results[i] = result
         return results
 
-    # ----------------------------------------------------------------- paraformer
 
-    def _paraformer(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
+# --------------------------------------------------------------------------- modes
+
+
+class _ParaformerMode:
+    """SeACo-Paraformer decodes (with hotwords), CT-Transformer punctuates each request's text."""
+
+    name = PARAFORMER
+
+    def __init__(self, asr: Any, punc: Any):
+        self.asr, self.punc = asr, punc
+        self.automodels = {"paraformer": asr, "ct_punc": punc}
+
+    def transcribe(self, requests: Sequence[AsrRequest], pieces: _Pieces) -> list[Transcript | Exception]:
         hotwords = requests[0].hotwords
-        pieces = self._pieces(requests)
+        cut = pieces.of(requests)
         cfg: dict[str, Any] = {"hotword": " ".join(hotwords)} if hotwords else {}
-        decoded = self._decode(self._asr, pieces, **cfg) if pieces else []
+        decoded = pieces.decode(self.asr, cut, **cfg) if cut else []
 
         texts: list[list[str]] = [[] for _ in requests]
         tokens: list[list[TokenTime]] = [[] for _ in requests]
         counts = [0] * len(requests)
-        for piece, result in zip(pieces, decoded):
+        for piece, result in zip(cut, decoded):
             text = str(result.get("text", "")).strip()
             counts[piece.request] += 1
             if not text:
@@ -436,20 +286,29 @@ class AsrEngine:
     def _punctuate(self, raw: str) -> str:
         if not raw.strip():
             return ""
-        if self._punc is None:
-            return strip_tags(raw)
-        out = self._punc.generate(input=raw)
+        out = self.punc.generate(input=raw)
         return strip_tags(str(out[0].get("text", ""))) if out else strip_tags(raw)
 
-    # ----------------------------------------------------------------- sensevoice
+    def warm_up(self) -> None:
+        self.punc.generate(input="你好 世界")
 
-    def _sensevoice_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
+
+class _SenseVoiceMode:
+    """SenseVoiceSmall with a language hint and ITN; its tags become typed fields."""
+
+    name = SENSEVOICE
+
+    def __init__(self, model: Any, timestamps: bool):
+        self.model, self.timestamps = model, timestamps
+        self.automodels = {"sensevoice": model}
+
+    def transcribe(self, requests: Sequence[AsrRequest], pieces: _Pieces) -> list[Transcript | Exception]:
         language, use_itn = requests[0].language, requests[0].use_itn
-        pieces = self._pieces(requests)
-        decoded = self._decode(self._sensevoice, pieces, language=language, use_itn=use_itn,
-                               output_timestamp=self.options.sensevoice_timestamps) if pieces else []
+        cut = pieces.of(requests)
+        decoded = pieces.decode(self.model, cut, language=language, use_itn=use_itn,
+                                output_timestamp=self.timestamps) if cut else []
         per_request: list[list[tuple[_Piece, dict]]] = [[] for _ in requests]
-        for piece, result in zip(pieces, decoded):
+        for piece, result in zip(cut, decoded):
             per_request[piece.request].append((piece, result))
 
         results: list[Transcript | Exception] = []
@@ -472,11 +331,91 @@ class AsrEngine:
                 pieces=len(parsed)))
         return results
 
+    def warm_up(self) -> None:
+        pass
 
-def _with_compute(result: Transcript, compute_ms: float) -> Transcript:
-    from dataclasses import replace
 
-    return replace(result, compute_ms=compute_ms)
+# --------------------------------------------------------------------------- engine
+
+
+class AsrEngine:
+    """Loaded models for the served modes; see the module docstring."""
+
+    def __init__(self, modes: Sequence[_ParaformerMode | _SenseVoiceMode], options: AsrOptions,
+                 dirs: ModelDirs, vad: Any = None):
+        self._modes = {mode.name: mode for mode in modes}
+        self.modes = tuple(self._modes)
+        self.options = options
+        self.dirs = dirs
+        self._pieces = _Pieces(options, vad)
+        used = [d for d in (dirs.paraformer, dirs.fsmn_vad, dirs.ct_punc, dirs.sensevoice) if d is not None]
+        self.random_weights = any(is_random_weights(d) for d in used)
+        self.random_weight_dirs = tuple(d for d in used if is_random_weights(d))
+
+    @property
+    def default_mode(self) -> str:
+        return self.modes[0]
+
+    @property
+    def automodels(self) -> dict[str, Any]:
+        """The loaded FunASR ``AutoModel`` of each model name (model_paths names)."""
+        loaded = {name: model for mode in self._modes.values() for name, model in mode.automodels.items()}
+        if self._pieces.vad is not None:
+            loaded["fsmn_vad"] = self._pieces.vad
+        return loaded
+
+    def check_mode(self, mode: str | None) -> str:
+        """The mode to use for a request asking for ``mode`` (None: the default)."""
+        if mode is None:
+            return self.default_mode
+        if mode not in self.modes:
+            raise WrongMode(
+                f"this ASR worker serves {' and '.join(self.modes)} only, not {mode}; send mode "
+                f"{self.default_mode.upper()} or use a worker started with ASR_MODE={mode} or ASR_MODE=both")
+        return mode
+
+    @staticmethod
+    def model_names(mode: str) -> tuple[str, ...]:
+        """Repository ids of the models that serve ``mode`` (for ModelInfo.models)."""
+        return tuple(MODEL_SPECS[name].repo_id
+                     for name in required_models(mode, emotion=False, vad_backend=None))
+
+    # ----------------------------------------------------------------- public API
+
+    def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[Transcript | Exception]:
+        """Transcribe requests sharing one batch key; one result per request, in order."""
+        if not requests:
+            return []
+        keys = {request.batch_key() for request in requests}
+        if len(keys) != 1:
+            raise ValueError(f"a batch must share one batch key, got {keys}")
+        mode = self._modes[self.check_mode(requests[0].mode)]
+        for request in requests:
+            check_contract(request.samples)
+            if request.samples.size == 0:
+                raise InvalidInput("empty segment: no audio samples")
+        started = time.perf_counter()
+        try:
+            results = mode.transcribe(requests, self._pieces)
+        finally:
+            trim_heap()  # activations freed by the call; glibc would keep them resident
+        compute_ms = (time.perf_counter() - started) * 1000
+        return [r if isinstance(r, Exception) else replace(r, compute_ms=compute_ms) for r in results]
+
+    def transcribe(self, request: AsrRequest) -> Transcript:
+        result = self.transcribe_batch([request])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def warm_up(self) -> None:
+        """One short decode per mode so the first real request pays no start-up costs."""
+        noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE_HZ) * 0.03).astype(np.float32)
+        for name, mode in self._modes.items():
+            self.transcribe(AsrRequest(noise, mode=name))
+            mode.warm_up()
+        if self._pieces.vad is not None:
+            self._pieces.split(np.tile(noise, 2), cap_samples=SAMPLE_RATE_HZ)
 
 
 def load_engine(dirs: ModelDirs, modes: Sequence[str], options: AsrOptions) -> AsrEngine:
@@ -486,23 +425,27 @@ def load_engine(dirs: ModelDirs, modes: Sequence[str], options: AsrOptions) -> A
         if mode not in MODES:
             raise ValueError(f"unknown ASR mode {mode!r}")
     torch.set_num_threads(options.threads)
-    asr = punc = vad = sensevoice = None
     lean = options.lean_loading
-    if PARAFORMER in modes:
-        if dirs.paraformer is None or dirs.ct_punc is None or dirs.fsmn_vad is None:
-            raise ValueError("paraformer mode needs the paraformer, ct_punc and fsmn_vad directories")
-        # CT-punc first: its 471067-row embedding is the largest random init, and with
-        # lean loading nothing else is resident yet when it is built.
-        punc = load_automodel(dirs.ct_punc, options.threads, lean, quantize=options.quantize_int8)
-        vad = load_automodel(dirs.fsmn_vad, options.threads, lean)
-        asr = load_automodel(dirs.paraformer, options.threads, lean, quantize=options.quantize_int8)
-    if SENSEVOICE in modes:
-        if dirs.sensevoice is None:
-            raise ValueError("sensevoice mode needs the sensevoice directory")
-        sensevoice = load_automodel(dirs.sensevoice, options.threads, lean, quantize=options.quantize_int8)
-    if vad is not None:
-        guard_fsmn_scores(vad)
-    engine = AsrEngine(modes, options, dirs, asr=asr, punc=punc, vad=vad, sensevoice=sensevoice)
+    served: list[_ParaformerMode | _SenseVoiceMode] = []
+    vad = None
+    for mode in modes:
+        if mode == PARAFORMER:
+            if dirs.paraformer is None or dirs.ct_punc is None or dirs.fsmn_vad is None:
+                raise ValueError("paraformer mode needs the paraformer, ct_punc and fsmn_vad directories")
+            # CT-punc first: its 471067-row embedding is the largest random init, and with
+            # lean loading nothing else is resident yet when it is built.
+            punc = load_automodel(dirs.ct_punc, options.threads, lean, quantize=options.quantize_int8)
+            vad = load_automodel(dirs.fsmn_vad, options.threads, lean)
+            guard_fsmn_scores(vad)
+            asr = load_automodel(dirs.paraformer, options.threads, lean, quantize=options.quantize_int8)
+            served.append(_ParaformerMode(asr, punc))
+        else:
+            if dirs.sensevoice is None:
+                raise ValueError("sensevoice mode needs the sensevoice directory")
+            served.append(_SenseVoiceMode(
+                load_automodel(dirs.sensevoice, options.threads, lean, quantize=options.quantize_int8),
+                options.sensevoice_timestamps))
+    engine = AsrEngine(served, options, dirs, vad=vad)
     rss, peak = memory_mb()
     log.info("ASR engine ready for %s (rss %.0f MB, peak %.0f MB, int8 %s)",
              "+".join(modes), rss, peak, options.quantize_int8)

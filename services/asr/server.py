@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc
-from services.asr.engine import AsrOptions, ModelDirs, load_engine, modes_for
+from services.asr.engine import load_engine
+from services.asr.requests import AsrOptions, ModelDirs, modes_for
 from services.asr.servicer import AsrServicer
 from services.common import grpc_server
 from services.common.batching import BatchOptions

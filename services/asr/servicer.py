@@ -17,13 +17,8 @@ import grpc
 
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
-from services.asr.engine import (
-    PARAFORMER,
-    AsrEngine,
-    AsrRequest,
-    Transcript,
-    normalise_language,
-)
+from services.asr.engine import AsrEngine
+from services.asr.requests import PARAFORMER, AsrRequest, Transcript, normalise_language
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import InvalidInput, NotReady
