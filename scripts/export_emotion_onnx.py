@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from services.common.model_paths import SPEECHBRAIN_EMOTION_SUBDIR  # noqa: E402
 from services.common.settings import PROJECT_ROOT  # noqa: E402
 
-DEFAULT_MODEL_DIR = PROJECT_ROOT / "pretrained_models" / "emotion-recognition-wav2vec2-IEMOCAP"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / SPEECHBRAIN_EMOTION_SUBDIR
 
 
 def main(argv: list[str] | None = None) -> int:
