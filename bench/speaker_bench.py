@@ -21,11 +21,18 @@ when absent) once per ``--threads`` value, and measures over gRPC:
 Verdicts against the issue's targets (#17): <= 350 MiB resident, < 10 ms of
 compute per second of speech.
 
+``--compare-onnx`` adds what the worker does not do (yet): in a child process with
+one thread, the model as the worker loads it against the same module exported to
+ONNX (in memory) on onnxruntime, call by call alternately (so both see the same
+competition for the cores), CPU time per second of speech and the largest
+difference between the two unit embeddings.
+
 Usage::
 
     .venv/bin/python bench/speaker_bench.py                        # 1 and 2 torch threads
     .venv/bin/python bench/speaker_bench.py --threads 1 --repeats 9
     .venv/bin/python bench/speaker_bench.py --model-cache pretrained_models/model_cache   # the real model
+    .venv/bin/python bench/speaker_bench.py --threads 1 --compare-onnx            # + torch vs onnxruntime
 
 Results are printed and written to ``bench/results/speaker_bench.json``.
 """
@@ -126,6 +133,56 @@ def measure_worker(cache: Path, threads: int, lengths: list[float], repeats: int
     return out
 
 
+def compare_onnx(cache: Path, lengths: list[float], repeats: int) -> dict:
+    """torch (the worker's model) vs the same module on onnxruntime, one thread, in a child process."""
+    import subprocess
+
+    code = f"""
+import io, json, resource, sys
+import numpy as np, torch
+sys.path.insert(0, {str(ROOT)!r})
+torch.set_num_threads(1)
+import onnxruntime as ort
+from services.speaker.engine import load_campplus_model
+model = load_campplus_model({str(cache / "models" / "iic" / MODEL_DIRNAME)!r})
+features = lambda seconds, seed: model._extract_feature(
+    [torch.from_numpy(np.random.default_rng(seed).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1)])[0]
+buffer = io.BytesIO()
+with torch.inference_mode():
+    torch.onnx.export(model.module, (features(1.0, 0),), buffer, input_names=["feats"], output_names=["emb"],
+                      dynamic_axes={{"feats": {{0: "batch", 1: "frames"}}}}, opset_version=17, dynamo=False)
+options = ort.SessionOptions()
+options.intra_op_num_threads = options.inter_op_num_threads = 1
+session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+def unit(v):
+    return v[0] / np.linalg.norm(v[0])
+def torch_call(f):
+    with torch.inference_mode():
+        return model.module(f).numpy()
+def onnx_call(f):
+    return session.run(None, {{"feats": f.numpy()}})[0]
+out = {{}}
+for seconds in {lengths!r}:
+    f = features(min(seconds, {MAX_AUDIO_S}), 1)
+    totals = {{"torch": 0.0, "onnxruntime": 0.0}}
+    diff = float(np.abs(unit(torch_call(f)) - unit(onnx_call(f))).max())
+    for _ in range({repeats}):
+        for name, call in (("torch", torch_call), ("onnxruntime", onnx_call)):
+            started = cpu(); call(f); totals[name] += cpu() - started
+    embedded_s = min(seconds, {MAX_AUDIO_S})
+    out[f"{{seconds:g}}s"] = {{**{{f"{{k}}_cpu_ms_per_s": round(v * 1000 / {repeats} / embedded_s, 2)
+                                for k, v in totals.items()}}, "max_abs_diff": diff}}
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def verdicts(run: dict) -> dict:
     resident = run["serving"]["VmRSS"]
     peak = run["after_serving"]["VmHWM"]
@@ -152,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="TORCH_THREADS values, one worker each (default 1,2)")
     parser.add_argument("--lengths", default="1,3,8,15", help="segment lengths in seconds (default 1,3,8,15)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per length (default 5)")
+    parser.add_argument("--compare-onnx", action="store_true",
+                        help="also: torch vs onnxruntime on the same module, one thread (CPU time, embedding diff)")
     args = parser.parse_args(argv)
 
     cache = args.model_cache.expanduser().resolve()
@@ -171,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {length:>4}: {figures}")
         for key, value in run["verdicts"].items():
             print(f"  {key}: {value}")
+    if args.compare_onnx:
+        results["onnx_comparison"] = compare_onnx(cache, [float(s) for s in args.lengths.split(",")], args.repeats)
+        print("\ntorch vs onnxruntime, one thread, CPU ms per second embedded (alternating calls):")
+        for length, figures in results["onnx_comparison"].items():
+            print(f"  {length:>4}: {figures}")
     results["machine_after"] = procstat.machine_info()["loadavg"]
     out = ROOT / "bench" / "results" / "speaker_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -333,10 +333,14 @@ def test_missing_model_exits_with_download_command(tmp_path):
     assert time.monotonic() - started < 30
 
 
-def test_settings_the_model_cannot_serve_exit_at_once_with_status_2(speaker_cache, tmp_path):
+@pytest.mark.parametrize("settings, message", [
+    ({"SPEAKER_MIN_SEGMENT_MS": "20"}, "SPEAKER_MIN_SEGMENT_MS (--min-segment-ms)='20' is invalid: expected at least"),
+    ({"SPEAKER_MIN_SEGMENT_MS": "2000", "SPEAKER_MAX_AUDIO_S": "1"}, "max_audio_s must be at least min_segment_ms"),
+])
+def test_settings_the_model_cannot_serve_exit_at_once_with_status_2(speaker_cache, tmp_path, settings, message):
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "MODEL_CACHE_DIR": str(speaker_cache),
-           "SPEAKER_MIN_SEGMENT_MS": "20", "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", **settings}
     done = subprocess.run([sys.executable, "-m", "services.speaker.server", "--port", "0"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "min_segment_ms must be at least 45" in done.stderr
+    assert message in done.stderr
