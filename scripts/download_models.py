@@ -6,6 +6,7 @@ Run from the project root on a machine with network access::
     python scripts/download_models.py                  # everything
     python scripts/download_models.py --paraformer     # Paraformer + FSMN-VAD + CT-punc
     python scripts/download_models.py --emotion2vec    # emotion2vec+ base (EMOTION_MODEL=emotion2vec)
+    python scripts/download_models.py --speaker        # CAM++, the speaker worker's model (speaker labels)
     python scripts/download_models.py --sensevoice --cache-dir /data/emotion_models
     python scripts/download_models.py --check --mode sensevoice   # report only
 
@@ -23,6 +24,9 @@ Where things go (the same rules as ``services/common/model_paths.py``):
 * ``--emotion2vec``: ModelScope's ``iic/emotion2vec_plus_base`` (emotion2vec+, the
   emotion worker's model with ``EMOTION_MODEL=emotion2vec``), into
   ``<cache>/models/iic/emotion2vec_plus_base/``.
+* ``--speaker``: ModelScope's ``iic/speech_campplus_sv_zh-cn_16k-common`` (CAM++,
+  the speaker worker's model, 28 MB), into
+  ``<cache>/models/iic/speech_campplus_sv_zh-cn_16k-common/``.
 * ``--silero``: a torch.hub-loadable ``silero-vad/`` repository, by default
   materialised from the installed ``silero-vad`` package (same version as the
   service uses, no network); ``--silero-source github`` fetches the GitHub
@@ -89,6 +93,7 @@ __all__ = [
     "fetch_sensevoice",
     "fetch_speechbrain",
     "fetch_emotion2vec",
+    "fetch_speaker",
     "fetch_silero",
     "main",
 ]
@@ -625,12 +630,18 @@ def fetch_emotion2vec(options: DownloadOptions) -> Path:
     return _fetch_modelscope_model("emotion2vec", options)
 
 
+def fetch_speaker(options: DownloadOptions) -> Path:
+    """CAM++ into ``<cache>/models/iic/speech_campplus_sv_zh-cn_16k-common/``."""
+    return _fetch_modelscope_model(model_paths.SPEAKER_MODEL, options)
+
+
 #: Per-model flag -> fetcher, in download order.
 FETCHERS: dict[str, Callable[[DownloadOptions], Any]] = {
     "paraformer": fetch_paraformer,
     "sensevoice": fetch_sensevoice,
     "speechbrain": fetch_speechbrain,
     "emotion2vec": fetch_emotion2vec,
+    "speaker": fetch_speaker,
     "silero": fetch_silero,
 }
 
@@ -640,6 +651,7 @@ FLAG_MODELS: dict[str, tuple[str, ...]] = {
     "sensevoice": ("sensevoice",),
     "speechbrain": ("speechbrain_emotion",),
     "emotion2vec": ("emotion2vec",),
+    "speaker": (model_paths.SPEAKER_MODEL,),
     "silero": ("silero_vad",),
 }
 

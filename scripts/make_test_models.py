@@ -12,6 +12,7 @@ The output directory can stand in for ``pretrained_models/``::
 
     OUT/model_cache/models/iic/...                         Paraformer trio (ModelScope layout)
     OUT/model_cache/models/iic/emotion2vec_plus_base/      emotion2vec+ (ModelScope layout; --only emotion2vec)
+    OUT/model_cache/models/iic/speech_campplus_sv_zh-cn_16k-common/   CAM++ speaker model (--only speaker)
     OUT/model_cache/huggingface/hub/models--FunAudioLLM--SenseVoiceSmall/...   (HF cache layout)
     OUT/emotion-recognition-wav2vec2-IEMOCAP/              SpeechBrain emotion model
 
@@ -40,7 +41,7 @@ __all__ = ["ALL_GROUPS", "EMOTION_DIRNAME", "build_emotion_if_available", "build
 
 log = logging.getLogger("make_test_models")
 
-ALL_GROUPS = ("paraformer", "sensevoice", "emotion", "emotion2vec")
+ALL_GROUPS = ("paraformer", "sensevoice", "emotion", "emotion2vec", "speaker")
 EMOTION_DIRNAME = "emotion-recognition-wav2vec2-IEMOCAP"
 
 
@@ -68,6 +69,10 @@ def build_all(out_dir: Path, size: str, groups: tuple[str, ...] = ALL_GROUPS, nc
             from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
 
             build_emotion2vec_model(model_dir_in_cache(out_dir / "model_cache"), size)
+        elif group == "speaker":
+            from scripts.fixtures.campplus import build_campplus_model, model_dir_in_cache
+
+            build_campplus_model(model_dir_in_cache(out_dir / "model_cache"), size)
         else:
             build_funasr_models(out_dir, size, groups=(group,), ncpu=ncpu)
         timings[group] = time.perf_counter() - started

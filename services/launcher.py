@@ -13,7 +13,13 @@ docker-compose.yml describes the same services, and a test keeps the two
 from drifting.
 
 ``METRICS_PORT=N`` (N > 0) gives each process its own port: N + its index in
-:data:`TOPOLOGY` (vad N, asr N+1, emotion N+2, gateway N+3).
+:data:`TOPOLOGY` (vad N, asr N+1, emotion N+2, gateway N+3, speaker N+4).
+
+Optional processes (:data:`OPTIONAL`: the speaker worker, for speaker labels) run
+only when asked for: ``--with speaker`` adds it to the default four (``--only``
+may name it too). The gateway is then pointed at it (``SPEAKER_ADDRESS``, unless
+the environment sets one); without it the gateway has no speaker address and
+speaker labels are off.
 
 A watcher thread polls each process's gRPC health service and prints one line
 when the whole stack is SERVING.
@@ -40,7 +46,8 @@ from honcho.printer import Printer
 
 from services.common.health import check
 
-__all__ = ["TOPOLOGY", "PROFILES_DIR", "profiles", "read_profile", "stack_env", "supervise", "main", "run"]
+__all__ = ["TOPOLOGY", "OPTIONAL", "PROFILES_DIR", "default_names", "process_names", "profiles", "read_profile",
+           "stack_env", "supervise", "main", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 """Where ``services``, ``gateway`` and ``speech_analysis`` are importable from: the
@@ -54,7 +61,8 @@ RESTART_BACKOFF_S = (1.0, 30.0)
 STABLE_AFTER_S = 60.0
 """A process that ran this long restarts after the shortest wait again."""
 
-# name -> python module, its port variable and default port, default environment.
+# name -> python module, its port variable and default port, default environment; "optional"
+# processes run only when asked for (--with).
 # docker-compose.yml must describe the same services/ports/environment (tests/test_deploy.py).
 # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spin-waiting between ops; the
 # torch workers share a small host's cores, and spinning made calls ~1.7x slower there.
@@ -68,8 +76,19 @@ TOPOLOGY: dict[str, dict] = {
                 "env": {"EMOTION_LAZY_LOAD": "0", **_TORCH_ENV}},
     "gateway": {"module": "gateway.server", "port_env": "GATEWAY_PORT", "port": 50050,
                 "env": {"DEFAULT_MODE": "paraformer"}},
+    # Speaker labels (off by default): the gateway asks it only when SPEAKER_ADDRESS is set.
+    "speaker": {"module": "services.speaker.server", "port_env": "SPEAKER_PORT", "port": 50054,
+                "env": {**_TORCH_ENV}, "optional": True},
 }
-_ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS"}
+OPTIONAL: tuple[str, ...] = tuple(name for name, spec in TOPOLOGY.items() if spec.get("optional"))
+"""Processes that run only when asked for (``--with NAME`` or ``--only``)."""
+_ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS",
+                "speaker": "SPEAKER_ADDRESS"}
+
+
+def default_names() -> list[str]:
+    """The processes a plain launch runs: every one but the optional ones."""
+    return [name for name in TOPOLOGY if name not in OPTIONAL]
 
 
 def profiles() -> list[str]:
@@ -98,8 +117,26 @@ def read_profile(name: str) -> dict[str, str]:
     return values
 
 
-def stack_env(environ: dict[str, str], profile: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
-    """Each process's environment: topology defaults, then ``profile``, then ``environ``."""
+def process_names(only: str | None = None, with_: str | None = None) -> list[str]:
+    """The processes to run: ``only`` (comma-separated) or the defaults, plus the optional
+    ones ``with_`` names; ValueError naming what is unknown."""
+    names = [name.strip() for name in only.split(",") if name.strip()] if only else default_names()
+    extra = [name.strip() for name in (with_ or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in TOPOLOGY] + [name for name in extra if name not in OPTIONAL]
+    if unknown:
+        raise ValueError(f"unknown process {', '.join(unknown)}: --only takes {', '.join(TOPOLOGY)}; "
+                         f"--with takes {', '.join(OPTIONAL)}")
+    return names + [name for name in extra if name not in names]
+
+
+def stack_env(environ: dict[str, str], profile: dict[str, str] | None = None,
+              names: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """Each process's environment: topology defaults, then ``profile``, then ``environ``.
+
+    ``names``: the processes that run (default :func:`default_names`); the gateway gets
+    the address of every worker among them, and of no optional worker that is not.
+    """
+    running = set(default_names() if names is None else names)
     environ = {**(profile or {}), **environ}
     ports = {name: int(environ.get(spec["port_env"], spec["port"])) for name, spec in TOPOLOGY.items()}
     metrics_base = int(environ.get("METRICS_PORT", "-1") or "-1")
@@ -110,7 +147,8 @@ def stack_env(environ: dict[str, str], profile: dict[str, str] | None = None) ->
             env["METRICS_PORT"] = str(metrics_base + index)
         if name == "gateway":
             for worker, var in _ADDRESS_ENV.items():
-                env.setdefault(var, f"127.0.0.1:{ports[worker]}")
+                if worker in running or worker not in OPTIONAL:
+                    env.setdefault(var, f"127.0.0.1:{ports[worker]}")
         envs[name] = env
     return envs
 
@@ -167,6 +205,9 @@ def supervise(name: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated subset of " + ",".join(TOPOLOGY))
+    parser.add_argument("--with", dest="with_", metavar="NAMES",
+                        help="comma-separated optional processes to run as well: " + ",".join(OPTIONAL)
+                        + " (speaker labels: the gateway is pointed at the speaker worker)")
     parser.add_argument("--profile", choices=profiles(),
                         help="apply deploy/profiles/PROFILE.env (the shell's environment still wins)")
     parser.add_argument("--supervise", metavar="NAME", choices=list(TOPOLOGY),
@@ -174,11 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.supervise:
         return supervise(args.supervise)
-    names = args.only.split(",") if args.only else list(TOPOLOGY)
+    try:
+        names = process_names(args.only, args.with_)
+    except ValueError as exc:
+        parser.error(str(exc))
     profile = read_profile(args.profile) if args.profile else None
     if profile:
         print(f"profile {args.profile}: " + " ".join(f"{k}={v}" for k, v in profile.items()), flush=True)
-    envs = stack_env(dict(os.environ), profile)
+    envs = stack_env(dict(os.environ), profile, names)
     manager = Manager(Printer(sys.stdout))
     for name in names:
         manager.add_process(name, f"{sys.executable} -m services.launcher --supervise {name}",

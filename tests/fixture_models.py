@@ -1,7 +1,7 @@
 """The tiny generated model tree the test suite runs on, built once and cached.
 
 ``tiny_models_dir()`` returns a directory laid out like ``pretrained_models/``
-(``model_cache/`` with the FunASR models and emotion2vec+, ``emotion-recognition-wav2vec2-IEMOCAP/``)
+(``model_cache/`` with the FunASR models, emotion2vec+ and CAM++, ``emotion-recognition-wav2vec2-IEMOCAP/``)
 holding tiny random-weight models. It lives outside the checkout, in
 ``$SPEECH_TEST_MODELS_CACHE`` (default ``~/.cache/speech-analysis/test-models``),
 as ``tiny-<key>/`` where the key hashes the builders' source
@@ -85,6 +85,9 @@ def _build(target: Path) -> None:
     from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
 
     build_emotion2vec_model(model_dir_in_cache(tmp / "model_cache"), "tiny")
+    from scripts.fixtures.campplus import build_campplus_model, model_dir_in_cache as campplus_dir_in_cache
+
+    build_campplus_model(campplus_dir_in_cache(tmp / "model_cache"), "tiny")
     info = {"builder_key": builder_key(), "size": "tiny", "emotion": emotion,
             "seconds": round(time.perf_counter() - started, 1),
             "timings_s": {k: round(v, 1) for k, v in timings.items()}}

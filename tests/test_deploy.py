@@ -50,9 +50,14 @@ SMALL_HOST_FILE = ROOT / "docker-compose.small-host.yml"
 
 launch = importlib.import_module("services.launcher")
 TOPOLOGY = launch.TOPOLOGY
-WORKERS = ("vad", "asr", "emotion")
-SCALABLE = ("asr", "emotion")
+WORKERS = ("vad", "asr", "emotion", "speaker")
+REQUIRED_WORKERS = tuple(name for name in WORKERS if name not in launch.OPTIONAL)
+"""The workers every stream needs; the optional ones (the speaker worker) run only when asked for:
+a compose profile of their own, 0 replicas in the k8s base (tests/test_deploy_speaker.py)."""
+SCALABLE = ("asr", "emotion", "speaker")
 ADDRESS_ENV = {"vad": "VAD_ADDRESS", "asr": "ASR_ADDRESS", "emotion": "EMOTION_ADDRESS"}
+STACK_PROFILES = tuple(launch.OPTIONAL)
+"""Compose profiles that switch the optional processes on: named after them."""
 
 
 # --------------------------------------------------------------------------- compose
@@ -83,8 +88,8 @@ def compose_config(environ: dict[str, str] | None = None, *files: Path, profiles
 @pytest.fixture(scope="module")
 def compose() -> dict:
     """The compose model with every variable at its default (an empty environment), the
-    download job's profile included."""
-    return compose_config(profiles=("download",))
+    download job's and the optional processes' profiles included."""
+    return compose_config(profiles=("download", *STACK_PROFILES))
 
 
 def test_compose_check_catches_mistakes(tmp_path):
@@ -105,7 +110,9 @@ def test_compose_check_catches_mistakes(tmp_path):
 
 
 def _stack_services(compose: dict) -> dict:
-    return {name: spec for name, spec in compose["services"].items() if not spec.get("profiles")}
+    """The launcher's processes: services in no profile, and the optional ones in theirs."""
+    return {name: spec for name, spec in compose["services"].items()
+            if not spec.get("profiles") or spec["profiles"] == [name] and name in launch.OPTIONAL}
 
 
 def test_compose_services_are_the_launcher_topology(compose):
@@ -143,7 +150,7 @@ def test_compose_default_environment_is_overridable():
     """Every launcher default (modes, EMOTION_LAZY_LOAD, ...) is ``${VAR:-default}`` in compose."""
     for name, spec in TOPOLOGY.items():
         for key in spec["env"]:
-            env = compose_config({key: "overridden"})["services"][name]["environment"]
+            env = compose_config({key: "overridden"}, profiles=STACK_PROFILES)["services"][name]["environment"]
             assert env[key] == "overridden", f"{name}: {key} is not taken from the environment"
 
 
@@ -189,7 +196,7 @@ def test_models_are_mounted_read_only_on_workers_only_writable_for_the_download_
 
 
 def test_models_dir_switches_the_mount_to_a_host_directory(tmp_path):
-    services = compose_config({"MODELS_DIR": str(tmp_path)}, profiles=("download",))["services"]
+    services = compose_config({"MODELS_DIR": str(tmp_path)}, profiles=("download", *STACK_PROFILES))["services"]
     for name in (*WORKERS, "download-models"):
         volume = services[name]["volumes"][0]
         assert (volume["type"], volume["source"], volume["target"]) == ("bind", str(tmp_path), "/models")
@@ -198,7 +205,7 @@ def test_models_dir_switches_the_mount_to_a_host_directory(tmp_path):
 def test_gateway_starts_after_healthy_workers(compose):
     services = compose["services"]
     assert {w: d["condition"] for w, d in services["gateway"]["depends_on"].items()} == {
-        w: "service_healthy" for w in WORKERS}
+        w: "service_healthy" for w in REQUIRED_WORKERS}
     for name in WORKERS:
         assert "depends_on" not in services[name]
 
@@ -232,7 +239,7 @@ def _schema_errors(validator, instance) -> list[str]:
 @pytest.fixture(scope="module")
 def small_host() -> dict:
     """docker-compose.yml + docker-compose.small-host.yml, every variable at its default."""
-    return compose_config({}, COMPOSE_FILE, SMALL_HOST_FILE)
+    return compose_config({}, COMPOSE_FILE, SMALL_HOST_FILE, profiles=STACK_PROFILES)
 
 
 def test_small_host_override_gives_every_process_the_profile(small_host):

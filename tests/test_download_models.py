@@ -44,7 +44,7 @@ def _fixture_files(name: str, extra: dict[str, bytes] | None = None) -> dict[str
 def _repos() -> dict[tuple[str, str], dict[str, bytes]]:
     ms = {
         ("ms", MODEL_SPECS[name].repo_id): _fixture_files(name, {"README.md": b"readme\n"})
-        for name in ("paraformer", "fsmn_vad", "ct_punc", "emotion2vec")
+        for name in ("paraformer", "fsmn_vad", "ct_punc", "emotion2vec", "campplus")
     }
     # Two identical files share one blob in the HF cache: materialising the
     # snapshot's symlinks must cope with that.
@@ -512,3 +512,25 @@ def test_emotion2vec_flag_downloads_into_the_modelscope_layout(tmp_path: Path, h
         ("ms", "iic/emotion2vec_plus_base")]["tokens.txt"]
     assert not layout.paraformer.complete  # only what the flag names
     assert _hidden_entries(cache) == []
+
+
+def test_speaker_flag_downloads_cam_plus_plus_into_the_modelscope_layout(tmp_path: Path, hub: FakeHub) -> None:
+    cache = tmp_path / "cache"
+    project = tmp_path / "project"
+    check = run_script(tmp_path, "--check", "--speaker", "--cache-dir", str(cache), hf=hub.url, ms=hub.url)
+    assert check.returncode == 1
+    assert "campplus:" in check.stdout and "paraformer:" not in check.stdout
+    assert f"python scripts/download_models.py --speaker --cache-dir {cache}" in check.stdout
+
+    result = run_script(tmp_path, "--cache-dir", str(cache), "--speaker", hf=hub.url, ms=hub.url)
+    assert result.returncode == 0, result.stderr
+    layout = resolve_models(project, str(cache))
+    expected = cache / "models" / "iic" / "speech_campplus_sv_zh-cn_16k-common"
+    assert layout.campplus.complete and layout.campplus.path == expected
+    repo = _repos()[("ms", "iic/speech_campplus_sv_zh-cn_16k-common")]
+    for name in ("configuration.json", "config.yaml", "campplus_cn_common.bin"):
+        assert (expected / name).read_bytes() == repo[name]
+    assert not layout.paraformer.complete and not layout.emotion2vec.complete  # only what the flag names
+    assert _hidden_entries(cache) == []
+    check = run_script(tmp_path, "--check", "--speaker", "--cache-dir", str(cache), hf=hub.url, ms=hub.url)
+    assert check.returncode == 0, check.stdout

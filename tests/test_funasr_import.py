@@ -48,7 +48,7 @@ def probe(kind: str, *dirs) -> dict:
 def model_dirs(model_env):
     layout = resolve_models(model_env["PROJECT_ROOT"], model_env["MODEL_CACHE_DIR"])
     return [layout.paraformer.path, layout.fsmn_vad.path, layout.ct_punc.path, layout.sensevoice.path,
-            layout.emotion2vec.path]
+            layout.emotion2vec.path, layout.campplus.path]
 
 
 def test_selective_import_registers_the_classes_the_full_import_does(model_dirs):

@@ -76,14 +76,15 @@ class Launcher:
 
 
 def test_launcher_starts_serves_and_stops_everything(model_env):
-    ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT")}
+    """The default four and, with ``--with speaker``, the optional speaker worker."""
+    ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT", "SPEAKER_PORT")}
     env = {**os.environ, **model_env, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1"}
-    launcher = Launcher([], env)
+    launcher = Launcher(["--with", "speaker"], env)
     try:
-        launcher.wait_for("stack ready", 240)
+        launcher.wait_for("stack ready", 240)  # every process SERVING, the speaker worker's included
         lines = list(launcher.lines)
         # Logs are prefixed per process; the models are the random-weight ones, and they say so.
-        for name in ("vad", "asr", "emotion", "gateway"):
+        for name in ("vad", "asr", "emotion", "gateway", "speaker"):
             assert any(name in line.split("|")[0] for line in lines if "|" in line), (name, lines)
         assert any("random" in line.lower() and "weight" in line.lower() for line in lines)
         samples, rate = read_clip("zh_single", dtype="int16")
@@ -163,6 +164,27 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
                 grpc.channel_ready_future(channel).result(timeout=1)
 
 
+def test_speaker_worker_runs_only_when_asked_for_and_the_gateway_is_pointed_at_it():
+    from services import launcher as launch
+
+    assert launch.process_names() == ["vad", "asr", "emotion", "gateway"]  # speaker labels are off by default
+    assert launch.process_names(with_="speaker") == ["vad", "asr", "emotion", "gateway", "speaker"]
+    assert launch.process_names(only="speaker") == ["speaker"]
+    with pytest.raises(ValueError, match="--with takes speaker"):
+        launch.process_names(with_="asr")  # not optional: it runs anyway
+    assert "SPEAKER_ADDRESS" not in launch.stack_env({})["gateway"]  # no address: no speaker labels
+    with_speaker = launch.process_names(with_="speaker")
+    envs = launch.stack_env({"SPEAKER_PORT": "50154", "METRICS_PORT": "9100"}, names=with_speaker)
+    assert envs["gateway"]["SPEAKER_ADDRESS"] == "127.0.0.1:50154"
+    assert envs["speaker"]["SPEAKER_PORT"] == "50154" and envs["speaker"]["METRICS_PORT"] == "9104"
+    assert envs["speaker"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    elsewhere = launch.stack_env({"SPEAKER_ADDRESS": "10.0.0.5:50054"}, names=["gateway"])
+    assert elsewhere["gateway"]["SPEAKER_ADDRESS"] == "10.0.0.5:50054"  # the environment still wins
+    done = subprocess.run([sys.executable, "scripts/launch.py", "--with", "diarizer"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown process diarizer" in done.stderr
+
+
 # ---- profiles (deploy/profiles/*.env) ---------------------------------------------------------
 
 def _known_variables() -> set[str]:
@@ -171,7 +193,7 @@ def _known_variables() -> set[str]:
     from services.common import settings
 
     classes = (settings.ModelSettings, settings.ServerSettings, settings.VadSettings, settings.AsrSettings,
-               settings.EmotionSettings, settings.GatewaySettings)
+               settings.EmotionSettings, settings.SpeakerSettings, settings.GatewaySettings)
     return {f.metadata["env"] for cls in classes for f in dataclasses.fields(cls)} | {
         "OMP_WAIT_POLICY", "MALLOC_ARENA_MAX"}  # read by OpenMP and glibc, not by settings.py
 

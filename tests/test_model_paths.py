@@ -30,6 +30,7 @@ PARAFORMER_DIR = "speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab84
 FSMN_DIR = "speech_fsmn_vad_zh-cn-16k-common-pytorch"
 PUNC_DIR = "punc_ct-transformer_cn-en-common-vocab471067-large"
 EMOTION2VEC_DIR = "emotion2vec_plus_base"
+CAMPPLUS_DIR = "speech_campplus_sv_zh-cn_16k-common"
 SENSEVOICE_REPO = Path("huggingface/hub/models--FunAudioLLM--SenseVoiceSmall")
 
 
@@ -49,6 +50,7 @@ def fill_cache(cache: Path, layout: str = "models/iic", revision: str = "abc123"
     fill(cache / layout / FSMN_DIR, "fsmn_vad")
     fill(cache / layout / PUNC_DIR, "ct_punc")
     fill(cache / layout / EMOTION2VEC_DIR, "emotion2vec")
+    fill(cache / layout / CAMPPLUS_DIR, "campplus")
     fill(cache / SENSEVOICE_REPO / "snapshots" / revision, "sensevoice")
     (cache / SENSEVOICE_REPO / "refs").mkdir(parents=True, exist_ok=True)
     (cache / SENSEVOICE_REPO / "refs" / "main").write_text(revision)
@@ -377,6 +379,26 @@ def test_required_models_for_the_emotion2vec_worker(project: Path) -> None:
     fill(cache / "hub" / "models" / "iic" / EMOTION2VEC_DIR, "emotion2vec")
     found = resolve_models(project, None, ()).emotion2vec
     assert found.complete and found.path == cache / "hub" / "models" / "iic" / EMOTION2VEC_DIR
+
+
+def test_required_models_for_the_speaker_worker(project: Path) -> None:
+    assert required_models("paraformer", emotion=True, vad_backend="silero", speaker=True) == [
+        "paraformer", "fsmn_vad", "ct_punc", "speechbrain_emotion", "silero_vad", "campplus"]
+    assert "campplus" not in required_models("both", emotion=True, vad_backend="fsmn")  # off by default
+    # CAM++ lives in the model cache in ModelScope layout, like the Paraformer trio
+    cache = project / "pretrained_models" / "model_cache"
+    layout = resolve_models(project, None, ())
+    assert layout.campplus.path == cache / "models" / "iic" / CAMPPLUS_DIR
+    assert not layout.campplus.complete
+    message = layout.missing_message(["campplus"])
+    assert "python scripts/download_models.py --speaker" in message
+    assert "configuration.json, config.yaml, campplus_cn_common.bin" in message
+    fill(cache / "hub" / "models" / "iic" / CAMPPLUS_DIR, "campplus", skip=("config.yaml",))
+    incomplete = resolve_models(project, None, ()).campplus
+    assert not incomplete.complete and incomplete.missing == ("config.yaml",)
+    fill(cache / "hub" / "models" / "iic" / CAMPPLUS_DIR, "campplus")
+    found = resolve_models(project, None, ()).campplus
+    assert found.complete and found.path == cache / "hub" / "models" / "iic" / CAMPPLUS_DIR
 
 
 def test_required_models_rejects_an_unknown_mode() -> None:

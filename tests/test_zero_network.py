@@ -20,7 +20,8 @@ import pytest
 
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import (
-    asr_pb2, asr_pb2_grpc, audio_pb2, emotion_pb2, emotion_pb2_grpc, vad_pb2, vad_pb2_grpc)
+    asr_pb2, asr_pb2_grpc, audio_pb2, emotion_pb2, emotion_pb2_grpc, speaker_pb2, speaker_pb2_grpc, vad_pb2,
+    vad_pb2_grpc)
 from tests.conftest import read_clip
 from tests.procs import ROOT, start_server
 
@@ -108,6 +109,19 @@ def test_emotion_worker_offline(guarded_env):
             reply = emotion_pb2_grpc.EmotionServiceStub(channel).Classify(emotion_pb2.ClassifyRequest(
                 audio=audio_pb2.AudioChunk(samples_f32le=segment_bytes())), timeout=120)
         assert len(reply.probabilities) == 4
+    finally:
+        server.stop()
+    assert audit.read_text() == "", audit.read_text()
+
+
+def test_speaker_worker_offline(guarded_env):
+    env, audit = guarded_env
+    server = start_server("services.speaker.server", "speaker-offline", env={**env, "TORCH_THREADS": "1"})
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            reply = speaker_pb2_grpc.SpeakerServiceStub(channel).Embed(speaker_pb2.EmbedRequest(
+                audio=audio_pb2.AudioChunk(samples_f32le=segment_bytes())), timeout=120)
+        assert len(reply.embedding) == 192
     finally:
         server.stop()
     assert audit.read_text() == "", audit.read_text()

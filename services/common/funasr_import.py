@@ -10,7 +10,8 @@ modules below (plus ``funasr.auto.auto_model``) 336 MB, and 262 MB when
 ``auto_model`` also does not import the speaker-clustering backend (scikit-learn
 and scipy.stats, for diarization models these workers never load: a stand-in
 module takes its place and raises if anything tries to use it). Every process
-that loads a FunASR model (ASR worker, VAD worker with FSMN) saves ~230 MB.
+that loads a FunASR model (ASR worker, VAD worker with FSMN, the emotion2vec+ and
+speaker workers) saves ~230 MB.
 
 :func:`automodel_class` reads the model directory's ``config.yaml`` first. If
 every component it names is in :data:`COMPONENT_MODULES`, only those modules
@@ -59,6 +60,8 @@ COMPONENT_MODULES: dict[str, str] = {
     "SentencepiecesTokenizer": "funasr.tokenizer.sentencepiece_tokenizer",
     # emotion2vec+ (its tokenizer is CharTokenizer, above)
     "Emotion2vec": "funasr.models.emotion2vec.model",
+    # CAM++ speaker embedding (its config's frontend is WavFrontend, above)
+    "CAMPPlus": "funasr.models.campplus.model",
 }
 
 _COMPONENT_KEYS = ("model", "encoder", "decoder", "seaco_decoder", "predictor", "frontend", "specaug",

@@ -19,8 +19,9 @@ settings module read::
 
 Rules (see ``resolve_model_cache_dir`` and ``resolve_layout``):
 
-* ``MODEL_CACHE_DIR`` holds the Paraformer trio and emotion2vec+ in ModelScope
-  layout (under ``models/iic/`` or ``hub/models/iic/``) and SenseVoice in Hugging Face cache
+* ``MODEL_CACHE_DIR`` holds the Paraformer trio, emotion2vec+ and CAM++ (the speaker
+  worker's model) in ModelScope layout (under ``models/iic/`` or ``hub/models/iic/``) and
+  SenseVoice in Hugging Face cache
   layout (under ``huggingface/hub/``). When it is unset, the first of
   ``<project>/pretrained_models/model_cache``, ``/data/emotion_models`` and
   ``/data/emotion-models`` that exists is used.
@@ -50,6 +51,7 @@ __all__ = [
     "HF_HUB_SUBDIR",
     "CACHED_MODELS",
     "EMOTION_MODELS",
+    "SPEAKER_MODEL",
     "ModelSpec",
     "MODEL_SPECS",
     "ModelCacheDir",
@@ -78,6 +80,7 @@ MODEL_NAMES: tuple[str, ...] = (
     "speechbrain_emotion",
     "silero_vad",
     "emotion2vec",
+    "campplus",
 )
 
 #: Models a service can run without: the VAD worker falls back to the Silero
@@ -191,6 +194,15 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             download_flag="--emotion2vec",
         ),
         ModelSpec(
+            name="campplus",
+            description="CAM++ speaker embedding (zh-cn 16 kHz, 192-dim; the speaker worker)",
+            hub="modelscope",
+            repo_id="iic/speech_campplus_sv_zh-cn_16k-common",
+            # configuration.json's file_path_metas name the other two for FunASR's loader
+            required_files=_files("configuration.json", "config.yaml", "campplus_cn_common.bin"),
+            download_flag="--speaker",
+        ),
+        ModelSpec(
             name="silero_vad",
             description="Silero VAD torch.hub repository",
             hub="github",
@@ -202,10 +214,13 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 }
 
 #: Models stored in MODEL_CACHE_DIR (all others live at fixed project paths).
-CACHED_MODELS: tuple[str, ...] = ("paraformer", "fsmn_vad", "ct_punc", "sensevoice", "emotion2vec")
+CACHED_MODELS: tuple[str, ...] = ("paraformer", "fsmn_vad", "ct_punc", "sensevoice", "emotion2vec", "campplus")
 
 #: Emotion models the emotion worker can serve (EMOTION_MODEL) -> the model's name here.
 EMOTION_MODELS: dict[str, str] = {"speechbrain": "speechbrain_emotion", "emotion2vec": "emotion2vec"}
+
+#: The model the speaker worker serves.
+SPEAKER_MODEL = "campplus"
 
 
 def modelscope_dir(cache_dir: Path, name: str) -> Path:
@@ -285,6 +300,7 @@ class ModelLayout:
     speechbrain_emotion: ResolvedModel
     silero_vad: ResolvedModel
     emotion2vec: ResolvedModel
+    campplus: ResolvedModel
 
     def get(self, name: str) -> ResolvedModel:
         """The resolved model called ``name`` (one of ``MODEL_NAMES``)."""
@@ -479,6 +495,7 @@ def resolve_layout(project_root: Path, cache: ModelCacheDir) -> ModelLayout:
         speechbrain_emotion=_check("speechbrain_emotion", project_root / SPEECHBRAIN_EMOTION_SUBDIR, "fixed path"),
         silero_vad=_check("silero_vad", project_root / SILERO_VAD_SUBDIR, "fixed path"),
         emotion2vec=_resolve_modelscope("emotion2vec", cache),
+        campplus=_resolve_modelscope("campplus", cache),
     )
 
 
@@ -493,7 +510,7 @@ def resolve_models(
 
 
 def required_models(mode: str, emotion: bool, vad_backend: str | None,
-                    emotion_model: str = "speechbrain") -> list[str]:
+                    emotion_model: str = "speechbrain", speaker: bool = False) -> list[str]:
     """Names of the models a deployment needs.
 
     ``mode`` is the ASR mode (``paraformer``: the SeACo-Paraformer + FSMN-VAD +
@@ -501,7 +518,7 @@ def required_models(mode: str, emotion: bool, vad_backend: str | None,
     classifier ``emotion_model`` names (``speechbrain`` or ``emotion2vec``, see
     :data:`EMOTION_MODELS`). ``vad_backend`` ``"silero"`` adds Silero VAD (optional, see
     ``OPTIONAL_MODELS``), ``"fsmn"`` adds FSMN-VAD; other values (or ``None``)
-    need no VAD model.
+    need no VAD model. ``speaker`` adds the speaker worker's model (CAM++).
     """
     if mode not in ASR_MODES:
         raise ValueError(f"unknown ASR mode {mode!r}; expected one of {', '.join(ASR_MODES)}")
@@ -519,4 +536,6 @@ def required_models(mode: str, emotion: bool, vad_backend: str | None,
         names.append("silero_vad")
     elif backend in ("fsmn", "fsmn_vad"):
         names.append("fsmn_vad")
+    if speaker:
+        names.append(SPEAKER_MODEL)
     return list(dict.fromkeys(names))

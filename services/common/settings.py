@@ -184,7 +184,7 @@ class SpeakerSettings(ServerSettings):
     max_queue: int = _field(32, "SPEAKER_MAX_QUEUE", "Queued segments before RESOURCE_EXHAUSTED.")
     min_segment_ms: int = _field(200, "SPEAKER_MIN_SEGMENT_MS",
                                  "Shorter segments are refused with INVALID_ARGUMENT (too short to "
-                                 "say anything about a voice).", minimum=10)
+                                 "say anything about a voice).", minimum=45)  # CAM++ needs 3 fbank frames
     max_audio_s: float = _field(10.0, "SPEAKER_MAX_AUDIO_S",
                                 "A longer segment is embedded from its middle N seconds only (bounds "
                                 "the compute and memory per segment).", minimum=1)

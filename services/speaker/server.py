@@ -1,0 +1,94 @@
+"""Speaker worker process: ``python -m services.speaker.server [--port N] [--port-file F]``.
+
+Serves SpeakerService (one speaker embedding per finished segment) with FunASR's
+CAM++ from ``<MODEL_CACHE_DIR>/models/iic/speech_campplus_sv_zh-cn_16k-common``
+(or ``hub/models/iic/...``; see ``services/common/model_paths.py``). Checks that
+the model directory is complete, exiting at once with the download command
+(``scripts/download_models.py --speaker``) if it is not; switches the model hub
+clients offline; loads the model and warms it up before reporting SERVING; serves
+with health, reflection and metrics until SIGTERM.
+
+The worker is optional: the gateway asks it for embeddings only when
+``SPEAKER_ADDRESS`` is set (speaker labels for mono audio, off by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from speech_analysis.worker.v1 import speaker_pb2, speaker_pb2_grpc
+from services.common import grpc_server, model_paths
+from services.common.batching import BatchOptions
+from services.common.fixture_marker import read_random_weights_marker
+from services.common.metrics import MODELS_INFO
+from services.common.offline import enable_offline_mode
+from services.common.settings import ModelSettings, SpeakerSettings, load_many
+from services.speaker.engine import SpeakerEngine, SpeakerOptions, load_campplus_model
+from services.speaker.servicer import SpeakerServicer
+
+log = logging.getLogger("services.speaker")
+
+
+def resolve_model_dir(models: ModelSettings) -> Path:
+    """The CAM++ model directory, or SystemExit naming what is missing and how to fetch it."""
+    layout = model_paths.resolve_models(Path(models.project_root), models.model_cache_dir)
+    message = layout.missing_message([model_paths.SPEAKER_MODEL])
+    if message:
+        log.error("%s", message)
+        raise SystemExit(1)
+    return layout.get(model_paths.SPEAKER_MODEL).path
+
+
+async def main(argv: list[str]) -> None:
+    settings, models = load_many(SpeakerSettings, ModelSettings, argv=argv)
+    grpc_server.configure_logging(settings.log_level, "speaker")
+    try:
+        options = SpeakerOptions(min_segment_ms=settings.min_segment_ms, max_audio_s=settings.max_audio_s)
+    except ValueError as exc:  # like an unparsable value: not worth restarting
+        log.error("speaker settings: %s", exc)
+        raise SystemExit(2) from None
+    model_dir = resolve_model_dir(models)
+    enable_offline_mode()  # before FunASR (and the hub clients it imports) is imported
+
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    marker = read_random_weights_marker(model_dir)
+    random_weights = marker is not None and bool(marker.get("random_weights", True))
+    if random_weights:
+        log.warning("speaker model %s holds RANDOM WEIGHTS (size=%s): embeddings are meaningless; "
+                    "every response carries model_info.random_weights=true", model_dir, marker.get("size", "?"))
+
+    def build_engine() -> SpeakerEngine:
+        engine = SpeakerEngine(load_campplus_model(model_dir), options)
+        engine.warm_up()
+        MODELS_INFO.labels("speaker", model_dir.name, str(random_weights).lower()).set(1)
+        return engine
+
+    servicer = SpeakerServicer(
+        build_engine, options,
+        BatchOptions(max_batch=settings.max_batch, max_wait_ms=settings.batch_wait_ms, max_queue=settings.max_queue),
+        model_names=[model_dir.name], random_weights=random_weights)
+
+    async def load_model() -> None:
+        await servicer.load()
+
+    await grpc_server.run(
+        settings, "speaker",
+        register=lambda server: speaker_pb2_grpc.add_SpeakerServiceServicer_to_server(servicer, server),
+        service_names=[speaker_pb2.DESCRIPTOR.services_by_name["SpeakerService"].full_name],
+        load=load_model,
+        on_stop=servicer.stop,
+    )
+
+
+def run() -> None:
+    """Console-script entry point."""
+    asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()
