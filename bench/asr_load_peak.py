@@ -42,16 +42,18 @@ import json, sys, time
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from pathlib import Path
 import services.asr.engine as engine_module
-from services.asr.lean_loading import lean_checkpoint_loading
+import services.funasr.automodel as automodel_module
+from services.funasr.lean_loading import lean_checkpoint_loading
+from services.asr.requests import AsrOptions
 from services.common.memory import memory_mb
 from asr_bench import model_dirs
 if not {skip_init}:  # the loader before #21: random init, then the mapped checkpoint
     original = lean_checkpoint_loading
-    engine_module.lean_checkpoint_loading = lambda mmap=True: original(mmap=mmap, skip_init=False)
+    automodel_module.lean_checkpoint_loading = lambda mmap=True: original(mmap=mmap, skip_init=False)
 imports = memory_mb()
 started = time.perf_counter()
 engine = engine_module.load_engine(model_dirs(Path({models!r}), {mode!r}), ({mode!r},),
-                                   engine_module.AsrOptions(threads=2, quantize_int8={int8}))
+                                   AsrOptions(threads=2, quantize_int8={int8}))
 load_s = time.perf_counter() - started
 loaded = memory_mb()
 engine.warm_up()

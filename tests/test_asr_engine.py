@@ -114,8 +114,8 @@ def engine(layout):
 def test_lean_loading_gives_the_same_weights_as_funasr(layout):
     from funasr.train_utils.load_pretrained_model import load_pretrained_model
 
-    from services.asr.lean_loading import lean_load_pretrained_model
-    from services.asr.engine import load_automodel
+    from services.funasr.lean_loading import lean_load_pretrained_model
+    from services.funasr.automodel import load_automodel
 
     model = load_automodel(layout.paraformer.path, threads=1, lean=True).model
     reference = {k: v.clone() for k, v in model.state_dict().items()}
@@ -216,7 +216,7 @@ def test_int8_engine_quantizes_every_linear_and_keeps_large_tensors_mapped(layou
     pipelines still run. Large float tensors (the full CT-punc embedding; with the threshold
     at 0 here, every one) come from a fresh mapping of the checkpoint with its exact values."""
     import services.common.quantize as quantize_module
-    from services.asr.lean_loading import load_state_dict_mmap
+    from services.funasr.lean_loading import load_state_dict_mmap
 
     if remap_min_bytes is not None:
         monkeypatch.setattr(quantize_module, "REMAP_MIN_BYTES", remap_min_bytes)
@@ -245,8 +245,8 @@ def test_skip_init_loading_gives_the_old_loaders_outputs(layout):
     """Building the models without random init (#21, what lean loading does now) changes no
     weight and no output: every tensor equals the old lean loader's (random init, then the
     checkpoint) and FunASR's own loader's, and int8 engines loaded both ways transcribe alike."""
-    from services.asr.engine import load_automodel
-    from services.asr import engine as engine_module
+    from services.funasr.automodel import load_automodel
+    from services.funasr import automodel as automodel_module
 
     for directory in (layout.paraformer.path, layout.ct_punc.path, layout.sensevoice.path):
         skip = load_automodel(directory, threads=1, lean=True).model.state_dict()
@@ -264,12 +264,12 @@ def test_skip_init_loading_gives_the_old_loaders_outputs(layout):
     try:
         new = load_engine(dirs, (PARAFORMER, SENSEVOICE), options)
         new_results = [new.transcribe(r) for r in requests]
-        original = engine_module.lean_checkpoint_loading
-        engine_module.lean_checkpoint_loading = lambda mmap=True: original(mmap=mmap, skip_init=False)
+        original = automodel_module.lean_checkpoint_loading
+        automodel_module.lean_checkpoint_loading = lambda mmap=True: original(mmap=mmap, skip_init=False)
         try:
             old = load_engine(dirs, (PARAFORMER, SENSEVOICE), options)
         finally:
-            engine_module.lean_checkpoint_loading = original
+            automodel_module.lean_checkpoint_loading = original
         old_results = [old.transcribe(r) for r in requests]
     finally:
         torch.set_num_threads(threads)
@@ -279,7 +279,7 @@ def test_skip_init_loading_gives_the_old_loaders_outputs(layout):
 
 
 def test_skip_random_init_only_inside_the_block():
-    from services.asr.lean_loading import skip_random_init
+    from services.funasr.lean_loading import skip_random_init
 
     with skip_random_init():
         untouched = torch.nn.init.normal_(torch.full((4,), 7.0))

@@ -82,7 +82,7 @@ def test_engine_serves_nine_classes_with_display_names(e2v_engine):
 
 def test_same_probabilities_as_funasr_own_inference(e2v_engine, e2v_dir):
     """The batched predict reimplements Emotion2vec.inference; it must give what FunASR gives."""
-    from services.common.funasr_import import automodel_class
+    from services.funasr.imports import automodel_class
 
     AutoModel = automodel_class(e2v_dir)
     reference = AutoModel(model=str(e2v_dir), device="cpu", disable_update=True, disable_pbar=True,

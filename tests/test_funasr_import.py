@@ -1,4 +1,4 @@
-"""Selective FunASR import (services/common/funasr_import.py) against FunASR's own full import.
+"""Selective FunASR import (services/funasr/imports.py) against FunASR's own full import.
 
 Each import runs in a fresh interpreter: which modules a process has imported
 is the point, and a pytest process may have imported FunASR fully already.
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from services.common.funasr_import import COMPONENT_MODULES, component_names
+from services.funasr.imports import COMPONENT_MODULES, component_names
 from services.common.model_paths import resolve_models
 from tests.procs import ROOT
 
@@ -24,10 +24,10 @@ dirs = [Path(p) for p in sys.argv[2:]]
 if sys.argv[1] == "full":
     import funasr
 else:
-    from services.common.funasr_import import automodel_class
+    from services.funasr.imports import automodel_class
     automodel_class(*dirs)
 from funasr.register import tables
-from services.common.funasr_import import component_names
+from services.funasr.imports import component_names
 resolved = {}
 for name in set().union(*(component_names(d) for d in dirs)):
     for table in (getattr(tables, attr) for attr in dir(tables) if attr.endswith("_classes")):
@@ -68,7 +68,7 @@ def test_selective_import_registers_the_classes_the_full_import_does(model_dirs)
 
 def test_speaker_clustering_stand_in_fails_clearly():
     code = ("from pathlib import Path; import sys\n"
-            "from services.common.funasr_import import automodel_class\n"
+            "from services.funasr.imports import automodel_class\n"
             "automodel_class()\n"
             "from funasr.auto.auto_model import ClusterBackend\n"
             "ClusterBackend()\n")

@@ -120,7 +120,7 @@ def worker(speaker_servers) -> ServerProcess:
 
 def test_same_embedding_as_funasr_own_inference(engine, campplus_dir):
     """The worker's features and forward pass are CAMPPlus.inference's; only normalised."""
-    from services.common.funasr_import import automodel_class
+    from services.funasr.imports import automodel_class
 
     AutoModel = automodel_class(campplus_dir)
     reference = AutoModel(model=str(campplus_dir), device="cpu", ncpu=1, disable_update=True, disable_pbar=True,

@@ -40,16 +40,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from services.asr.lean_loading import lean_checkpoint_loading, load_state_dict_mmap
-from services.common.funasr_import import automodel_class
 from services.common.memory import memory_mb, trim_heap
-from services.common.quantize import quantize_linear_int8
 from services.asr.requests import (
     MODES,
     PARAFORMER,
@@ -67,7 +63,8 @@ from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs
 from services.common.errors import InvalidInput, WrongMode
 from services.common.fixture_marker import is_random_weights
 from services.common.model_paths import MODEL_SPECS, required_models
-from services.vad.fsmn import guard_fsmn_scores, set_max_segment_ms
+from services.funasr.automodel import load_automodel
+from services.funasr.fsmn_guards import guard_fsmn_scores, set_max_segment_ms
 
 __all__ = [
     "PARAFORMER",
@@ -81,7 +78,6 @@ __all__ = [
     "Transcript",
     "AsrEngine",
     "load_engine",
-    "load_automodel",
     "normalise_language",
 ]
 
@@ -91,32 +87,6 @@ _SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 _MAX_PIECES_PER_CALL = 8  # bounds padding waste and peak memory of one model call
 
 # --------------------------------------------------------------------------- loading
-
-
-def load_automodel(model_dir: Path, threads: int, lean: bool = True, quantize: bool = False,
-                   **overrides: Any) -> Any:
-    """``funasr.AutoModel`` for a local model directory, without any hub access.
-
-    ``lean`` loads through :func:`lean_checkpoint_loading`; ``quantize`` turns
-    every ``nn.Linear`` into a dynamic int8 one right after loading.
-    """
-    AutoModel = automodel_class(model_dir)
-    started = time.monotonic()
-    kwargs = dict(model=str(model_dir), device="cpu", ncpu=threads, disable_update=True,
-                  disable_pbar=True, disable_log=True, log_level="WARNING", **overrides)
-    if lean:
-        with lean_checkpoint_loading():
-            model = AutoModel(**kwargs)
-        trim_heap()  # the random initial weights, replaced by the mapped ones
-    else:
-        model = AutoModel(**kwargs)
-    if quantize:
-        quantize_linear_int8(model.model, lambda: load_state_dict_mmap(model.kwargs["init_param"]))
-        trim_heap()
-    rss, peak = memory_mb()
-    log.info("loaded %s in %.1f s (rss %.0f MB, peak %.0f MB)", model_dir.name,
-             time.monotonic() - started, rss, peak)
-    return model
 
 
 # --------------------------------------------------------------------------- helpers

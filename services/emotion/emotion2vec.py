@@ -36,9 +36,8 @@ import numpy as np
 import torch
 
 from services.common.emotion_labels import emotion2vec_label
-from services.common.memory import memory_mb, trim_heap
+from services.common.memory import memory_mb
 from services.common.model_paths import MODEL_SPECS, download_command, missing_files
-from services.common.quantize import quantize_linear_int8
 
 __all__ = ["Emotion2vecModel", "load_emotion2vec_model", "labels_from_tokens"]
 
@@ -96,14 +95,13 @@ def load_emotion2vec_model(model_dir: Path, quantize_int8: bool = False, lean: b
 
     ``model_dir`` is a local directory (never a hub id: ModelScope makes no
     request for a local path), the FunASR import is selective
-    (``services.common.funasr_import``), and with ``lean`` the checkpoint is
-    memory-mapped instead of copied (``services.asr.lean_loading``).
+    (``services.funasr``), and with ``lean`` the checkpoint is
+    memory-mapped instead of copied (``services.funasr.lean_loading``).
     ``quantize_int8`` makes every ``nn.Linear`` (attention, feed-forward,
     projections, the head) dynamic int8; convolutions stay float.
     Raises ``FileNotFoundError`` naming the missing files and the download command.
     """
-    from services.asr.lean_loading import lean_checkpoint_loading, load_state_dict_mmap
-    from services.common.funasr_import import automodel_class
+    from services.funasr.automodel import load_automodel
 
     model_dir = Path(model_dir).absolute()
     missing = missing_files(model_dir, MODEL_SPECS["emotion2vec"])
@@ -113,24 +111,12 @@ def load_emotion2vec_model(model_dir: Path, quantize_int8: bool = False, lean: b
             f"Fetch it with `{download_command(['emotion2vec'])}` (on a host with network access) "
             "and copy it here.")
     started = time.monotonic()
-    AutoModel = automodel_class(model_dir)
-    kwargs = dict(model=str(model_dir), device="cpu", ncpu=torch.get_num_threads(), disable_update=True,
-                  disable_pbar=True, disable_log=True, log_level="WARNING")
-    if lean:
-        with lean_checkpoint_loading():
-            auto = AutoModel(**kwargs)
-        trim_heap()  # the random initial weights, replaced by the mapped ones
-    else:
-        auto = AutoModel(**kwargs)
+    auto = load_automodel(model_dir, torch.get_num_threads(), lean, quantize=quantize_int8)
     tokenizer = auto.kwargs.get("tokenizer")
     tokens = list(getattr(tokenizer, "token_list", None) or [])
     if not tokens:
         raise ValueError(f"{model_dir}: no class names (tokens.txt) reached the tokenizer")
-    module = auto.model
-    if quantize_int8:
-        quantize_linear_int8(module, lambda: load_state_dict_mmap(auto.kwargs["init_param"]))
-        trim_heap()
-    model = Emotion2vecModel(module, model_dir, tokens, quantized=quantize_int8)
+    model = Emotion2vecModel(auto.model, model_dir, tokens, quantized=quantize_int8)
     rss, peak = memory_mb()
     log.info("emotion model loaded from %s in %.1f s (labels %s, int8 %s; rss %.0f MB, peak %.0f MB)",
              model_dir, time.monotonic() - started, ", ".join(model.labels), quantize_int8, rss, peak)

@@ -241,14 +241,13 @@ def load_campplus_model(model_dir: Path, lean: bool = True) -> CamPlusModel:
     request for a local path); FunASR reads ``configuration.json``'s
     ``file_path_metas`` (``config.yaml``, ``campplus_cn_common.bin``) as for any
     ModelScope release. The FunASR import is selective
-    (``services.common.funasr_import``), and with ``lean`` the checkpoint is
-    memory-mapped instead of copied (``services.asr.lean_loading``).
+    (``services.funasr``), and with ``lean`` the checkpoint is
+    memory-mapped instead of copied (``services.funasr.lean_loading``).
     Raises ``FileNotFoundError`` naming the missing files and the download command.
     """
     import torch
 
-    from services.asr.lean_loading import lean_checkpoint_loading
-    from services.common.funasr_import import automodel_class
+    from services.funasr.automodel import load_automodel
 
     model_dir = Path(model_dir).absolute()
     missing = missing_files(model_dir, MODEL_SPECS[SPEAKER_MODEL])
@@ -258,16 +257,8 @@ def load_campplus_model(model_dir: Path, lean: bool = True) -> CamPlusModel:
             f"Fetch it with `{download_command([SPEAKER_MODEL])}` (on a host with network access) "
             "and copy it here.")
     started = time.monotonic()
-    AutoModel = automodel_class(model_dir)
-    # ncpu: AutoModel would otherwise set torch's thread count to 4 for the whole process.
-    kwargs = dict(model=str(model_dir), device="cpu", ncpu=torch.get_num_threads(), disable_update=True,
-                  disable_pbar=True, disable_log=True, log_level="WARNING")
-    if lean:
-        with lean_checkpoint_loading():
-            auto = AutoModel(**kwargs)
-        trim_heap()  # the random initial weights, replaced by the mapped ones
-    else:
-        auto = AutoModel(**kwargs)
+    # threads: AutoModel would otherwise set torch's thread count to 4 for the whole process.
+    auto = load_automodel(model_dir, torch.get_num_threads(), lean)
     model = CamPlusModel(auto.model, model_dir)
     rss, peak = memory_mb()
     log.info("speaker model loaded from %s in %.1f s (%d-dim embeddings; rss %.0f MB, peak %.0f MB)",

@@ -100,7 +100,7 @@ class _NoClusterBackend:
     def __init__(self, *args, **kwargs):
         raise RuntimeError(
             "FunASR speaker clustering (spk_model) is not available in this worker: "
-            "services/common/funasr_import.py imports FunASR without it")
+            "services/funasr/imports.py imports FunASR without it")
 
 
 def _stand_in_cluster_backend() -> None:
