@@ -645,14 +645,10 @@ FETCHERS: dict[str, Callable[[DownloadOptions], Any]] = {
     "silero": fetch_silero,
 }
 
-#: Models each flag covers.
+#: Models each flag covers: every model whose spec names the flag (model_paths is their home).
 FLAG_MODELS: dict[str, tuple[str, ...]] = {
-    "paraformer": ("paraformer", "fsmn_vad", "ct_punc"),
-    "sensevoice": ("sensevoice",),
-    "speechbrain": ("speechbrain_emotion",),
-    "emotion2vec": ("emotion2vec",),
-    "speaker": (model_paths.SPEAKER_MODEL,),
-    "silero": ("silero_vad",),
+    flag: tuple(name for name, spec in model_paths.MODEL_SPECS.items() if spec.download_flag == f"--{flag}")
+    for flag in FETCHERS
 }
 
 
