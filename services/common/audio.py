@@ -54,6 +54,28 @@ def check_contract(samples: np.ndarray, *, min_samples: int = 0) -> np.ndarray:
     return samples
 
 
+def check_segment(samples: np.ndarray, min_samples: int) -> np.ndarray:
+    """A worker's input check: the audio contract, finite samples, at least ``min_samples``."""
+    if isinstance(samples, np.ndarray) and samples.size == 0:
+        raise InvalidInput(f"empty audio: send at least {samples_to_ms(min_samples)} ms of float32 "
+                           "mono 16 kHz samples")
+    check_contract(samples, min_samples=min_samples)
+    if not np.isfinite(samples).all():
+        raise InvalidInput("audio contains NaN or Inf samples")
+    return samples
+
+
+def crop_middle(samples: np.ndarray, keep_samples: int) -> np.ndarray:
+    """The middle ``keep_samples`` of ``samples`` (all of them when not longer, or keep is 0).
+
+    A VAD segment's edges are where speech starts and trails off; its middle is the
+    voice itself, so a worker that bounds its cost per segment keeps the middle."""
+    if not keep_samples or samples.size <= keep_samples:
+        return samples
+    start = (samples.size - keep_samples) // 2
+    return samples[start:start + keep_samples]
+
+
 def ms_to_samples(ms: float) -> int:
     return int(round(ms * SAMPLE_RATE_HZ / 1000))
 

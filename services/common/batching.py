@@ -24,17 +24,23 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Generic, Hashable, Sequence, TypeVar
+from typing import Callable, Generic, Hashable, Iterator, Sequence, TypeVar
 
 from services.common.errors import DeadlineExceeded, Overloaded
 from services.common.metrics import MODEL_CALL_S, QUEUE_DEPTH, observe_model_compute
 
-__all__ = ["BatchOptions", "BatchWorker"]
+__all__ = ["BatchOptions", "BatchWorker", "chunked"]
 
 log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+
+
+def chunked(items: Sequence[In], size: int) -> Iterator[Sequence[In]]:
+    """Consecutive slices of ``items``, each at most ``size`` long (itertools.batched from 3.12)."""
+    for first in range(0, len(items), size):
+        yield items[first:first + size]
 
 
 @dataclass(frozen=True)

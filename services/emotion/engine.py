@@ -38,11 +38,12 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples
+from services.common.audio import SAMPLE_RATE_HZ, check_segment, crop_middle, ms_to_samples
+from services.common.batching import chunked
 from services.common.emotion_labels import DISPLAY_NAMES as _SHARED_DISPLAY_NAMES
 from services.common.errors import InvalidInput
 from services.common.memory import trim_heap
@@ -55,8 +56,6 @@ __all__ = [
     "WindowClassifier",
     "EmotionEngine",
     "plan_windows",
-    "crop_middle",
-    "check_segment",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +125,11 @@ class EmotionOptions:
     def min_segment_samples(self) -> int:
         return ms_to_samples(self.min_segment_ms)
 
+    @property
+    def max_audio_samples(self) -> int:
+        """0: no cropping."""
+        return int(round(self.max_audio_s * SAMPLE_RATE_HZ))
+
 
 @dataclass(frozen=True)
 class EmotionScore:
@@ -183,28 +187,6 @@ def plan_windows(n_samples: int, options: EmotionOptions) -> list[tuple[int, int
     return [(start, start + window) for start in starts]
 
 
-def check_segment(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
-    """Enforce the audio contract and the minimum length; returns ``samples``."""
-    if samples.size == 0:
-        raise InvalidInput("empty audio: send at least "
-                           f"{options.min_segment_ms} ms of float32 mono 16 kHz samples")
-    return check_contract(samples, min_samples=options.min_segment_samples)
-
-
-def crop_middle(samples: np.ndarray, options: EmotionOptions) -> np.ndarray:
-    """The middle ``options.max_audio_s`` seconds of ``samples`` (all of it when shorter or off)."""
-    keep = int(round(options.max_audio_s * SAMPLE_RATE_HZ))
-    if not keep or samples.size <= keep:
-        return samples
-    start = (samples.size - keep) // 2
-    return samples[start:start + keep]
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for first in range(0, len(items), size):
-        yield items[first:first + size]
-
-
 class EmotionEngine:
     """Classifies segments with a shared, read-only model; safe to call from one thread at a time."""
 
@@ -228,11 +210,11 @@ class EmotionEngine:
         segments = list(segments)
         for index, samples in enumerate(segments):
             try:
-                check_segment(samples, self.options)
+                check_segment(samples, self.options.min_segment_samples)
             except InvalidInput as exc:
                 results[index] = exc
                 continue
-            samples = segments[index] = crop_middle(samples, self.options)
+            samples = segments[index] = crop_middle(samples, self.options.max_audio_samples)
             plan = plan_windows(samples.size, self.options)
             counts[index] = len(plan)
             for start, end in plan:
@@ -246,7 +228,7 @@ class EmotionEngine:
             # Equal lengths only: no padding, so a result never depends on its batch
             # (and one window per call where the model itself is not batch invariant).
             per_call = max(1, max_samples // length) if self.model.batch_invariant else 1
-            for chunk in _batches(group, per_call):
+            for chunk in chunked(group, per_call):
                 batch = np.stack([segments[index][start:end] for index, start, end in chunk])
                 started = time.perf_counter()
                 probabilities = self.model.predict(batch)

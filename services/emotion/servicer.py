@@ -22,10 +22,10 @@ import grpc
 
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
+from services.common.audio import SAMPLE_RATE_HZ, check_segment, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import NotReady
-from services.emotion.engine import EmotionEngine, EmotionOptions, EmotionResult, check_segment
+from services.emotion.engine import EmotionEngine, EmotionOptions, EmotionResult
 
 __all__ = ["EmotionServicer", "result_to_proto"]
 
@@ -94,7 +94,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
     async def Classify(self, request: emotion_pb2.ClassifyRequest,
                        context: grpc.aio.ServicerContext) -> emotion_pb2.ClassifyResponse:
         samples = samples_from_f32le(request.audio.samples_f32le)
-        check_segment(samples, self.options)  # reject bad input before any (lazy) load
+        check_segment(samples, self.options.min_segment_samples)  # reject bad input before any (lazy) load
         await self.load()
         remaining_s = context.time_remaining()
         deadline_s = time.monotonic() + remaining_s if remaining_s is not None else None

@@ -42,11 +42,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from services.common.audio import SAMPLE_RATE_HZ, check_contract, ms_to_samples, samples_to_ms
+from services.common.audio import SAMPLE_RATE_HZ, check_segment, crop_middle, ms_to_samples, samples_to_ms
+from services.common.batching import chunked
 from services.common.errors import InvalidInput
 from services.common.memory import memory_mb, trim_heap
 from services.common.model_paths import MODEL_SPECS, SPEAKER_MODEL, download_command, missing_files
@@ -58,8 +59,6 @@ __all__ = [
     "EmbeddingModel",
     "CamPlusModel",
     "SpeakerEngine",
-    "check_segment",
-    "crop_middle",
     "load_campplus_model",
 ]
 
@@ -120,30 +119,6 @@ class EmbeddingModel(Protocol):
         ...
 
 
-def check_segment(samples: np.ndarray, options: SpeakerOptions) -> np.ndarray:
-    """Enforce the audio contract and the minimum length; returns ``samples``."""
-    if isinstance(samples, np.ndarray) and samples.size == 0:
-        raise InvalidInput(f"empty audio: send at least {options.min_segment_ms} ms of float32 mono 16 kHz samples")
-    check_contract(samples, min_samples=options.min_segment_samples)
-    if not np.isfinite(samples).all():
-        raise InvalidInput("audio contains NaN or Inf samples")
-    return samples
-
-
-def crop_middle(samples: np.ndarray, options: SpeakerOptions) -> np.ndarray:
-    """The middle ``options.max_audio_s`` seconds of ``samples`` (all of it when not longer)."""
-    keep = options.max_audio_samples
-    if samples.size <= keep:
-        return samples
-    start = (samples.size - keep) // 2
-    return samples[start:start + keep]
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for first in range(0, len(items), size):
-        yield items[first:first + size]
-
-
 class SpeakerEngine:
     """Embeds segments with a shared, read-only model; safe to call from one thread at a time."""
 
@@ -167,16 +142,16 @@ class SpeakerEngine:
         by_length: dict[int, list[int]] = defaultdict(list)
         for index, samples in enumerate(segments):
             try:
-                check_segment(samples, self.options)
+                check_segment(samples, self.options.min_segment_samples)
             except InvalidInput as exc:
                 results[index] = exc
                 continue
-            cropped[index] = crop_middle(samples, self.options)
+            cropped[index] = crop_middle(samples, self.options.max_audio_samples)
             by_length[cropped[index].size].append(index)
 
         for length, indices in by_length.items():
             # Equal lengths only: no padding, so an embedding never depends on its batch.
-            for chunk in _batches(indices, max(1, self._max_call_samples // length)):
+            for chunk in chunked(indices, max(1, self._max_call_samples // length)):
                 batch = np.stack([cropped[index] for index in chunk])
                 started = time.perf_counter()
                 embeddings = self.model.embed(batch)

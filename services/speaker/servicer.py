@@ -16,10 +16,10 @@ from typing import Callable
 import grpc
 
 from speech_analysis.worker.v1 import audio_pb2, speaker_pb2, speaker_pb2_grpc
-from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
+from services.common.audio import SAMPLE_RATE_HZ, check_segment, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import NotReady
-from services.speaker.engine import SpeakerEmbedding, SpeakerEngine, SpeakerOptions, check_segment
+from services.speaker.engine import SpeakerEmbedding, SpeakerEngine, SpeakerOptions
 
 __all__ = ["SpeakerServicer", "result_to_proto"]
 
@@ -62,7 +62,7 @@ class SpeakerServicer(speaker_pb2_grpc.SpeakerServiceServicer):
     async def Embed(self, request: speaker_pb2.EmbedRequest,
                     context: grpc.aio.ServicerContext) -> speaker_pb2.EmbedResponse:
         samples = samples_from_f32le(request.audio.samples_f32le)
-        check_segment(samples, self.options)  # refused before it takes a place in the queue
+        check_segment(samples, self.options.min_segment_samples)  # refused before it takes a place in the queue
         if self.engine is None:  # health says NOT_SERVING until then; a client that ignores it
             raise NotReady("speaker model is still loading; wait for health SERVING")
         remaining_s = context.time_remaining()
