@@ -24,7 +24,7 @@ from gateway.summary import SummaryBuilder, conversation_figures, conversation_s
 from services.common.errors import InvalidInput
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
-from tests.procs import ROOT
+from tests.procs import ROOT, start_server
 
 # ---- conversation figures on hand-made segments ---------------------------------------------
 
@@ -243,3 +243,31 @@ def test_cli_separate_channels(stack, tmp_path):
     assert any(line.startswith("ch0: 2 segments") for line in lines)
     assert any(line.startswith("ch1: 3 segments") for line in lines)
     assert any(line.startswith("conversation: cross-talk 3.") for line in lines), lines[-4:]
+
+
+def test_interim_results_and_segment_errors_name_their_channel(stack):
+    """Interim results and a failing part's ErrorEvent carry the channel of their segment (a
+    gateway whose emotion worker is unreachable, so every segment has an emotion error)."""
+    gateway = start_server("gateway.server", "separate-no-emotion-gateway", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": stack.asr.address, "EMOTION_ADDRESS": "127.0.0.1:9",
+        "WORKER_TIMEOUT_S": "10"})
+    frames, rate = _stereo()
+    config = gateway_pb2.StreamConfig()
+    config.CopyFrom(SEPARATE)
+    config.interim_results = True
+    try:
+        with grpc.insecure_channel(gateway.address) as channel:
+            # Real time: interim results are made while a segment is open and audio still arrives.
+            events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), frames, rate, config,
+                                  chunk_ms=100, realtime=True, timeout=180))
+    finally:
+        gateway.stop()
+    channel_of = {e.speech_started.segment_id: e.speech_started.channel
+                  for e in events if e.WhichOneof("event") == "speech_started"}
+    assert set(channel_of.values()) == {0, 1}
+    interims = [e.interim_result for e in events if e.WhichOneof("event") == "interim_result"]
+    errors = [e.error for e in events if e.WhichOneof("event") == "error"]
+    assert {channel_of[i.segment_id] for i in interims} == {0, 1}, "interim results on both channels"
+    assert all(i.channel == channel_of[i.segment_id] for i in interims)
+    assert sorted(e.segment_id for e in errors) == sorted(channel_of)  # one emotion error per segment
+    assert all(e.channel == channel_of[e.segment_id] and e.message.startswith("emotion:") for e in errors)
