@@ -264,7 +264,10 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
         reference = reference / np.linalg.norm(reference, axis=1, keepdims=True)
         worst = max(worst, float(np.abs(mine - reference).max()))
     del onnx_model
-    if worst > 1e-4:
+    # Random-noise probes, on which the float32 rounding of the two fbank implementations moves a
+    # random-weight model's embeddings by up to ~1e-4 (on speech ~1e-6); a wrong feature setting or
+    # a broken dynamic axis moves them by 1e-2 and more.
+    if worst > 1e-3:
         partial.unlink()
         raise RuntimeError(f"the ONNX export disagrees with the torch model: unit embeddings differ by {worst:.2e}")
 
