@@ -227,9 +227,9 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     Needs torch, FunASR and onnx; reads only local files. Before anything is
     written the export is checked end to end: embeddings of this module
     (kaldi-native-fbank + onnxruntime) against the torch worker's (FunASR's
-    features + the module) for a few segment lengths (at most 1e-3 apart). The files are written
-    under temporary names and renamed into place last (the manifest last), so a
-    worker never sees a half-written export.
+    features + the module) for a few segment lengths, at most 1e-3 apart. The
+    files are written under temporary names and renamed into place last (the
+    manifest last), so a worker never sees a half-written export.
     """
     import torch
 
