@@ -33,6 +33,18 @@ from tests.procs import ROOT, start_server
 EMBEDDING_TOLERANCE = 1e-4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The torch reference on one thread: OpenMP threads spin-waiting on a busy 2-core host
+    made the torch side of these tests up to 20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def campplus_dir(tiny_models) -> Path:
     return model_dir_in_cache(tiny_models / "model_cache")
