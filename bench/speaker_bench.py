@@ -1,12 +1,15 @@
-"""Speaker worker (CAM++): memory and compute per second of speech, on the full-size fixture.
+"""Speaker worker (CAM++): memory and compute per second of speech, on the full-size fixture, per runtime.
 
 Starts the real worker process (``services.speaker.server``) on the full-size
 random-weight CAM++ fixture (the release's dimensions: 6.85 M parameters, a
 28 MB checkpoint; built with ``scripts/make_test_models.py --only speaker``
-when absent) once per ``--threads`` value, and measures over gRPC:
+when absent) once per runtime (``SPEAKER_RUNTIME``: ``torch``, FunASR on torch,
+and ``onnx``, the export of ``scripts/export_speaker_onnx.py`` on onnxruntime,
+made first when missing or stale) and ``--threads`` value, alternating the
+runtimes, and measures over gRPC:
 
 * memory from ``/proc/<pid>/status``: resident (VmRSS, split into anonymous and
-  file-backed pages: the checkpoint is memory-mapped) once the worker reports
+  file-backed pages: the torch checkpoint is memory-mapped) once the worker reports
   SERVING, i.e. after loading and its warm-up call; the load peak (VmHWM then);
   and the peak while serving (VmHWM, reset at SERVING) over every request
   below, a burst of concurrent ones included;
@@ -16,23 +19,18 @@ when absent) once per ``--threads`` value, and measures over gRPC:
   (``compute_ms``, median over ``--repeats`` calls of different audio) and the
   worker's CPU time (user + system, all threads) over the same calls, both
   divided by the seconds embedded. On a shared host CPU time is the figure to
-  trust: wall time also counts waiting for a core.
+  trust: wall time also counts waiting for a core;
+* with both runtimes, the largest difference between their unit embeddings of
+  the same audio (same thread count).
 
 Verdicts against the issue's targets (#17): <= 350 MiB resident, < 10 ms of
 compute per second of speech.
 
-``--compare-onnx`` adds what the worker does not do (yet): in a child process with
-one thread, the model as the worker loads it against the same module exported to
-ONNX (in memory) on onnxruntime, call by call alternately (so both see the same
-competition for the cores), CPU time per second of speech and the largest
-difference between the two unit embeddings.
-
 Usage::
 
-    .venv/bin/python bench/speaker_bench.py                        # 1 and 2 torch threads
-    .venv/bin/python bench/speaker_bench.py --threads 1 --repeats 9
+    .venv/bin/python bench/speaker_bench.py                        # torch and onnx, 1 and 2 threads
+    .venv/bin/python bench/speaker_bench.py --runtime onnx --threads 1 --repeats 9
     .venv/bin/python bench/speaker_bench.py --model-cache pretrained_models/model_cache   # the real model
-    .venv/bin/python bench/speaker_bench.py --threads 1 --compare-onnx            # + torch vs onnxruntime
 
 Results are printed and written to ``bench/results/speaker_bench.json``.
 """
@@ -79,20 +77,36 @@ def ensure_fixture(cache: Path) -> Path:
     return model_dir
 
 
-def measure_worker(cache: Path, threads: int, lengths: list[float], repeats: int) -> dict:
+def ensure_export(model_dir: Path) -> None:
+    """The ONNX export SPEAKER_RUNTIME=onnx serves, in ``model_dir/onnx``: made when missing or stale."""
+    import subprocess
+
+    sys.path.insert(0, str(ROOT))
+    from services.speaker.onnx_runtime import check_export
+
+    try:
+        check_export(model_dir / "onnx", model_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"exporting CAM++ to ONNX ({exc.__class__.__name__}: scripts/export_speaker_onnx.py)", flush=True)
+        subprocess.run([sys.executable, "scripts/export_speaker_onnx.py", "--model-dir", str(model_dir)],
+                       cwd=ROOT, check=True, timeout=900)
+
+
+def measure_worker(cache: Path, runtime: str, threads: int, lengths: list[float], repeats: int) -> dict:
     import grpc
+    import numpy as np
 
     sys.path.insert(0, str(ROOT))
     from speech_analysis.worker.v1 import audio_pb2, speaker_pb2, speaker_pb2_grpc
     from tests.procs import start_server
 
     project = Path(tempfile.mkdtemp(prefix="speaker-bench-"))
-    server = start_server("services.speaker.server", f"speaker-bench-{threads}", timeout_s=300,
+    server = start_server("services.speaker.server", f"speaker-bench-{runtime}-{threads}", timeout_s=300,
                           env={"PROJECT_ROOT": str(project), "MODEL_CACHE_DIR": str(cache),
-                               "TORCH_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
-                               "SPEAKER_MAX_QUEUE": "64"})
+                               "SPEAKER_RUNTIME": runtime, "TORCH_THREADS": str(threads),
+                               "OMP_WAIT_POLICY": "PASSIVE", "SPEAKER_MAX_QUEUE": "64"})
     pid = server.proc.pid
-    out: dict = {"threads": threads}
+    out: dict = {"runtime": runtime, "threads": threads, "embeddings": {}}
     try:
         out["serving"] = {**procstat.memory_mib(pid), "Pss": procstat.pss_mib(pid)}
         procstat.reset_peak(pid)
@@ -109,6 +123,7 @@ def measure_worker(cache: Path, threads: int, lengths: list[float], repeats: int
                 call(segments[0])  # first call at this length: allocator and kernel set-up
                 cpu_before = procstat.cpu_seconds(pid)
                 replies = [call(samples) for samples in segments[1:]]
+                out["embeddings"][f"{seconds:g}s"] = np.array(replies[0].embedding, dtype=np.float64)
                 cpu_s = procstat.cpu_seconds(pid) - cpu_before
                 embedded_s = replies[0].audio_ms / 1000
                 compute_ms = statistics.median(reply.compute_ms for reply in replies)
@@ -133,56 +148,6 @@ def measure_worker(cache: Path, threads: int, lengths: list[float], repeats: int
     return out
 
 
-def compare_onnx(cache: Path, lengths: list[float], repeats: int) -> dict:
-    """torch (the worker's model) vs the same module on onnxruntime, one thread, in a child process."""
-    import subprocess
-
-    code = f"""
-import io, json, resource, sys
-import numpy as np, torch
-sys.path.insert(0, {str(ROOT)!r})
-torch.set_num_threads(1)
-import onnxruntime as ort
-from services.speaker.engine import load_campplus_model
-model = load_campplus_model({str(cache / "models" / "iic" / MODEL_DIRNAME)!r})
-features = lambda seconds, seed: model._extract_feature(
-    [torch.from_numpy(np.random.default_rng(seed).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1)])[0]
-buffer = io.BytesIO()
-with torch.inference_mode():
-    torch.onnx.export(model.module, (features(1.0, 0),), buffer, input_names=["feats"], output_names=["emb"],
-                      dynamic_axes={{"feats": {{0: "batch", 1: "frames"}}}}, opset_version=17, dynamo=False)
-options = ort.SessionOptions()
-options.intra_op_num_threads = options.inter_op_num_threads = 1
-session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-def cpu():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-def unit(v):
-    return v[0] / np.linalg.norm(v[0])
-def torch_call(f):
-    with torch.inference_mode():
-        return model.module(f).numpy()
-def onnx_call(f):
-    return session.run(None, {{"feats": f.numpy()}})[0]
-out = {{}}
-for seconds in {lengths!r}:
-    f = features(min(seconds, {MAX_AUDIO_S}), 1)
-    totals = {{"torch": 0.0, "onnxruntime": 0.0}}
-    diff = float(np.abs(unit(torch_call(f)) - unit(onnx_call(f))).max())
-    for _ in range({repeats}):
-        for name, call in (("torch", torch_call), ("onnxruntime", onnx_call)):
-            started = cpu(); call(f); totals[name] += cpu() - started
-    embedded_s = min(seconds, {MAX_AUDIO_S})
-    out[f"{{seconds:g}}s"] = {{**{{f"{{k}}_cpu_ms_per_s": round(v * 1000 / {repeats} / embedded_s, 2)
-                                for k, v in totals.items()}}, "max_abs_diff": diff}}
-print(json.dumps(out))
-"""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def verdicts(run: dict) -> dict:
     resident = run["serving"]["VmRSS"]
     peak = run["after_serving"]["VmHWM"]
@@ -201,41 +166,59 @@ def verdicts(run: dict) -> dict:
     return out
 
 
+def embedding_differences(runs: list[dict]) -> dict[str, float]:
+    """Per thread count: the largest difference between the runtimes' unit embeddings of the same audio."""
+    out = {}
+    for threads in sorted({run["threads"] for run in runs}):
+        by_runtime = {run["runtime"]: run["embeddings"] for run in runs if run["threads"] == threads}
+        if {"torch", "onnx"} <= set(by_runtime):
+            torch_run, onnx_run = by_runtime["torch"], by_runtime["onnx"]
+            worst = max(float(abs(torch_run[length] - onnx_run[length]).max()) for length in torch_run)
+            out[f"{threads} thread(s)"] = float(f"{worst:.2g}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-cache", type=Path, default=DEFAULT_CACHE,
                         help=f"MODEL_CACHE_DIR holding models/iic/{MODEL_DIRNAME} (default: the full-size "
                         "fixture, built when absent)")
+    parser.add_argument("--runtime", choices=("torch", "onnx", "both"), default="both",
+                        help="SPEAKER_RUNTIME of the measured worker(s) (default both, alternating)")
     parser.add_argument("--threads", default="1,2", help="TORCH_THREADS values, one worker each (default 1,2)")
     parser.add_argument("--lengths", default="1,3,8,15", help="segment lengths in seconds (default 1,3,8,15)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per length (default 5)")
-    parser.add_argument("--compare-onnx", action="store_true",
-                        help="also: torch vs onnxruntime on the same module, one thread (CPU time, embedding diff)")
     args = parser.parse_args(argv)
 
     cache = args.model_cache.expanduser().resolve()
+    model_dir = cache / "models" / "iic" / MODEL_DIRNAME
     if cache == DEFAULT_CACHE.resolve():
         ensure_fixture(cache)
+    runtimes = ("torch", "onnx") if args.runtime == "both" else (args.runtime,)
+    if "onnx" in runtimes:
+        ensure_export(model_dir)
     machine = procstat.machine_info()
     print(f"machine: {machine}", flush=True)
     results: dict = {"machine": machine, "model_cache": str(cache), "runs": []}
     for threads in (int(t) for t in args.threads.split(",")):
-        run = measure_worker(cache, threads, [float(s) for s in args.lengths.split(",")], args.repeats)
-        run["verdicts"] = verdicts(run)
-        results["runs"].append(run)
-        print(f"\nspeaker worker, TORCH_THREADS={threads}")
-        print(f"  serving (after load + warm-up): {run['serving']}")
-        print(f"  after the calls and a burst of 16 ({run['burst_16_wall_s']} s): {run['after_serving']}")
-        for length, figures in run["compute"].items():
-            print(f"  {length:>4}: {figures}")
-        for key, value in run["verdicts"].items():
-            print(f"  {key}: {value}")
-    if args.compare_onnx:
-        results["onnx_comparison"] = compare_onnx(cache, [float(s) for s in args.lengths.split(",")], args.repeats)
-        print("\ntorch vs onnxruntime, one thread, CPU ms per second embedded (alternating calls):")
-        for length, figures in results["onnx_comparison"].items():
-            print(f"  {length:>4}: {figures}")
+        for runtime in runtimes:
+            run = measure_worker(cache, runtime, threads, [float(s) for s in args.lengths.split(",")], args.repeats)
+            run["verdicts"] = verdicts(run)
+            results["runs"].append(run)
+            print(f"\nspeaker worker, SPEAKER_RUNTIME={runtime} TORCH_THREADS={threads}")
+            print(f"  serving (after load + warm-up): {run['serving']}")
+            print(f"  after the calls and a burst of 16 ({run['burst_16_wall_s']} s): {run['after_serving']}")
+            for length, figures in run["compute"].items():
+                print(f"  {length:>4}: {figures}")
+            for key, value in run["verdicts"].items():
+                print(f"  {key}: {value}")
+    differences = results["embedding_max_abs_diff_torch_vs_onnx"] = embedding_differences(results["runs"])
+    if differences:
+        print(f"\nunit embeddings, torch vs onnx, largest difference: {differences}")
+    for run in results["runs"]:
+        del run["embeddings"]
     results["machine_after"] = procstat.machine_info()["loadavg"]
+    print(f"load average at the end: {results['machine_after']}")
     out = ROOT / "bench" / "results" / "speaker_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

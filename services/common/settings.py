@@ -188,6 +188,15 @@ class SpeakerSettings(ServerSettings):
     max_audio_s: float = _field(10.0, "SPEAKER_MAX_AUDIO_S",
                                 "A longer segment is embedded from its middle N seconds only (bounds "
                                 "the compute and memory per segment).", minimum=1)
+    runtime: str = _field("torch", "SPEAKER_RUNTIME",
+                          "torch: CAM++ through FunASR on torch. onnx: the model exported by "
+                          "scripts/export_speaker_onnx.py on onnxruntime, fbank by kaldi-native-fbank, "
+                          "no torch or FunASR in the worker (130 instead of 311 MiB resident after "
+                          "load, about half the CPU, measured).",
+                          choices=("torch", "onnx"))
+    onnx_dir: str | None = _field(None, "SPEAKER_ONNX_DIR",
+                                  "Where SPEAKER_RUNTIME=onnx finds the export. Unset: the CAM++ model "
+                                  "directory's onnx/ subdirectory.")
 
 
 @dataclasses.dataclass(frozen=True)

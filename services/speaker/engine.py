@@ -9,6 +9,9 @@ own loader, ``AutoModel``, from a local ModelScope-layout directory only (see
 memory-mapped checkpoint loading as the ASR worker's Paraformer. The features
 are FunASR's (``funasr.models.campplus.utils.extract_feature``, what
 ``CAMPPlus.inference`` computes), the forward pass is the module's own.
+``SPEAKER_RUNTIME=onnx`` replaces :class:`CamPlusModel` by the same network
+exported to ONNX, with the same features computed without torch
+(services/speaker/onnx_runtime.py); this engine serves either unchanged.
 
 Embeddings are L2-normalised, so the dot product of two is their cosine
 similarity (what clustering into speaker labels compares).

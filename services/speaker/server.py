@@ -8,6 +8,11 @@ the model directory is complete, exiting at once with the download command
 clients offline; loads the model and warms it up before reporting SERVING; serves
 with health, reflection and metrics until SIGTERM.
 
+``SPEAKER_RUNTIME=onnx`` serves the export made by ``scripts/export_speaker_onnx.py``
+on onnxruntime instead (fbank features by kaldi-native-fbank): the process then
+never imports torch or FunASR (services/speaker/onnx_runtime.py). A missing or
+stale export ends the process at start, naming the export command.
+
 The worker is optional: the gateway asks it for embeddings only when
 ``SPEAKER_ADDRESS`` is set (speaker labels for mono audio, off by default).
 """
@@ -52,10 +57,19 @@ async def main(argv: list[str]) -> None:
         raise SystemExit(2) from None
     model_dir = resolve_model_dir(models)
     enable_offline_mode()  # before FunASR (and the hub clients it imports) is imported
+    onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else model_dir / "onnx"
+    if settings.runtime == "onnx":
+        from services.speaker.onnx_runtime import check_export, load_onnx_model
 
-    import torch
+        try:
+            check_export(onnx_dir, model_dir)  # now, before serving: a missing export fails at start
+        except (FileNotFoundError, ValueError) as exc:
+            log.error("%s", exc)
+            raise SystemExit(1) from None
+    else:
+        import torch
 
-    torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(settings.torch_threads)
     marker = read_random_weights_marker(model_dir)
     random_weights = marker is not None and bool(marker.get("random_weights", True))
     if random_weights:
@@ -63,8 +77,14 @@ async def main(argv: list[str]) -> None:
                     "every response carries model_info.random_weights=true", model_dir, marker.get("size", "?"))
 
     def build_engine() -> SpeakerEngine:
-        engine = SpeakerEngine(load_campplus_model(model_dir), options)
+        if settings.runtime == "onnx":
+            model = load_onnx_model(onnx_dir, model_dir, threads=settings.torch_threads)
+        else:
+            model = load_campplus_model(model_dir)
+        engine = SpeakerEngine(model, options)
         engine.warm_up()
+        if settings.runtime == "onnx" and not {"torch", "funasr"} & set(sys.modules):
+            log.info("torch not imported: SPEAKER_RUNTIME=onnx runs without torch and FunASR")
         MODELS_INFO.labels("speaker", model_dir.name, str(random_weights).lower()).set(1)
         return engine
 
