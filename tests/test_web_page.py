@@ -179,3 +179,61 @@ def test_an_insecure_origin_is_explained(chromium, plain_web_gateway):
     text = page.locator("#status").text_content()
     assert "secure page" in text and "https://" in text and "TLS_CERT" in text
     assert problems == []
+
+
+@pytest.fixture(scope="module")
+def tls_speaker_gateway(stack, model_env, tmp_path_factory):
+    """Like tls_web_gateway, with a speaker worker behind it (speaker labels available)."""
+    speaker = start_server("services.speaker.server", "web-speaker", env=model_env)
+    cert, key = self_signed(tmp_path_factory.mktemp("web-speaker-tls"))
+    web_port = free_port()
+    server = start_server("gateway.server", "gateway-web-speaker", tls_root_cert=cert.read_bytes(), env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": stack.asr.address, "EMOTION_ADDRESS": stack.emotion.address,
+        "SPEAKER_ADDRESS": speaker.address, "WEB_PORT": str(web_port), "TLS_CERT": str(cert), "TLS_KEY": str(key),
+        "AUTH_TOKEN": TOKEN}, serving_service="speaker")
+    server.web_port = web_port
+    yield server
+    server.stop()
+    speaker.stop()
+
+
+def _record(chromium, gateway, clip: dict, speakers: bool):
+    """Open the page, tick Speakers if asked, record ``clip`` from the fake microphone."""
+    browser = chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                       f"--use-file-for-fake-audio-capture={SHARED_AUDIO / clip['file']}%noloop")
+    page = browser.new_context(ignore_https_errors=True).new_page()
+    problems = _watch(page)
+    page.goto(f"https://localhost:{gateway.web_port}/")
+    page.fill("#token", TOKEN)
+    if speakers:
+        page.check("#speakers")
+    page.click("#connect")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'")
+    page.click("#start")
+    return page, problems
+
+
+def test_speaker_labels_on_the_page(chromium, tls_speaker_gateway, manifest):
+    clip = manifest["zh_service"]
+    page, problems = _record(chromium, tls_speaker_gateway, clip, speakers=True)
+    page.wait_for_function(f"window.analysis.segments.length >= {len(clip['segments'])}",
+                           timeout=(clip["duration"] + 20) * 1000)
+    page.click("#stop")
+    page.wait_for_function("window.analysis.closed === true", timeout=30000)
+    analysis = page.evaluate("window.analysis")
+    assert analysis["problem"] is None, analysis["events"][-3:]
+    labels = [int(s.get("speaker", 0)) for s in analysis["segments"]]
+    assert labels[0] == 1 and all(label >= 1 for label in labels)  # the clip's segments are > 1 s
+    metas = page.locator("#segments .segment .meta").all_text_contents()
+    assert all(f"说话人 {label}" in meta for label, meta in zip(labels, metas)), metas
+    lines = page.locator("#summary .speaker").all_text_contents()
+    assert [line.split(":")[0] for line in lines] == [f"说话人 {n}" for n in sorted(set(labels))]
+    assert problems == []
+
+
+def test_speakers_without_a_speaker_worker_are_explained(chromium, tls_web_gateway, manifest):
+    page, problems = _record(chromium, tls_web_gateway, manifest["zh_single"], speakers=True)
+    page.wait_for_function("window.analysis.problem !== null", timeout=20000)
+    text = page.locator("#status").text_content()
+    assert "FAILED_PRECONDITION" in text and "SPEAKER_ADDRESS" in text, text
+    assert problems == []

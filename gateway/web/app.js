@@ -84,7 +84,8 @@ function showSegment(result) {
   const start = ((+result.startMs || 0) / 1000).toFixed(2), end = ((+result.endMs || 0) / 1000).toFixed(2);
   const emo = emotion ? `${emotion.displayName || emotion.label} ${(100 * (emotion.confidence || 0)).toFixed(0)}%` : "—";
   div.innerHTML = `<div class="meta"></div><div class="text"></div>`;
-  div.querySelector(".meta").textContent = `#${result.segmentId || 0} ${start}–${end}s · 情绪 ${emo}`;
+  const who = +result.speaker ? ` · 说话人 ${result.speaker}` : "";
+  div.querySelector(".meta").textContent = `#${result.segmentId || 0} ${start}–${end}s${who} · 情绪 ${emo}`;
   div.querySelector(".text").textContent = result.text || "(no text)";
   if (result.errors && result.errors.length) {
     const err = document.createElement("div");
@@ -131,6 +132,15 @@ function showSummary(summary) {
   const transcript = document.createElement("p");
   transcript.textContent = summary.transcript || "";
   box.appendChild(transcript);
+  // Speaker labels: one line per speaker (talk time, share, dominant emotion, what they said).
+  for (const speaker of summary.speakers || []) {
+    const line = document.createElement("p");
+    line.className = "speaker";
+    line.textContent = `说话人 ${speaker.speaker}: ${seconds(speaker.talkTimeMs)} s ` +
+      `(${(100 * (speaker.talkTimeShare || 0)).toFixed(0)}%) · ` +
+      `${speaker.dominantEmotionDisplayName || speaker.dominantEmotion || "—"} · ${speaker.transcript || ""}`;
+    box.appendChild(line);
+  }
 }
 
 function onMessage(message) {
@@ -209,6 +219,7 @@ $("start").onclick = async () => {
   sentSamples = 0;
   const config = { sampleRateHz: sampleRate, encoding: "AUDIO_ENCODING_PCM16LE", channels: 1, mode: $("mode").value,
                    interimResults: true };
+  if ($("speakers").checked) config.speakerLabels = { enabled: true };
   if ($("token").value) config.token = $("token").value;
   socket.send(JSON.stringify(config));
   node.port.onmessage = (msg) => {
