@@ -75,3 +75,27 @@ def test_node_client_reports_grpc_errors_as_json(node):
     closed = _run(node, str(SHARED_AUDIO / "zh_single.wav"), "--address", "127.0.0.1:9", "--fast", timeout=60)
     assert closed.returncode == 1, closed.stderr
     assert json.loads(closed.stderr.splitlines()[-1])["error"]["code"] == "UNAVAILABLE"
+
+
+def test_node_client_separate_channels_and_speaker_requests(node, stack, spine_gateway, tmp_path):
+    """--separate-channels reaches the gateway (events of both channels); --speakers asks for
+    labels, which a gateway without a speaker worker refuses with FAILED_PRECONDITION."""
+    import numpy as np
+    import soundfile as sf
+
+    left, rate = sf.read(SHARED_AUDIO / "zh_single.wav", dtype="int16")
+    stereo = np.zeros((left.size + rate, 2), dtype=np.int16)
+    stereo[:left.size, 0], stereo[rate:, 1] = left, left
+    path = tmp_path / "call.wav"
+    sf.write(path, stereo, rate, subtype="PCM_16")
+    separate = _run(node, str(path), "--address", stack.gateway.address, "--fast", "--separate-channels")
+    assert separate.returncode == 0, separate.stderr
+    events = [json.loads(line) for line in separate.stdout.splitlines()]
+    results = [e["segment_result"] for e in events if e["event"] == "segment_result"]
+    assert sorted(r["channel"] for r in results) == [0, 1]
+    assert [c["channel"] for c in events[-1]["summary"]["channels"]] == [0, 1]
+    refused = _run(node, str(path), "--address", spine_gateway.address, "--fast", "--speakers",
+                   "--max-speakers", "3", timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    error = json.loads(refused.stderr.splitlines()[-1])["error"]
+    assert error["code"] == "FAILED_PRECONDITION" and "SPEAKER_ADDRESS" in error["details"]

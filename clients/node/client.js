@@ -2,8 +2,11 @@
 // Node.js client of speech_analysis.v1.SpeechAnalysisService (see README.md).
 //
 //   node client.js FILE.wav [--address HOST:PORT] [--mode paraformer|sensevoice] [--fast]
+//                           [--separate-channels] [--speakers] [--max-speakers N]
 //                           [--token TOKEN] [--protos DIR]
 //
+// --separate-channels analyses each channel of a stereo file on its own (CHANNEL_MODE_SEPARATE);
+// --speakers asks for speaker labels (a gateway with a speaker worker), --max-speakers N bounds them.
 // Streams a PCM16 or float32 WAV file through Analyze at real-time pace (--fast: as fast as
 // the server takes it) and prints every event as one JSON line on stdout. Exit status 0 when the
 // call ends OK, 1 on a gRPC error (printed as JSON on stderr), 2 on bad arguments or input.
@@ -27,12 +30,14 @@ const LOADER_OPTIONS = { keepCase: true, longs: Number, enums: String, defaults:
 
 function usage(message, status = 2) {
   (status ? process.stderr : process.stdout).write(`${message}\nusage: node client.js FILE.wav ` +
-    "[--address HOST:PORT] [--mode paraformer|sensevoice] [--fast] [--token TOKEN] [--protos DIR]\n");
+    "[--address HOST:PORT] [--mode paraformer|sensevoice] [--fast] [--separate-channels] [--speakers] " +
+    "[--max-speakers N] [--token TOKEN] [--protos DIR]\n");
   process.exit(status);
 }
 
 function parseArgs(argv) {
-  const args = { address: "127.0.0.1:50050", mode: "", fast: false, token: "",
+  const args = { address: "127.0.0.1:50050", mode: "", fast: false, token: "", separate: false,
+                 speakers: false, maxSpeakers: 0,
                  protos: process.env.SPEECH_ANALYSIS_PROTOS || path.resolve(__dirname, "..", "..", "protos") };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
@@ -43,12 +48,18 @@ function parseArgs(argv) {
     else if (arg === "--token") args.token = value();
     else if (arg === "--protos") args.protos = value();
     else if (arg === "--fast") args.fast = true;
+    else if (arg === "--separate-channels") args.separate = true;
+    else if (arg === "--speakers") args.speakers = true;
+    else if (arg === "--max-speakers") { args.speakers = true; args.maxSpeakers = Number(value()); }
     else if (arg === "-h" || arg === "--help") usage("Stream a WAV file to the speech-emotion gateway.", 0);
     else if (arg.startsWith("--")) usage(`unknown option ${arg}`);
     else positional.push(arg);
   }
   if (positional.length !== 1) usage("give exactly one WAV file");
   if (args.mode && !["paraformer", "sensevoice"].includes(args.mode)) usage(`--mode ${args.mode}?`);
+  if (!Number.isInteger(args.maxSpeakers) || args.maxSpeakers < 0 || args.maxSpeakers > 32) {
+    usage("--max-speakers must be 0..32 (0: the gateway's default, 8)");
+  }
   args.file = positional[0];
   return args;
 }
@@ -130,6 +141,8 @@ function main() {
   call.on("end", () => client.close());
   const config = { sample_rate_hz: wav.sampleRateHz, encoding: wav.encoding, channels: wav.channels };
   if (args.mode) config.mode = args.mode === "paraformer" ? "ASR_MODE_PARAFORMER" : "ASR_MODE_SENSEVOICE";
+  if (args.separate) config.channel_mode = "CHANNEL_MODE_SEPARATE";
+  if (args.speakers) config.speaker_labels = { enabled: true, max_speakers: args.maxSpeakers };
   sendAudio(call, wav, config, args.fast).catch((error) => {
     process.stderr.write(`error: ${error.message}\n`);
     call.cancel();
