@@ -91,7 +91,7 @@ from pathlib import Path
 import numpy as np, torch
 from small_host import _levenshtein
 from asr_bench import model_dirs
-from tests.conftest import load_manifest, read_clip
+from scripts.shared_audio import load_manifest, read_clip
 from services.common.offline import enable_offline_mode
 enable_offline_mode()
 segments = []

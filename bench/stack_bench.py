@@ -235,7 +235,7 @@ def dense_lengths(total_s: float, gap_s: float, lead_s: float, tail_s: float) ->
 # ------------------------------------------------------------------------------------ the stack
 
 class Stack:
-    """The four processes, started through tests.procs (free ports, health SERVING).
+    """The four processes, started through services.common.processes (free ports, health SERVING).
 
     ``roles`` maps each role (vad, asr, emotion, gateway) to the server that
     plays it now: the quick run starts a second ASR worker (int8) and gateway
@@ -264,7 +264,7 @@ class Stack:
         return {role: self.servers[name].proc.pid for role, name in self.roles.items() if name in self.servers}
 
     def _start(self, specs: Sequence[tuple[str, str, dict]], timeout_s: float = 900) -> None:
-        from tests.procs import start_server, wait_for_serving
+        from services.common.processes import start_server, wait_for_serving
 
         started = time.monotonic()
         for name, module, env in specs:
@@ -1128,7 +1128,7 @@ def ensure_models(quick: bool, models: Path | None) -> Path:
     if models is not None:
         return models.absolute()
     if quick:
-        from tests.fixture_models import tiny_models_dir
+        from scripts.tiny_models import tiny_models_dir
 
         return Path(tiny_models_dir())
     missing = full_models_ready(FULL_MODELS)

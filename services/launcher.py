@@ -15,8 +15,9 @@ from drifting.
 ``METRICS_PORT=N`` (N > 0) gives each process its own port: N + its index in
 :data:`TOPOLOGY` (vad N, asr N+1, emotion N+2, gateway N+3).
 
-A watcher thread polls each process's gRPC health service and prints one line
-when the whole stack is SERVING.
+A watcher thread polls each process's gRPC health service (the process harness's
+readiness wait, :mod:`services.common.processes`) and prints one line when the
+whole stack is SERVING.
 
 ``--profile NAME`` applies ``deploy/profiles/NAME.env`` (e.g. ``small-host``:
 int8 models, torch-free VAD, one torch thread per worker) to every process:
@@ -38,7 +39,7 @@ from pathlib import Path
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from services.common.health import check
+from services.common.processes import wait_until_serving
 
 __all__ = ["TOPOLOGY", "PROFILES_DIR", "profiles", "read_profile", "stack_env", "supervise", "main", "run"]
 
@@ -120,12 +121,8 @@ def _port(name: str, env: dict[str, str]) -> int:
 
 
 def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
-    pending = set(names)
-    while pending:
-        for name in sorted(pending):
-            if check(f"127.0.0.1:{_port(name, envs[name])}", timeout_s=1) == "SERVING":
-                pending.discard(name)
-        time.sleep(0.5)
+    for name in names:  # the stack is ready when the last of them is: the order does not matter
+        wait_until_serving(f"127.0.0.1:{_port(name, envs[name])}", poll_s=0.5, check_timeout_s=1)
     port = _port("gateway", envs["gateway"]) if "gateway" in envs else 0
     sys.stdout.write(f"\n*** stack ready: gateway SERVING on 127.0.0.1:{port} "
                      f"(try: .venv/bin/python -m speech_analysis_client ../shared/audio/zh_weather.wav "

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from tests.procs import ROOT, start_server
+from scripts.shared_audio import SHARED_AUDIO, load_manifest, read_clip  # noqa: F401 (the tests import them from here)
+from tests.procs import ROOT, start_server  # noqa: F401 (ROOT: the tests import it from here too)
 from tests.emotion_workers import e2v_cache, e2v_servers, emotion_project_root, emotion_servers  # noqa: F401 (fixtures)
-
-SHARED_AUDIO = ROOT.parent / "shared" / "audio"
-
-
-def load_manifest() -> dict:
-    return json.loads((SHARED_AUDIO / "manifest.json").read_text())
-
-
-def read_clip(name: str, dtype: str = "float32") -> tuple[np.ndarray, int]:
-    entry = load_manifest()[name]
-    return sf.read(SHARED_AUDIO / entry["file"], dtype=dtype)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ tests (the same results as FunASR's own inference, windowing, batch invariance,
 loading, int8), then real worker processes over gRPC (tests/emotion_workers.py;
 the behaviour both models share, such as windowing, bad input and overload, is
 tested for both in tests/test_emotion_worker.py). The fixture lives in
-the cached tiny tree (``tests/fixture_models.py``) under
+the cached tiny tree (``scripts/tiny_models.py``) under
 ``model_cache/models/iic/emotion2vec_plus_base``. Random weights: these tests
 check structure and behaviour, never accuracy.
 """
