@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scripts.shared_audio import SHARED_AUDIO, load_manifest, read_clip  # noqa: F401 (the tests import them from here)
-from tests.procs import ROOT, start_server  # noqa: F401 (ROOT: the tests import it from here too)
+from tests.procs import ROOT, free_port, start_server  # noqa: F401 (ROOT: the tests import it from here too)
 from tests.emotion_workers import e2v_cache, e2v_servers, emotion_project_root, emotion_servers  # noqa: F401 (fixtures)
 
 
@@ -69,7 +69,10 @@ class Stack:
 def stack(model_env):
     """All four processes, real gRPC between them, tiny models; ASR serves both modes."""
     vad = start_server("services.vad.server", "stack-vad", env=model_env)
-    asr = start_server("services.asr.server", "stack-asr", env={**model_env, "ASR_MODE": "both"})
+    asr_metrics_port = free_port()
+    asr = start_server("services.asr.server", "stack-asr", env={**model_env, "ASR_MODE": "both",
+                                                              "METRICS_PORT": str(asr_metrics_port)})
+    asr.metrics_port = asr_metrics_port
     emotion = start_server("services.emotion.server", "stack-emotion", env=model_env)
     gateway = start_server("gateway.server", "stack-gateway", env={
         "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,

@@ -1,4 +1,5 @@
-"""Real server processes for the tests: the process harness, under the names the tests import.
+"""Real server processes for the tests: the process harness, under the names the tests import,
+and a reader of a process's Prometheus metrics.
 
 Every server binds 127.0.0.1 port 0 and writes the port it got to a file;
 :func:`start_server` reads it, then polls ``grpc.health.v1`` until SERVING. The
@@ -8,6 +9,30 @@ the launcher.
 
 from __future__ import annotations
 
+import urllib.request
+
 from services.common.processes import ROOT, ServerProcess, free_port, start_server, stop_process, wait_for_serving
 
-__all__ = ["ROOT", "ServerProcess", "free_port", "start_server", "stop_process", "wait_for_serving"]
+__all__ = ["ROOT", "ServerProcess", "free_port", "start_server", "stop_process", "wait_for_serving", "scrape",
+           "sample"]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The /metrics samples on ``port`` as {'name{labels}': value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
+
+
+def sample(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when there are none)."""
+    total = 0.0
+    for key, value in samples.items():
+        if key == name or key.startswith(name + "{"):
+            if all(f'{k}="{v}"' in key for k, v in labels.items()):
+                total += value
+    return total
