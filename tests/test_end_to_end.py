@@ -10,6 +10,7 @@ import io
 import subprocess
 import sys
 import threading
+import time
 
 import grpc
 import pytest
@@ -208,11 +209,19 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
         events: list = []
         samples, rate = read_clip("zh_weather", dtype="int16")
         first_done = threading.Event()  # the first segment's result is in, the second has begun
+        killed = threading.Event()
+
+        def requests():
+            """Real-time pace until the worker is dead, then the rest at once."""
+            started = time.monotonic()
+            for index, request in enumerate(audio_requests(samples, rate, gateway_pb2.StreamConfig(), 100)):
+                if not killed.is_set():
+                    killed.wait(started + index * 0.1 - time.monotonic())
+                yield request
 
         def stream():
             with grpc.insecure_channel(gateway.address) as channel:
-                for event in analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate,
-                                     realtime=True, chunk_ms=100, timeout=120):
+                for event in gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(requests(), timeout=120):
                     events.append(event)
                     kinds = [e.WhichOneof("event") for e in events]
                     if "segment_result" in kinds and kinds.count("speech_started") >= 2:
@@ -223,6 +232,7 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
         assert first_done.wait(60), events  # kill the worker during the second segment
         asr.proc.kill()
         asr.proc.wait()
+        killed.set()
         worker.join(120)
         results = results_of(events)
         assert len(results) == 3 and events[-1].WhichOneof("event") == "summary"
