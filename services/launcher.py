@@ -39,8 +39,6 @@ from pathlib import Path
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from services.common.processes import wait_until_serving
-
 __all__ = ["TOPOLOGY", "PROFILES_DIR", "profiles", "read_profile", "stack_env", "supervise", "main", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +119,8 @@ def _port(name: str, env: dict[str, str]) -> int:
 
 
 def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
+    from services.common.processes import wait_until_serving  # gRPC: see main()
+
     for name in names:  # the stack is ready when the last of them is: the order does not matter
         wait_until_serving(f"127.0.0.1:{_port(name, envs[name])}", poll_s=0.5, check_timeout_s=1)
     port = _port("gateway", envs["gateway"]) if "gateway" in envs else 0
@@ -180,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         manager.add_process(name, f"{sys.executable} -m services.launcher --supervise {name}",
                             env=envs[name], cwd=str(ROOT))
+    # The watcher's gRPC threads run while honcho forks the processes; gRPC's fork handlers
+    # then abort this process now and then ("Check failed: next_worker->state == KICKED").
+    # Each child execs a new interpreter at once and needs no fork support, so it is off
+    # here, before gRPC is first imported (by the watcher); the children's environments
+    # were built above, without it.
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
     threading.Thread(target=_watch_health, args=(names, envs), daemon=True).start()
     manager.loop()
     return manager.returncode or 0
