@@ -9,12 +9,13 @@ the launcher.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 from services.common.processes import ROOT, ServerProcess, free_port, start_server, stop_process, wait_for_serving
 
 __all__ = ["ROOT", "ServerProcess", "free_port", "start_server", "stop_process", "wait_for_serving", "scrape",
-           "sample"]
+           "sample", "wait_for_metric"]
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -36,3 +37,11 @@ def sample(samples: dict[str, float], name: str, **labels: str) -> float:
             if all(f'{k}="{v}"' in key for k, v in labels.items()):
                 total += value
     return total
+
+
+def wait_for_metric(port: int, name: str, value: float, timeout_s: float = 10, **labels: str) -> None:
+    """Poll /metrics on ``port`` until :func:`sample` of ``name`` with ``labels`` is ``value``."""
+    deadline = time.monotonic() + timeout_s
+    while (current := sample(scrape(port), name, **labels)) != value:
+        assert time.monotonic() < deadline, f"{name}{labels} is {current}, never {value}"
+        time.sleep(0.02)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import io
 import threading
-import time
 import urllib.request
 
 import grpc
@@ -18,7 +17,7 @@ from speech_analysis_client import analyze
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import read_clip
 from services.common.health import serving_status
-from tests.procs import free_port, sample, scrape, start_server
+from tests.procs import free_port, sample, scrape, start_server, wait_for_metric
 
 
 
@@ -33,13 +32,6 @@ def limited_gateway(vad_worker):
     server.metrics_port = metrics_port
     yield server
     server.stop()
-
-
-def wait_for_metric(port: int, name: str, value: float, timeout_s: float = 10, **labels: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (current := sample(scrape(port), name, **labels)) != value:
-        assert time.monotonic() < deadline, f"{name}{labels} is {current}, never {value}"
-        time.sleep(0.02)
 
 
 def stub_for(address: str) -> tuple[grpc.Channel, gateway_pb2_grpc.SpeechAnalysisServiceStub]:
