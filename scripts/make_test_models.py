@@ -25,7 +25,6 @@ and memory are real (``full``) or small (``tiny``).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
@@ -37,23 +36,11 @@ if str(PROJECT_ROOT) not in sys.path:  # run as a script: make `scripts.*` and `
 
 from scripts.fixtures.common import SIZES, dir_size_bytes  # noqa: E402
 
-__all__ = ["ALL_GROUPS", "EMOTION_DIRNAME", "build_emotion_if_available", "build_all", "verify", "main"]
+__all__ = ["ALL_GROUPS", "build_all", "verify", "main"]
 
 log = logging.getLogger("make_test_models")
 
 ALL_GROUPS = ("paraformer", "sensevoice", "emotion", "emotion2vec", "speaker")
-EMOTION_DIRNAME = "emotion-recognition-wav2vec2-IEMOCAP"
-
-
-def build_emotion_if_available(out_dir: Path, size: str) -> Path | None:
-    """Build the SpeechBrain emotion fixture when its builder module is importable."""
-    try:
-        module = importlib.import_module("scripts.fixtures.speechbrain_emotion")
-    except ImportError as exc:
-        log.warning("emotion model skipped: scripts.fixtures.speechbrain_emotion not importable (%s)", exc)
-        return None
-    return module.build_emotion_model(Path(out_dir) / EMOTION_DIRNAME, size)
-
 
 def build_all(out_dir: Path, size: str, groups: tuple[str, ...] = ALL_GROUPS, ncpu: int = 2) -> dict[str, float]:
     """Build ``groups`` under ``out_dir``; return seconds spent per group."""
@@ -64,7 +51,9 @@ def build_all(out_dir: Path, size: str, groups: tuple[str, ...] = ALL_GROUPS, nc
     for group in groups:
         started = time.perf_counter()
         if group == "emotion":
-            build_emotion_if_available(out_dir, size)
+            from scripts.fixtures.speechbrain_emotion import MODEL_DIRNAME, build_emotion_model
+
+            build_emotion_model(out_dir / MODEL_DIRNAME, size)
         elif group == "emotion2vec":
             from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
 

@@ -21,8 +21,9 @@ may name it too). The gateway is then pointed at it (``SPEAKER_ADDRESS``, unless
 the environment sets one); without it the gateway has no speaker address and
 speaker labels are off.
 
-A watcher thread polls each process's gRPC health service and prints one line
-when the whole stack is SERVING.
+A watcher thread polls each process's gRPC health service (the process harness's
+readiness wait, :mod:`services.common.processes`) and prints one line when the
+whole stack is SERVING.
 
 ``--profile NAME`` applies ``deploy/profiles/NAME.env`` (e.g. ``small-host``:
 int8 models, torch-free VAD, one torch thread per worker) to every process:
@@ -43,8 +44,6 @@ from pathlib import Path
 
 from honcho.manager import Manager
 from honcho.printer import Printer
-
-from services.common.health import check
 
 __all__ = ["TOPOLOGY", "OPTIONAL", "PROFILES_DIR", "default_names", "process_names", "profiles", "read_profile",
            "stack_env", "supervise", "main", "run"]
@@ -158,12 +157,10 @@ def _port(name: str, env: dict[str, str]) -> int:
 
 
 def _watch_health(names: list[str], envs: dict[str, dict[str, str]]) -> None:
-    pending = set(names)
-    while pending:
-        for name in sorted(pending):
-            if check(f"127.0.0.1:{_port(name, envs[name])}", timeout_s=1) == "SERVING":
-                pending.discard(name)
-        time.sleep(0.5)
+    from services.common.processes import wait_until_serving  # gRPC: see main()
+
+    for name in names:  # the stack is ready when the last of them is: the order does not matter
+        wait_until_serving(f"127.0.0.1:{_port(name, envs[name])}", poll_s=0.5, check_timeout_s=1)
     port = _port("gateway", envs["gateway"]) if "gateway" in envs else 0
     sys.stdout.write(f"\n*** stack ready: gateway SERVING on 127.0.0.1:{port} "
                      f"(try: .venv/bin/python -m speech_analysis_client ../shared/audio/zh_weather.wav "
@@ -227,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         manager.add_process(name, f"{sys.executable} -m services.launcher --supervise {name}",
                             env=envs[name], cwd=str(ROOT))
+    # The watcher's gRPC threads run while honcho forks the processes; gRPC's fork handlers
+    # then abort this process now and then ("Check failed: next_worker->state == KICKED").
+    # Each child execs a new interpreter at once and needs no fork support, so it is off
+    # here, before gRPC is first imported (by the watcher); the children's environments
+    # were built above, without it.
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
     threading.Thread(target=_watch_health, args=(names, envs), daemon=True).start()
     manager.loop()
     return manager.returncode or 0

@@ -2,26 +2,50 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from tests.procs import ROOT, start_server
+from scripts.shared_audio import SHARED_AUDIO, load_manifest, read_clip  # noqa: F401 (the tests import them from here)
+from tests.procs import ROOT, free_port, start_server  # noqa: F401 (ROOT: the tests import it from here too)
 from tests.emotion_workers import e2v_cache, e2v_servers, emotion_project_root, emotion_servers  # noqa: F401 (fixtures)
 
-SHARED_AUDIO = ROOT.parent / "shared" / "audio"
+
+# ---- pytest-xdist (scripts/test.sh runs the suite with -n 2) ---------------------------------
+# One scheduling unit per module, so a module's servers start once; LoadScopeScheduling
+# hands a worker the next unit when it runs low. (pytest-xdist's loadgroup cannot do this
+# on pytest 9: it renames node ids through an attribute pytest no longer reads.)
+
+#: Modules sharing session-wide servers beyond their own (the emotion worker groups of
+#: tests/emotion_workers.py, eight processes) run as one unit, so those start once.
+SHARED_UNITS = {"tests/test_emotion_worker.py": "emotion-workers",
+                "tests/test_emotion2vec_worker.py": "emotion-workers"}
+#: The longest modules (wall clock on 2 cores), handed out first: a long one started last
+#: would leave the other worker idle. Order only; a missing or stale name costs balance.
+LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_emotion2vec_worker.py", "test_bench_quick.py",
+                 "test_hostile_clients.py", "test_launcher.py", "test_asr_engine.py", "test_funasr_import.py",
+                 "test_web_page.py", "test_asr_worker.py", "test_operations.py", "test_node_client.py",
+                 "test_packaging.py", "test_channels.py", "test_emotion_onnx.py", "test_zero_network.py")
 
 
-def load_manifest() -> dict:
-    return json.loads((SHARED_AUDIO / "manifest.json").read_text())
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_UNITS.get(module, module)
+
+    config.option.loadscopereorder = False  # keep the order below
+    return ModuleScheduling(config, log)
 
 
-def read_clip(name: str, dtype: str = "float32") -> tuple[np.ndarray, int]:
-    entry = load_manifest()[name]
-    return sf.read(SHARED_AUDIO / entry["file"], dtype=dtype)
+def pytest_collection_modifyitems(config, items):
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's order stays
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +106,10 @@ class Stack:
 def stack(model_env):
     """All four processes, real gRPC between them, tiny models; ASR serves both modes."""
     vad = start_server("services.vad.server", "stack-vad", env=model_env)
-    asr = start_server("services.asr.server", "stack-asr", env={**model_env, "ASR_MODE": "both"})
+    asr_metrics_port = free_port()
+    asr = start_server("services.asr.server", "stack-asr", env={**model_env, "ASR_MODE": "both",
+                                                              "METRICS_PORT": str(asr_metrics_port)})
+    asr.metrics_port = asr_metrics_port
     emotion = start_server("services.emotion.server", "stack-emotion", env=model_env)
     gateway = start_server("gateway.server", "stack-gateway", env={
         "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,

@@ -1,8 +1,9 @@
 """Emotion worker processes for the tests of both models (SpeechBrain and emotion2vec+).
 
 Each model gets a group of real worker processes on its tiny random-weight fixture,
-started together at the first test that needs one (one torch thread each): ``eager``
-(for emotion2vec+ with metrics), ``lazy`` (EMOTION_LAZY_LOAD), ``busy`` (a queue of one:
+started together at the first test that needs one (one torch thread each, metrics on
+``server.metrics_port``): ``eager``
+``lazy`` (EMOTION_LAZY_LOAD), ``busy`` (a queue of one:
 overload) and ``int8``. Tests wait for the one they use with :func:`serving`. The fixtures
 are registered in tests/conftest.py, so tests of either model (and the tests that run
 against both, in tests/test_emotion_worker.py) can use them.
@@ -58,12 +59,17 @@ def serving(server: ServerProcess) -> ServerProcess:
 
 
 def _group(prefix: str, env: dict[str, str], variants: dict[str, dict]) -> Iterator[dict[str, ServerProcess]]:
+    """The variants' processes, each with its metrics on ``server.metrics_port``."""
+    metrics_ports = {name: free_port() for name in variants}
     with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
         futures = {name: pool.submit(start_server, "services.emotion.server", f"{prefix}-{name}",
-                                     env={**env, **extra}, wait_serving=False)
+                                     env={**env, **extra, "METRICS_PORT": str(metrics_ports[name])},
+                                     wait_serving=False)
                    for name, extra in variants.items()}
         concurrent.futures.wait(futures.values())
     servers = {name: future.result() for name, future in futures.items() if future.exception() is None}
+    for name, server in servers.items():
+        server.metrics_port = metrics_ports[name]
     failed = [future.exception() for future in futures.values() if future.exception() is not None]
     if failed:
         for server in servers.values():
@@ -98,14 +104,9 @@ def e2v_cache(tiny_models) -> Path:
 
 @pytest.fixture(scope="session")
 def e2v_servers(e2v_cache, tmp_path_factory):
-    """emotion2vec+ workers: eager (with metrics) / lazy / busy / int8. PROJECT_ROOT is an
+    """emotion2vec+ workers: eager / lazy / busy / int8. PROJECT_ROOT is an
     empty directory: the emotion2vec+ worker needs no SpeechBrain model."""
     empty_root = tmp_path_factory.mktemp("e2v-project")
     env = {"PROJECT_ROOT": str(empty_root), "MODEL_CACHE_DIR": str(e2v_cache), "EMOTION_MODEL": "emotion2vec",
            "TORCH_THREADS": "1"}
-    metrics_port = free_port()
-    group = _group("e2v", env, {**VARIANTS, "eager": {"METRICS_PORT": str(metrics_port)}})
-    servers = next(group)
-    servers["eager"].metrics_port = metrics_port
-    yield servers
-    next(group, None)
+    yield from _group("e2v", env, VARIANTS)

@@ -1,121 +1,14 @@
-"""The tiny generated model tree the test suite runs on, built once and cached.
-
-``tiny_models_dir()`` returns a directory laid out like ``pretrained_models/``
-(``model_cache/`` with the FunASR models, emotion2vec+ and CAM++, ``emotion-recognition-wav2vec2-IEMOCAP/``)
-holding tiny random-weight models. It lives outside the checkout, in
-``$SPEECH_TEST_MODELS_CACHE`` (default ``~/.cache/speech-analysis/test-models``),
-as ``tiny-<key>/`` where the key hashes the builders' source
-(scripts/make_test_models.py and scripts/fixtures/): a fresh clone reuses a warm
-cache, and any change to a builder builds a new tree. Delete the directory to
-force a rebuild.
-
-Parallel pytest sessions (or xdist workers) serialise on a file lock; the tree
-is built in a temporary sibling directory and renamed into place, so a reader
-never sees a half-built tree and an interrupted build is simply redone. If the
-emotion builder was not importable when the tree was built but is now, the
-emotion model is added to the existing tree.
-"""
+"""The cached tiny model tree (:mod:`scripts.tiny_models`), under the name the tests import."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import logging
-import os
-import shutil
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:  # imported from a pytest rootdir that is not on sys.path
-    sys.path.insert(0, str(PROJECT_ROOT))
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:  # imported from a pytest rootdir that is not on sys.path
+    sys.path.insert(0, str(_ROOT))
+
+from scripts.tiny_models import BUILD_INFO_FILENAME, CACHE_DIR, builder_key, tiny_models_dir  # noqa: E402
 
 __all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir"]
-
-log = logging.getLogger(__name__)
-
-CACHE_DIR = Path(os.environ.get("SPEECH_TEST_MODELS_CACHE")
-                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speech-analysis"
-                 / "test-models")
-BUILD_INFO_FILENAME = "BUILD_INFO.json"
-
-_resolved: Path | None = None
-
-
-@contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _emotion_builder_available() -> bool:
-    try:
-        import scripts.fixtures.speechbrain_emotion  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def builder_key() -> str:
-    """A hash of every builder's source: the tree is rebuilt exactly when a builder changes."""
-    digest = hashlib.sha256()
-    scripts = PROJECT_ROOT / "scripts"
-    for path in sorted([scripts / "make_test_models.py", *(scripts / "fixtures").glob("*.py")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _build(target: Path) -> None:
-    from scripts.make_test_models import build_all, build_emotion_if_available
-
-    tmp = target.with_name(f".{target.name}.building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    started = time.perf_counter()
-    timings = build_all(tmp, "tiny", groups=("paraformer", "sensevoice"))
-    emotion = build_emotion_if_available(tmp, "tiny") is not None
-    from scripts.fixtures.emotion2vec import build_emotion2vec_model, model_dir_in_cache
-
-    build_emotion2vec_model(model_dir_in_cache(tmp / "model_cache"), "tiny")
-    from scripts.fixtures.campplus import build_campplus_model, model_dir_in_cache as campplus_dir_in_cache
-
-    build_campplus_model(campplus_dir_in_cache(tmp / "model_cache"), "tiny")
-    info = {"builder_key": builder_key(), "size": "tiny", "emotion": emotion,
-            "seconds": round(time.perf_counter() - started, 1),
-            "timings_s": {k: round(v, 1) for k, v in timings.items()}}
-    (tmp / BUILD_INFO_FILENAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    log.info("built tiny test models in %s (%.1f s)", target, info["seconds"])
-
-
-def tiny_models_dir() -> Path:
-    """Build (once) and return the tiny model tree; safe to call from parallel sessions."""
-    global _resolved
-    if _resolved is not None:
-        return _resolved
-    target = CACHE_DIR / f"tiny-{builder_key()}"
-    with _exclusive_lock(CACHE_DIR / "tiny.lock"):
-        info_path = target / BUILD_INFO_FILENAME
-        if not info_path.is_file():
-            _build(target)
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if not info.get("emotion") and _emotion_builder_available():
-            from scripts.make_test_models import build_emotion_if_available
-
-            info["emotion"] = build_emotion_if_available(target, "tiny") is not None
-            info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        # trees of other builder keys are left alone (11 MB each): a concurrent session
-        # from another checkout may be reading one
-        for leftover in CACHE_DIR.glob(".tiny-*.building-*"):  # builds killed midway
-            shutil.rmtree(leftover, ignore_errors=True)
-    _resolved = target
-    return target

@@ -5,7 +5,7 @@ tests (the same results as FunASR's own inference, windowing, batch invariance,
 loading, int8), then real worker processes over gRPC (tests/emotion_workers.py;
 the behaviour both models share, such as windowing, bad input and overload, is
 tested for both in tests/test_emotion_worker.py). The fixture lives in
-the cached tiny tree (``tests/fixture_models.py``) under
+the cached tiny tree (``scripts/tiny_models.py``) under
 ``model_cache/models/iic/emotion2vec_plus_base``. Random weights: these tests
 check structure and behaviour, never accuracy.
 """
@@ -30,7 +30,7 @@ from services.common.errors import InvalidInput
 from services.emotion.emotion2vec import labels_from_tokens, load_emotion2vec_model
 from services.emotion.engine import EmotionEngine, EmotionOptions
 from tests.emotion_workers import classify, noise, serving
-from tests.procs import ROOT, ServerProcess, start_server
+from tests.procs import ROOT, ServerProcess, sample, scrape, start_server
 
 EXPECTED_CLASSES = [("angry", "生气"), ("disgusted", "厌恶"), ("fearful", "恐惧"), ("happy", "开心"),
                     ("neutral", "中性"), ("other", "其他"), ("sad", "悲伤"), ("surprised", "惊讶"),
@@ -179,12 +179,15 @@ def test_int8_engine_quantizes_linears_and_stays_batch_invariant(e2v_dir, e2v_en
 
 # ---- worker processes --------------------------------------------------------------------------
 
-def test_worker_logs_its_labels_and_never_touches_speechbrain(e2v_worker):
+def test_worker_serves_its_labels_and_loads_only_its_model(e2v_worker):
     """(What a classification returns is tested for both models in tests/test_emotion_worker.py.)"""
-    classify(e2v_worker.address, noise(2.0, 11))
-    log = e2v_worker.log()
-    assert "RANDOM WEIGHTS" in log and "labels angry, disgusted" in log
-    assert "speechbrain" not in log.lower()  # the other model is never touched
+    response = classify(e2v_worker.address, noise(2.0, 11))
+    assert [score.label for score in response.probabilities] == list(EMOTION2VEC_LABELS)
+    assert list(response.model_info.models) == [MODEL_DIRNAME] and response.model_info.random_weights
+    metrics = scrape(e2v_worker.metrics_port)
+    loaded = {key for key in metrics if key.startswith("speech_models_info{")}
+    assert len(loaded) == 1 and f'models="{MODEL_DIRNAME}"' in loaded.pop()  # the other model is never loaded
+    assert sample(metrics, "speech_model_loads_total", service="emotion") == 1
 
 
 def test_worker_metrics_name_the_model(e2v_worker):

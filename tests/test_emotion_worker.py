@@ -33,7 +33,7 @@ from services.common.errors import InvalidInput
 from services.emotion.engine import EmotionEngine, EmotionOptions, plan_windows
 from services.emotion.speechbrain import ModelNotFound, load_speechbrain_model, probabilities_from_output
 from tests.emotion_workers import classify, noise, probabilities, serving
-from tests.procs import ROOT, ServerProcess, start_server
+from tests.procs import ROOT, ServerProcess, sample, scrape, start_server
 
 EXPECTED_CLASSES = [("neu", "中性"), ("ang", "生气"), ("hap", "开心"), ("sad", "悲伤")]
 
@@ -191,7 +191,9 @@ def test_classify_returns_every_class(workers):
     assert response.windows == 1 and response.compute_ms > 0
     assert list(response.model_info.models) == [workers.model_dirname]
     assert response.model_info.random_weights is True
-    assert "RANDOM WEIGHTS" in worker.log()
+    # ... and says so to the operator, in its metrics
+    assert sample(scrape(worker.metrics_port), "speech_models_info", service="emotion", random_weights="true",
+                  models=workers.model_dirname) == 1
 
 
 E2V_CLASSES = [(label, DISPLAY_NAMES[label]) for label in EMOTION2VEC_LABELS]
@@ -292,22 +294,26 @@ def test_int8_worker_serves_every_class_close_to_fp32(workers):
     assert probabilities(response).sum() == pytest.approx(1.0, abs=1e-5)
     fp32 = probabilities(classify(serving(workers["eager"]).address, audio))
     assert probabilities(response) == pytest.approx(fp32, abs=0.05)
-    assert "int8 True" in worker.log()
+    assert np.abs(probabilities(response) - fp32).max() > 1e-7  # EMOTION_INT8 reached the model
 
 
 def test_lazy_worker_loads_once_on_first_request(workers):
     lazy = serving(workers["lazy"])
-    assert "loading emotion model" not in lazy.log()  # SERVING without the model
+
+    def loaded() -> tuple[float, float]:
+        metrics = scrape(lazy.metrics_port)
+        return (sample(metrics, "speech_model_loads_total", service="emotion"),
+                sample(metrics, "speech_models_info", service="emotion"))
+
+    assert loaded() == (0, 0)  # SERVING without the model
     first = [noise(1.0, 51)] * 4
     with concurrent.futures.ThreadPoolExecutor(len(first)) as pool:
         results = list(pool.map(lambda s: probabilities(classify(lazy.address, s)), first))
     for result in results[1:]:
         np.testing.assert_allclose(result, results[0], atol=1e-6)
+    assert loaded() == (1, 1)  # four concurrent first requests: one load
     classify(lazy.address, noise(2.0, 52))
-    log = lazy.log()
-    assert log.count("loading emotion model") == 1
-    assert log.count("emotion model loaded from") == 1
-    assert log.index("emotion SERVING") < log.index("loading emotion model")
+    assert loaded() == (1, 1)
 
 
 def test_missing_model_exits_with_download_command(tmp_path):

@@ -20,7 +20,7 @@ from speech_analysis_client import analyze, audio_requests
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import truth_segments_ms
 from tests.conftest import read_clip
-from tests.procs import ROOT, start_server
+from tests.procs import ROOT, free_port, sample, scrape, start_server
 
 EMOTION_LABELS = {"neu", "ang", "hap", "sad"}
 
@@ -208,17 +208,31 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
     try:
         events: list = []
         samples, rate = read_clip("zh_weather", dtype="int16")
+        first_done = threading.Event()  # the first segment's result is in, the second has begun
+        killed = threading.Event()
+
+        def requests():
+            """Real-time pace until the worker is dead, then the rest at once."""
+            started = time.monotonic()
+            for index, request in enumerate(audio_requests(samples, rate, gateway_pb2.StreamConfig(), 100)):
+                if not killed.is_set():
+                    killed.wait(started + index * 0.1 - time.monotonic())
+                yield request
 
         def stream():
             with grpc.insecure_channel(gateway.address) as channel:
-                events.extend(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate,
-                                      realtime=True, chunk_ms=100, timeout=120))
+                for event in gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).Analyze(requests(), timeout=120):
+                    events.append(event)
+                    kinds = [e.WhichOneof("event") for e in events]
+                    if "segment_result" in kinds and kinds.count("speech_started") >= 2:
+                        first_done.set()
 
         worker = threading.Thread(target=stream)
         worker.start()
-        time.sleep(9.0)  # first segment (0.5-6.4 s) is done; kill during the second
+        assert first_done.wait(60), events  # kill the worker during the second segment
         asr.proc.kill()
         asr.proc.wait()
+        killed.set()
         worker.join(120)
         results = results_of(events)
         assert len(results) == 3 and events[-1].WhichOneof("event") == "summary"
@@ -239,19 +253,24 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
 
 def test_round_robin_over_replicas(model_env, stack):
     """An address resolving to two ASR replicas: the gateway spreads segments over both."""
+    metrics_port = free_port()
     second = start_server("services.asr.server", "asr-replica", env={**model_env, "ASR_MODE": "both"},
-                          args=["--metrics-port", "0"])
+                          args=["--metrics-port", str(metrics_port)])
     gateway = start_server("gateway.server", "gateway-rr", env={
         "VAD_ADDRESS": stack.vad.address,
         "ASR_ADDRESS": f"ipv4:127.0.0.1:{stack.asr.port},127.0.0.1:{second.port}",
         "EMOTION_ADDRESS": stack.emotion.address})
+
+    def transcribed(port: int) -> float:
+        return sample(scrape(port), "speech_rpcs_total", method="Transcribe", code="OK")
+
     try:
-        before = stack.asr.log().count("Transcribe")
+        before = transcribed(stack.asr.metrics_port)
         for _ in range(2):
             assert all(not r.errors for r in results_of(run(gateway.address, "zh_weather")))
-        # Both replicas served some of the six segments.
-        assert second.log().count("Transcribe") > 0
-        assert stack.asr.log().count("Transcribe") > before
+        # Both replicas served some of the six segments, and only those.
+        served = transcribed(metrics_port), transcribed(stack.asr.metrics_port) - before
+        assert all(served) and sum(served) == 6, served
     finally:
         gateway.stop()
         second.stop()

@@ -24,7 +24,7 @@ from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2, vad_pb2, vad_pb2_grpc
 from services.common.limits import MAX_HOTWORDS
 from tests.conftest import read_clip
-from tests.procs import start_server
+from tests.procs import free_port, sample, scrape, start_server, wait_for_metric
 
 # No ASR or emotion worker: overall health stays NOT_SERVING, so these gateways wait on "vad".
 SPINE_ENV = {"ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9", "WORKER_TIMEOUT_S": "5"}
@@ -62,9 +62,12 @@ def flac_of_silence(seconds: int, rate: int, channels: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def hostile_gateway(vad_worker):
+    metrics_port = free_port()
     server = start_server("gateway.server", "gateway-hostile", env={
         **SPINE_ENV, "VAD_ADDRESS": vad_worker.address, "MAX_SESSIONS": "2", "IDLE_TIMEOUT_S": "1.5",
-        "MAX_SESSION_S": "600", "MAX_FILE_BYTES": "1000000"}, serving_service="vad")
+        "MAX_SESSION_S": "600", "MAX_FILE_BYTES": "1000000", "METRICS_PORT": str(metrics_port)},
+        serving_service="vad")
+    server.metrics_port = metrics_port
     yield server
     server.stop()
 
@@ -108,16 +111,13 @@ def test_idle_streams_end_and_every_open_stream_holds_a_slot(hostile_gateway):
     with channel:
         no_config = stub.Analyze(silent(), timeout=20)
         config_only = stub.Analyze(silent(gateway_pb2.AnalyzeRequest(config=config())), timeout=20)
-        # Wait until both hold their slot: a third stream is refused for capacity.
+        # Both hold their slot (taken in the step that counts the RPC active): a third stream
+        # is refused for capacity.
+        wait_for_metric(hostile_gateway.metrics_port, "speech_active_rpcs", 2, method="Analyze")
         clip, rate = read_clip("zh_single", dtype="int16")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                list(analyze(stub, clip[:1600], rate, timeout=10))
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                break
-            assert time.monotonic() < deadline, "idle streams never took their slots"
+        with pytest.raises(grpc.RpcError) as third:
+            list(analyze(stub, clip[:1600], rate, timeout=10))
+        assert third.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, third.value
         for call in (no_config, config_only):
             error = refusal(lambda: list(call))  # noqa: B023 (called at once)
             assert error.code() == grpc.StatusCode.OUT_OF_RANGE, error
@@ -369,24 +369,32 @@ def test_every_session_ends_with_one_log_line_naming_its_status(vad_worker):
     """Operations item 6: finished, cancelled and expired sessions each get one end line with
     their status, and nothing spurious is logged at ERROR (no "Task was destroyed", no
     millisecond-rounding complaints). The log is what this item is about, so the test reads it."""
+    metrics_port = free_port()
     gateway = start_server("gateway.server", "gateway-logs", env={
-        **SPINE_ENV, "VAD_ADDRESS": vad_worker.address, "IDLE_TIMEOUT_S": "1"}, serving_service="vad")
+        **SPINE_ENV, "VAD_ADDRESS": vad_worker.address, "IDLE_TIMEOUT_S": "1", "METRICS_PORT": str(metrics_port)},
+        serving_service="vad")
     clip, rate = read_clip("en_meeting", dtype="int16")
+
+    def received_s() -> float:
+        return sample(scrape(metrics_port), "speech_audio_received_seconds_total")
+
     try:
         channel, stub = stub_for(gateway.address)
         with channel:
             for _ in range(3):
                 assert list(analyze(stub, clip, rate, timeout=30))[-1].WhichOneof("event") == "summary"
-            started = threading.Event()
+            before = received_s()
 
             def until_cancelled():
                 yield gateway_pb2.AnalyzeRequest(config=config())
                 yield gateway_pb2.AnalyzeRequest(audio=clip[: rate].tobytes())
-                started.set()
                 threading.Event().wait(30)
 
             cancelled = stub.Analyze(until_cancelled(), timeout=30)
-            assert started.wait(10)
+            deadline = time.monotonic() + 10
+            while received_s() < before + 1.0:  # cancel a session the gateway has begun, not a bare RPC
+                assert time.monotonic() < deadline, gateway.log()
+                time.sleep(0.02)
             cancelled.cancel()
             expired = refusal(lambda: list(stub.Analyze(_config_then_silence(), timeout=30)))
             assert expired.code() == grpc.StatusCode.OUT_OF_RANGE

@@ -16,6 +16,8 @@ import pytest
 from speech_analysis_client import analyze
 from speech_analysis.v1 import gateway_pb2_grpc
 from tests.conftest import read_clip
+from services.common.health import serving_status
+from services.common.processes import wait_until_serving
 from tests.procs import ROOT, free_port
 
 
@@ -109,7 +111,7 @@ def test_launcher_starts_serves_and_stops_everything(model_env):
 def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port():
     import urllib.request
 
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     ports = {"VAD_PORT": free_port(), "GATEWAY_PORT": free_port()}
     metrics_base = free_port()  # vad: base, gateway: base + 3
@@ -117,25 +119,19 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
            "METRICS_PORT": str(metrics_base), "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9"}
     launcher = Launcher(["--only", "vad,gateway"], env)
 
-    def health(port: int, service: str = "") -> int:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            return health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=2).status
+    def serving(port: int, deadline_s: float) -> None:
+        alive = launcher.proc.poll
+        assert wait_until_serving(f"127.0.0.1:{port}", service="liveness" if port == ports["GATEWAY_PORT"] else "",
+                                  deadline=time.monotonic() + deadline_s, alive=lambda: alive() is None), \
+            launcher.output()
 
     try:
         first = int(launcher.wait_for(r"supervisor: vad running as pid (\d+)", 60).group(1))
-        launcher.wait_for(r" vad SERVING", 120)
+        serving(ports["VAD_PORT"], 120)
+        serving(ports["GATEWAY_PORT"], 60)  # its metrics server starts before its gRPC server
         # Each process has its own metrics port (one shared port would kill the stack).
         vad_metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_base}/metrics", timeout=5).read()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                gateway_metrics = urllib.request.urlopen(
-                    f"http://127.0.0.1:{metrics_base + 3}/metrics", timeout=5).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        gateway_metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_base + 3}/metrics", timeout=5).read()
         assert b'\nspeech_models_info{' in vad_metrics, (metrics_base, launcher.output())
         assert b"\nspeech_worker_serving{" not in vad_metrics
         assert b"\nspeech_worker_serving{" in gateway_metrics
@@ -144,17 +140,11 @@ def test_launcher_restarts_a_dead_worker_and_gives_each_process_a_metrics_port()
         os.kill(first, signal.SIGKILL)  # the VAD worker dies
         second = int(launcher.wait_for(r"supervisor: vad running as pid (\d+)", 30, start=seen).group(1))
         assert second != first
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if health(ports["VAD_PORT"]) == health_pb2.HealthCheckResponse.SERVING:
-                    break
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline and launcher.proc.poll() is None, launcher.output()
-            time.sleep(0.2)
+        serving(ports["VAD_PORT"], 120)
         # The gateway kept running all along and sees the VAD again.
-        assert health(ports["GATEWAY_PORT"], "liveness") == health_pb2.HealthCheckResponse.SERVING
+        gateway = f"127.0.0.1:{ports['GATEWAY_PORT']}"
+        assert serving_status(gateway, "liveness") == health_pb2.HealthCheckResponse.SERVING
+        wait_until_serving(gateway, "vad", deadline=time.monotonic() + 30)
         launcher.interrupt()
     finally:
         launcher.stop()

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from speech_analysis.worker.v1 import asr_pb2, audio_pb2, vad_pb2, vad_pb2_grpc
-from tests.procs import ROOT, free_port, start_server
+from tests.procs import ROOT, free_port, sample, scrape, start_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -39,27 +39,6 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.05):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(poll_s)
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The /metrics samples as {'name{labels}': value}."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return samples
-
-
-def sample(samples: dict[str, float], name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    total = 0.0
-    for key, value in samples.items():
-        if key == name or key.startswith(name + "{"):
-            if all(f'{k}="{v}"' in key for k, v in labels.items()):
-                total += value
-    return total
 
 
 # ---- 1. the gateway's health follows its workers ---------------------------------------------

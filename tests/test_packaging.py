@@ -56,7 +56,8 @@ def requirement_names(path: Path) -> set[str]:
 def _third_party_imports(paths: list[Path]) -> dict[str, set[str]]:
     """Top-level module -> files importing it, for modules outside the stdlib and the repo."""
     # bench/ and scripts/ run as scripts, so their files also import each other by bare name
-    siblings = {p.stem for folder in ("bench", "scripts") for p in (ROOT / folder).glob("*.py")}
+    siblings = {p.stem for folder in ("bench", "scripts") for p in (ROOT / folder).glob("*.py")} | {
+        p.parent.name for p in (ROOT / "bench").glob("*/__init__.py")}  # packages: bench/stackbench/
     local = {"gateway", "services", "scripts", "speech_analysis", "speech_analysis_client", "tests", "bench",
              *siblings}
     found: dict[str, set[str]] = {}
@@ -118,7 +119,7 @@ def test_every_third_party_import_is_declared():
     tests = requirement_names(ROOT / "requirements-test.txt")
     assert _undeclared(list(ROOT.glob("tests/*.py")), runtime | tests, {}) == {}
     bench = requirement_names(ROOT / "requirements-bench.txt")
-    assert _undeclared(list(ROOT.glob("bench/*.py")), runtime | bench, {}) == {}
+    assert _undeclared(list(ROOT.glob("bench/**/*.py")), runtime | bench, {}) == {}
 
 
 def _fresh_venv(path: Path, with_deps_of_this_venv: bool) -> Path:

@@ -123,12 +123,22 @@ def test_interleaved_streams_equal_each_alone(fsmn_vad_worker):
 
 
 def test_silero_remains_the_default_backend(fsmn_vad_worker):
+    """With FSMN-VAD loaded too, a stream that names no backend gets Silero's events."""
     audio, _ = read_clip("zh_single")
-    config = common_pb2.VadConfig()
-    with grpc.insecure_channel(fsmn_vad_worker.address) as channel:
-        events = list(vad_pb2_grpc.VadServiceStub(channel).StreamVad(requests(audio, 320, config), timeout=60))
-    assert any(e.WhichOneof("event") == "speech_ended" for e in events)
-    assert "FSMN-VAD loaded" in fsmn_vad_worker.log()
+
+    def events(backend: int) -> list:
+        with grpc.insecure_channel(fsmn_vad_worker.address) as channel:
+            return list(vad_pb2_grpc.VadServiceStub(channel).StreamVad(
+                requests(audio, 320, common_pb2.VadConfig(backend=backend)), timeout=60))
+
+    def ended(events: list) -> list[tuple[int, int]]:
+        return [(e.speech_ended.start_ms, e.speech_ended.end_ms) for e in events
+                if e.WhichOneof("event") == "speech_ended"]
+
+    default = events(common_pb2.VAD_BACKEND_UNSPECIFIED)
+    assert ended(default)
+    assert default == events(common_pb2.VAD_BACKEND_SILERO)
+    assert ended(default) != ended(events(common_pb2.VAD_BACKEND_FSMN))  # FSMN-VAD is loaded, and differs
 
 
 def test_fsmn_worker_loads_torch(fsmn_vad_worker):

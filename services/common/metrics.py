@@ -11,7 +11,8 @@ Who observes what:
   streaming calls, ``ACTIVE_RPCS``); servicers never count calls by hand;
 * model calls: ``services/common/batching.py`` (``MODEL_CALL_S``, ``QUEUE_DEPTH``)
   and the worker servicers (``MODEL_COMPUTE_S``, ``MODEL_AUDIO_S``);
-* models loaded: the worker servers (``MODEL_LOAD_S``, ``MODELS_INFO``);
+* models loaded: the worker servers (``MODEL_LOAD_S``, ``MODELS_INFO``) and the emotion
+  servicer, which may load lazily (``MODEL_LOADS``);
 * the gateway: ``gateway/auth.py`` and ``gateway/web.py`` (``AUTH_FAILURES``),
   ``gateway/server.py`` (``WORKER_UP``) and the Analyze session
   (``FINAL_RESULT_LATENCY_S``, ``AUDIO_RECEIVED_S``, ``SEGMENTS``,
@@ -34,6 +35,7 @@ __all__ = [
     "MODEL_COMPUTE_S",
     "MODEL_AUDIO_S",
     "MODEL_LOAD_S",
+    "MODEL_LOADS",
     "MODELS_INFO",
     "AUTH_FAILURES",
     "WORKER_UP",
@@ -71,6 +73,9 @@ MODEL_COMPUTE_S = Counter(
     "for compute seconds per audio second (the real-time factor)", ["model"])
 MODEL_AUDIO_S = Counter("speech_model_audio_seconds_total", "Audio processed, per model", ["model"])
 MODEL_LOAD_S = Gauge("speech_model_load_seconds", "Time spent loading models", ["service"])
+MODEL_LOADS = Counter("speech_model_loads_total",
+                      "Model loads completed (a lazy-loading worker loads on its first request, once)",
+                      ["service"])
 MODELS_INFO = Gauge(
     "speech_models_info",
     "1 per loaded model set; random_weights=\"true\" means generated test models (meaningless output)",

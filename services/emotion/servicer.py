@@ -25,6 +25,7 @@ from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
 from services.common.audio import SAMPLE_RATE_HZ, check_segment, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import NotReady
+from services.common.metrics import MODEL_LOADS
 from services.emotion.engine import EmotionEngine, EmotionOptions, EmotionResult
 
 __all__ = ["EmotionServicer", "result_to_proto"]
@@ -85,6 +86,7 @@ class EmotionServicer(emotion_pb2_grpc.EmotionServiceServicer):
             log.exception("loading the emotion model failed")
             raise
         self.engine = engine
+        MODEL_LOADS.labels("emotion").inc()
         log.info("emotion model ready in %.1f s", time.monotonic() - started)
         return engine
 
