@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from scripts.fixtures.common import BUILDER_VERSION
+from scripts.fixtures.common import BUILDER_VERSION, funasr_automodel
 from scripts.fixtures.funasr_models import SENSEVOICE_REPO_ID, SENSEVOICE_TARGET, FunasrModelTree, funasr_model_tree
 from services.common.fixture_marker import MARKER_FILENAME, is_random_weights, read_random_weights_marker
 from tests.fixture_models import tiny_models_dir
@@ -148,7 +148,9 @@ def _load(**kwargs: Any) -> tuple[Any, str]:
     """AutoModel on CPU, offline. One thread: tiny models gain nothing from more, and with
     several OpenMP runtimes loaded (torch, sentencepiece and scikit-learn each bring a
     libgomp) spinning threads make small ops very slow on a busy 2-core host."""
-    from funasr import AutoModel
+    # The full registry: an earlier test module in this process (xdist runs several per
+    # worker) may have imported FunASR selectively, registering only what its models need.
+    AutoModel = funasr_automodel()
 
     with _captured_load_output() as out:
         model = AutoModel(disable_update=True, disable_pbar=True, ncpu=1, device="cpu", **kwargs)
