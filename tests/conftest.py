@@ -93,6 +93,33 @@ def model_env(tiny_models, tmp_path_factory) -> dict[str, str]:
     return {"MODEL_CACHE_DIR": str(tiny_models / "model_cache"), "PROJECT_ROOT": str(root)}
 
 
+def _with_metrics(module: str, name: str, env: dict[str, str]):
+    metrics_port = free_port()
+    server = start_server(module, name, env={**env, "METRICS_PORT": str(metrics_port)})
+    server.metrics_port = metrics_port
+    return server
+
+
+@pytest.fixture(scope="session")
+def queue1_asr(model_env):
+    """A paraformer ASR worker with a queue of one and no batching (one torch thread, metrics
+    on ``metrics_port``): overload, refusal and back-pressure tests share it. A test that
+    freezes it (SIGSTOP) resumes it before it ends."""
+    server = _with_metrics("services.asr.server", "asr-queue1", {
+        **model_env, "ASR_MODE": "paraformer", "ASR_MAX_QUEUE": "1", "ASR_MAX_BATCH": "1", "TORCH_THREADS": "1"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def queue1_emotion(model_env):
+    """An emotion worker with a queue of one and no batching, as :func:`queue1_asr`."""
+    server = _with_metrics("services.emotion.server", "emotion-queue1", {
+        **model_env, "EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1", "TORCH_THREADS": "1"})
+    yield server
+    server.stop()
+
+
 class Stack:
     def __init__(self, vad, asr, emotion, gateway):
         self.vad, self.asr, self.emotion, self.gateway = vad, asr, emotion, gateway

@@ -47,11 +47,9 @@ def both_worker(model_env):
 
 
 @pytest.fixture(scope="module")
-def paraformer_worker(model_env):
-    server = start_asr("asr-paraformer", {**model_env, **ONE_THREAD, "ASR_MODE": "paraformer", "ASR_MAX_QUEUE": "1",
-                                          "ASR_MAX_BATCH": "1"})
-    yield server
-    server.stop()
+def paraformer_worker(queue1_asr):
+    """Paraformer only, with a queue of one (tests/conftest.py, shared with other modules)."""
+    return queue1_asr
 
 
 def transcribe(address: str, samples: np.ndarray, timeout: float = 60, **fields) -> asr_pb2.TranscribeResponse:

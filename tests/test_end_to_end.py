@@ -181,11 +181,9 @@ def test_text_sentiment_when_enabled(stack):
     assert not plain[0].HasField("sentiment")
 
 
-def test_wrong_mode_fails_the_stream(model_env, stack):
-    asr = start_server("services.asr.server", "asr-paraformer-only",
-                       env={**model_env, "ASR_MODE": "paraformer"})
+def test_wrong_mode_fails_the_stream(queue1_asr, stack):
     gateway = start_server("gateway.server", "gateway-wrong-mode", env={
-        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address,
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": queue1_asr.address,  # paraformer only
         "EMOTION_ADDRESS": stack.emotion.address})
     try:
         with pytest.raises(grpc.RpcError) as info:
@@ -194,7 +192,6 @@ def test_wrong_mode_fails_the_stream(model_env, stack):
         assert "paraformer" in info.value.details()
     finally:
         gateway.stop()
-        asr.stop()
 
 
 def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
@@ -310,7 +307,7 @@ def test_client_cancel_cancels_worker_calls(stack):
             gateway.stop()
 
 
-def test_long_file_never_floods_the_workers(stack, model_env):
+def test_long_file_never_floods_the_workers(stack, queue1_asr, queue1_emotion):
     """AnalyzeFile pushes a recording far faster than real time, so the VAD finds segments
     much faster than ASR/emotion take them; here the ASR worker even stalls (SIGSTOP, as a
     starved process would) while they pile up. With worker queues of one, only the gateway's
@@ -321,10 +318,7 @@ def test_long_file_never_floods_the_workers(stack, model_env):
 
     import numpy as np
 
-    asr = start_server("services.asr.server", "asr-queue1", env={
-        **model_env, "ASR_MODE": "paraformer", "ASR_MAX_QUEUE": "1", "TORCH_THREADS": "1"})
-    emotion = start_server("services.emotion.server", "emotion-queue1", env={
-        **model_env, "EMOTION_MAX_QUEUE": "1", "TORCH_THREADS": "1"})
+    asr, emotion = queue1_asr, queue1_emotion
     gateway = start_server("gateway.server", "gateway-inflight1", env={
         "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
         "WORKER_TIMEOUT_S": "60", "MAX_SEGMENTS_IN_FLIGHT": "1"})
@@ -352,5 +346,4 @@ def test_long_file_never_floods_the_workers(stack, model_env):
         assert [list(r.errors) for r in results] == [[]] * len(results)
         assert all(r.text and r.emotions for r in results)
     finally:
-        for server in (gateway, emotion, asr):
-            server.stop()
+        gateway.stop()

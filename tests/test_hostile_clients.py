@@ -258,14 +258,11 @@ def test_a_message_near_the_limit_reaches_the_vad_in_pieces(hostile_gateway, man
     assert len(kinds(events, "speech_ended")) == 13 * len(manifest["en_meeting"]["segments"])
 
 
-def test_busy_workers_make_segments_wait_not_fail(stack, model_env):
+def test_busy_workers_make_segments_wait_not_fail(stack, queue1_asr, queue1_emotion):
     """Admission beyond worker capacity: ASR and emotion queues of 1 and 8 concurrent fast
     streams (up to 32 segments in flight): refused segments wait and are sent again, so
     every segment gets its transcript and emotion and every stream ends OK."""
-    asr = start_server("services.asr.server", "asr-queue-1", env={
-        **model_env, "ASR_MAX_QUEUE": "1", "ASR_MAX_BATCH": "1"})
-    emotion = start_server("services.emotion.server", "emotion-queue-1", env={
-        **model_env, "EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"})
+    asr, emotion = queue1_asr, queue1_emotion
     gateway = start_server("gateway.server", "gateway-busy", env={
         "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
         "MAX_SESSIONS": "32", "WORKER_TIMEOUT_S": "60"})
@@ -291,8 +288,6 @@ def test_busy_workers_make_segments_wait_not_fail(stack, model_env):
             assert all(not r.errors and r.emotions for r in results), [list(r.errors) for r in results]
     finally:
         gateway.stop()
-        emotion.stop()
-        asr.stop()
 
 
 # ---- the right status, every time ---------------------------------------------------------------

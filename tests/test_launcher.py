@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +19,8 @@ from speech_analysis.v1 import gateway_pb2_grpc
 from tests.conftest import read_clip
 from services.common.health import serving_status
 from services.common.processes import wait_until_serving
+from services.common.memory import mapped_files
+from services.launcher import TOPOLOGY, read_profile
 from tests.procs import ROOT, free_port
 
 
@@ -60,6 +63,27 @@ class Launcher:
                 assert remaining > 0 and more_to_come, (
                     f"no {pattern!r} within {timeout_s} s:\n" + "".join(self.lines[-60:]))
                 self._changed.wait(min(remaining, 1.0))
+
+    def servers(self) -> dict[str, int]:
+        """The running server processes under this launcher: module name -> pid (from /proc)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(pid)
+        found, pending = {}, [self.proc.pid]
+        while pending:
+            pid = pending.pop()
+            pending += children.get(pid, [])
+            try:
+                argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"-m" in argv and (module := argv[argv.index(b"-m") + 1].decode()).endswith(".server"):
+                found[module] = pid
+        return found
 
     def interrupt(self) -> None:
         self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -236,14 +260,19 @@ def test_launcher_applies_the_small_host_profile(model_env, tiny_models, tmp_pat
     launcher = Launcher(["--profile", "small-host"], env)
     try:
         launcher.wait_for("stack ready", 240)
-        lines = list(launcher.lines)
-        text = "".join(lines)
-        assert "profile small-host:" in text
-        assert any("asr" in line.split("|")[0] and "ASR engine ready" in line and "int8 True" in line
-                   for line in lines), text
-        assert any("emotion model loaded" in line and "onnxruntime" in line and "int8 True" in line
-                   for line in lines), text
-        assert any("torch not imported" in line for line in lines), text
+        assert "profile small-host:" in launcher.output()
+        servers = launcher.servers()
+        assert set(servers) == {spec["module"] for spec in TOPOLOGY.values()}, servers
+        profile = read_profile("small-host")
+        for module, pid in servers.items():  # every process got the profile, the shell's values removed
+            environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                           if b"=" in item)
+            for key in ("ASR_INT8", "EMOTION_INT8", "EMOTION_RUNTIME", "VAD_BACKENDS", "TORCH_THREADS"):
+                assert environ.get(key.encode()) == profile[key].encode(), (module, key)
+        # and the processes act on it: torch-free VAD, emotion on onnxruntime without torch
+        vad_files, emotion_files = (mapped_files(servers[f"services.{name}.server"]) for name in ("vad", "emotion"))
+        assert not any("libtorch" in f for f in vad_files | emotion_files)
+        assert any("onnxruntime" in f for f in emotion_files)
         samples, rate = read_clip("zh_single", dtype="int16")
         with grpc.insecure_channel(f"127.0.0.1:{ports['GATEWAY_PORT']}") as channel:
             events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), samples, rate, timeout=60))
