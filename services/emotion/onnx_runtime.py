@@ -59,16 +59,10 @@ class OnnxEmotionModel:
     """
 
     def __init__(self, path: Path, labels: tuple[str, ...], quantized: bool, threads: int):
-        import onnxruntime
+        from services.common.onnx import cpu_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         # Pool threads sleep between calls instead of spinning: the workers share a small host's cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads, spin=False)
         self.path = path
         self.labels = labels
         # Dynamic quantization picks one activation scale per call: a window's result

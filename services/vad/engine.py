@@ -241,14 +241,9 @@ class OnnxSileroModel:
     """
 
     def __init__(self, onnx_path: Path, source: str):
-        import onnxruntime
+        from services.common.onnx import cpu_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # warnings about unused initializers are noise here
-        self.session = onnxruntime.InferenceSession(str(onnx_path), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = cpu_session(onnx_path, threads=1)
         self.context_samples = SILERO_CONTEXT_SAMPLES
         self._sr = np.array(SAMPLE_RATE_HZ, dtype=np.int64)
         self.source = source
