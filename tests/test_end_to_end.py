@@ -265,8 +265,12 @@ def test_round_robin_over_replicas(model_env, stack):
         before = transcribed(stack.asr.metrics_port)
         for _ in range(2):
             assert all(not r.errors for r in results_of(run(gateway.address, "zh_weather")))
-        # Both replicas served some of the six segments, and only those.
-        served = transcribed(metrics_port), transcribed(stack.asr.metrics_port) - before
+        # Both replicas served some of the six segments, and only those (a call is counted as
+        # its handler finishes, just after the gateway has the answer).
+        deadline = time.monotonic() + 10
+        while sum(served := (transcribed(metrics_port), transcribed(stack.asr.metrics_port) - before)) < 6:
+            assert time.monotonic() < deadline, served
+            time.sleep(0.02)
         assert all(served) and sum(served) == 6, served
     finally:
         gateway.stop()

@@ -116,6 +116,8 @@ def test_metrics_endpoint(limited_gateway):
     channel, stub = stub_for(limited_gateway.address)
     with channel:
         list(analyze(stub, samples, rate, timeout=30))
+    # counted as the handler finishes, just after the client has its status
+    wait_for_metric(limited_gateway.metrics_port, "speech_active_rpcs", 0, method="Analyze")
     body = urllib.request.urlopen(f"http://127.0.0.1:{limited_gateway.metrics_port}/metrics", timeout=5).read().decode()
     assert 'speech_rpcs_total{code="OK",method="Analyze",service="speech_analysis.v1.SpeechAnalysisService"}' in body
     assert "speech_active_rpcs" in body

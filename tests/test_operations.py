@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from speech_analysis.worker.v1 import asr_pb2, audio_pb2, vad_pb2, vad_pb2_grpc
-from tests.procs import ROOT, free_port, sample, scrape, start_server
+from tests.procs import ROOT, free_port, sample, scrape, start_server, wait_for_metric
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -199,8 +199,10 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
             list(stub.StreamVad(iter([audio]), timeout=10))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         list(stub.StreamVad(iter([vad_pb2.StreamVadRequest(config=common_pb2.VadConfig()), audio]), timeout=10))
-    metrics = scrape(vad.metrics_port)
     vad_service = "speech_analysis.worker.v1.VadService"
+    # A call is counted as its handler finishes, just after the client has its status.
+    wait_for_metric(vad.metrics_port, "speech_rpcs_total", 2, service=vad_service, method="StreamVad")
+    metrics = scrape(vad.metrics_port)
     assert sample(metrics, "speech_rpcs_total", service=vad_service, method="StreamVad",
                   code="INVALID_ARGUMENT") == 1
     assert sample(metrics, "speech_rpcs_total", service=vad_service, method="StreamVad", code="OK") == 1
@@ -222,8 +224,9 @@ def test_every_rpc_is_counted_by_its_final_code(metered):
         with pytest.raises(grpc.RpcError) as info:
             list(stub.Analyze(iter([bad]), metadata=[("authorization", "Bearer s3cret")], timeout=10))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    metrics = scrape(gateway.metrics_port)
     public = "speech_analysis.v1.SpeechAnalysisService"
+    wait_for_metric(gateway.metrics_port, "speech_rpcs_total", 3, service=public, method="Analyze")
+    metrics = scrape(gateway.metrics_port)
     assert sample(metrics, "speech_rpcs_total", service=public, method="Analyze", code="UNAUTHENTICATED") == 2
     assert sample(metrics, "speech_rpcs_total", service=public, method="Analyze", code="INVALID_ARGUMENT") == 1
     assert sample(metrics, "speech_auth_failures_total", transport="grpc", reason="missing") == 1
