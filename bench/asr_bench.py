@@ -77,7 +77,7 @@ def speech(seconds: float):
 
 
 def model_dirs(models: Path, mode: str):
-    from services.asr.engine import ModelDirs
+    from services.asr.requests import ModelDirs
     from services.common.model_paths import required_models, resolve_models
 
     layout = resolve_models(ROOT, str(models / "model_cache"))
@@ -105,7 +105,8 @@ class Variant:
             else:
                 self.model = AutoModel(model=str(self.dirs.sensevoice), **common)
         else:
-            from services.asr.engine import AsrOptions, load_engine
+            from services.asr.engine import load_engine
+            from services.asr.requests import AsrOptions
 
             self.engine = load_engine(self.dirs, (self.mode,), AsrOptions(
                 threads=self.threads, quantize_int8=self.name == "int8"))
@@ -120,12 +121,12 @@ class Variant:
         if self.engine is None:
             kwargs = {"language": "auto", "use_itn": True} if self.mode == "sensevoice" else {}
             return self.model.generate(input=samples, **kwargs)[0]["text"]
-        from services.asr.engine import AsrRequest
+        from services.asr.requests import AsrRequest
 
         return self.engine.transcribe(AsrRequest(samples, mode=self.mode, use_itn=True)).text
 
     def transcribe_batch(self, segments) -> None:
-        from services.asr.engine import AsrRequest
+        from services.asr.requests import AsrRequest
 
         self.engine.transcribe_batch([AsrRequest(s, mode=self.mode, use_itn=True) for s in segments])
 

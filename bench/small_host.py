@@ -103,7 +103,8 @@ for name, entry in sorted(load_manifest().items()):
             segments.append(piece.astype(np.float32))
 models = Path({models!r})
 out = {{"segments": len(segments)}}
-from services.asr.engine import AsrOptions, AsrRequest, load_engine
+from services.asr.engine import load_engine
+from services.asr.requests import AsrOptions, AsrRequest
 texts = {{}}
 for variant, int8 in (("fp32", False), ("int8", True)):
     engine = load_engine(model_dirs(models, "paraformer"), ("paraformer",), AsrOptions(threads=2, quantize_int8=int8))

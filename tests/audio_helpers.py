@@ -1,10 +1,18 @@
-"""Helpers to compare detected speech with the manifest's exact boundaries."""
+"""Test audio: random test signals, and comparing detected speech with the manifest's exact boundaries."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from services.common.audio import SAMPLE_RATE_HZ
+
 FRAME_MS = 10
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    """``seconds`` of seeded Gaussian noise (0.1 RMS), float32 mono 16 kHz: audio of any length."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
 
 
 def speech_mask(segments_ms: list[tuple[float, float]], duration_ms: float) -> np.ndarray:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -22,11 +21,10 @@ import numpy as np
 import pytest
 
 from scripts.fixtures.speechbrain_emotion import MODEL_DIRNAME, build_emotion_model
-from services.common.audio import SAMPLE_RATE_HZ
 from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-from tests.procs import ServerProcess, free_port, start_server, wait_for_serving
+from tests.procs import ServerProcess, free_port, start_server
 
-__all__ = ["classify", "noise", "probabilities", "serving", "emotion_project_root", "emotion_servers",
+__all__ = ["classify", "probabilities", "emotion_project_root", "emotion_servers",
            "e2v_cache", "e2v_servers"]
 
 VARIANTS = {
@@ -35,12 +33,6 @@ VARIANTS = {
     "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
     "int8": {"EMOTION_INT8": "1"},
 }
-
-
-def noise(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
-
 
 def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> emotion_pb2.ClassifyResponse:
     data = samples if isinstance(samples, bytes) else samples.astype("<f4").tobytes()
@@ -51,12 +43,6 @@ def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -
 
 def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
     return np.array([score.probability for score in response.probabilities])
-
-
-def serving(server: ServerProcess) -> ServerProcess:
-    wait_for_serving(server, time.monotonic() + 120)
-    return server
-
 
 def _group(prefix: str, env: dict[str, str], variants: dict[str, dict]) -> Iterator[dict[str, ServerProcess]]:
     """The variants' processes, each with its metrics on ``server.metrics_port``."""

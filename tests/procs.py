@@ -9,13 +9,17 @@ the launcher.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import urllib.request
+from typing import Callable
+
+import grpc
 
 from services.common.processes import ROOT, ServerProcess, free_port, start_server, stop_process, wait_for_serving
 
 __all__ = ["ROOT", "ServerProcess", "free_port", "start_server", "stop_process", "wait_for_serving", "scrape",
-           "sample", "wait_for_metric"]
+           "sample", "wait_for_metric", "status_codes_of_concurrent", "serving"]
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -45,3 +49,23 @@ def wait_for_metric(port: int, name: str, value: float, timeout_s: float = 10, *
     while (current := sample(scrape(port), name, **labels)) != value:
         assert time.monotonic() < deadline, f"{name}{labels} is {current}, never {value}"
         time.sleep(0.02)
+
+
+def status_codes_of_concurrent(call: Callable[[], object], count: int) -> list[grpc.StatusCode]:
+    """The status code of each of ``count`` concurrent ``call()``s (OK for those that returned)."""
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(call) for _ in range(count)]
+        codes = []
+        for future in futures:
+            try:
+                future.result()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+    return codes
+
+
+def serving(server: ServerProcess, timeout_s: float = 120) -> ServerProcess:
+    """``server`` once its health says SERVING (for servers started without waiting)."""
+    wait_for_serving(server, time.monotonic() + timeout_s)
+    return server

@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from services.asr.engine import (
-    PARAFORMER,
-    SENSEVOICE,
-    AsrOptions,
-    AsrRequest,
-    ModelDirs,
-    load_engine,
-    modes_for,
-    normalise_language,
-)
+from services.asr.engine import load_engine
+from services.asr.requests import (PARAFORMER, SENSEVOICE, AsrOptions, AsrRequest, ModelDirs, modes_for,
+                                   normalise_language)
 from services.asr.sensevoice_tags import parse_sensevoice, strip_tags
 from services.common.errors import InvalidInput, WrongMode
 from services.common.limits import normalise_hotwords

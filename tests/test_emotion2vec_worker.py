@@ -29,7 +29,9 @@ from services.common.emotion_labels import EMOTION2VEC_LABELS
 from services.common.errors import InvalidInput
 from services.emotion.emotion2vec import labels_from_tokens, load_emotion2vec_model
 from services.emotion.engine import EmotionEngine, EmotionOptions
-from tests.emotion_workers import classify, noise, serving
+from tests.audio_helpers import noise
+from tests.emotion_workers import classify
+from tests.procs import serving
 from tests.procs import ROOT, ServerProcess, sample, scrape, start_server
 
 EXPECTED_CLASSES = [("angry", "生气"), ("disgusted", "厌恶"), ("fearful", "恐惧"), ("happy", "开心"),

@@ -32,8 +32,10 @@ from services.common.emotion_labels import DISPLAY_NAMES, EMOTION2VEC_LABELS
 from services.common.errors import InvalidInput
 from services.emotion.engine import EmotionEngine, EmotionOptions, plan_windows
 from services.emotion.speechbrain import ModelNotFound, load_speechbrain_model, probabilities_from_output
-from tests.emotion_workers import classify, noise, probabilities, serving
-from tests.procs import ROOT, ServerProcess, sample, scrape, start_server
+from tests.audio_helpers import noise
+from tests.emotion_workers import classify, probabilities
+from tests.procs import serving
+from tests.procs import ROOT, ServerProcess, sample, scrape, start_server, status_codes_of_concurrent
 
 EXPECTED_CLASSES = [("neu", "中性"), ("ang", "生气"), ("hap", "开心"), ("sad", "悲伤")]
 
@@ -255,15 +257,7 @@ def test_bad_audio_is_invalid_argument(workers, payload, message):
 def test_overload_is_resource_exhausted(workers):
     busy = serving(workers["busy"])
     segment = noise(60.0, 41)
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(classify, busy.address, segment) for _ in range(8)]
-        codes = []
-        for future in futures:
-            try:
-                future.result()
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as exc:
-                codes.append(exc.code())
+    codes = status_codes_of_concurrent(lambda: classify(busy.address, segment), 8)
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert classify(busy.address, noise(1.0, 42)).windows == 1  # recovers once the queue drains
 

@@ -28,6 +28,7 @@ from services.speaker.engine import SpeakerEngine, SpeakerOptions, load_campplus
 from services.speaker.onnx_runtime import MANIFEST, check_export, fbank_features, load_onnx_model
 from speech_analysis.worker.v1 import audio_pb2, speaker_pb2, speaker_pb2_grpc
 from tests.conftest import load_manifest, read_clip
+from tests.audio_helpers import noise
 from tests.procs import ROOT, start_server
 
 EMBEDDING_TOLERANCE = 1e-4
@@ -75,19 +76,13 @@ def speech_segments() -> list[np.ndarray]:
         out += [audio[int(s["start"] * rate):int(s["end"] * rate)] for s in entry["segments"]]
     return out
 
-
-def voice(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
-
-
 def test_fbank_features_match_funasr_extract_feature_on_speech():
     """kaldi-native-fbank as set up here computes FunASR's CAM++ features; only float32 rounding differs."""
     import torch
     from funasr.models.campplus.utils import extract_feature
 
     clips = [read_clip(name)[0] for name in load_manifest()]
-    for samples in clips + speech_segments()[:4] + [voice(0.2, 1)]:
+    for samples in clips + speech_segments()[:4] + [noise(0.2, 1)]:
         reference = extract_feature([torch.from_numpy(samples)])[0][0].numpy()
         mine = fbank_features(samples)
         assert mine.shape == reference.shape and mine.dtype == np.float32
@@ -100,9 +95,9 @@ def test_onnx_embeddings_match_torch(engines):
     torch_engine, onnx_engine = engines
     assert onnx_engine.embedding_size == torch_engine.embedding_size == 192
     speech = speech_segments()
-    long = np.concatenate([voice(2.0, 3), *speech[:3]])  # > 10 s: both embed its middle
+    long = np.concatenate([noise(2.0, 3), *speech[:3]])  # > 10 s: both embed its middle
     # (every segment length costs torch a first call: a third of the segments keeps this quick)
-    for segment in [*speech[::3], voice(0.2, 4), long]:
+    for segment in [*speech[::3], noise(0.2, 4), long]:
         reference, got = torch_engine.embed(segment), onnx_engine.embed(segment)
         assert got.audio_ms == reference.audio_ms and got.embedding.dtype == np.float32
         np.testing.assert_allclose(got.embedding, reference.embedding, atol=EMBEDDING_TOLERANCE)
@@ -111,7 +106,7 @@ def test_onnx_embeddings_match_torch(engines):
 
 def test_onnx_batches_give_the_same_embeddings_as_alone(engines):
     _, onnx_engine = engines
-    segments = [voice(1.0, 11), voice(2.3, 12), voice(1.0, 13), voice(1.0, 14)]
+    segments = [noise(1.0, 11), noise(2.3, 12), noise(1.0, 13), noise(1.0, 14)]
     alone = [onnx_engine.embed(segment).embedding for segment in segments]
     for one, batched in zip(alone, onnx_engine.embed_batch(segments)):
         np.testing.assert_allclose(batched.embedding, one, atol=1e-5)
@@ -172,7 +167,7 @@ def embed(address: str, samples: np.ndarray) -> np.ndarray:
 
 
 def test_onnx_worker_answers_like_the_torch_worker_without_torch(workers):
-    for segment in speech_segments()[:3] + [voice(3.0, 21)]:
+    for segment in speech_segments()[:3] + [noise(3.0, 21)]:
         got, reference = embed(workers["onnx"].address, segment), embed(workers["torch"].address, segment)
         assert np.linalg.norm(got) == pytest.approx(1.0, abs=1e-5)
         np.testing.assert_allclose(got, reference, atol=EMBEDDING_TOLERANCE)

@@ -39,15 +39,10 @@ from services.speaker.engine import (
     load_campplus_model,
 )
 from speech_analysis.worker.v1 import audio_pb2, speaker_pb2, speaker_pb2_grpc
-from tests.procs import ROOT, ServerProcess, free_port, start_server, wait_for_serving
+from tests.audio_helpers import noise
+from tests.procs import (ROOT, ServerProcess, free_port, serving, start_server, status_codes_of_concurrent)
 
 EMBEDDING_SIZE = 192
-
-
-def voice(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(round(seconds * SAMPLE_RATE_HZ))) * 0.1).astype(np.float32)
-
 
 def embed(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> speaker_pb2.EmbedResponse:
     data = samples if isinstance(samples, bytes) else samples.astype("<f4").tobytes()
@@ -104,12 +99,6 @@ def speaker_servers(speaker_cache, tmp_path_factory):
     for server in servers.values():
         server.stop()
 
-
-def serving(server: ServerProcess) -> ServerProcess:
-    wait_for_serving(server, time.monotonic() + 120)
-    return server
-
-
 @pytest.fixture(scope="session")
 def worker(speaker_servers) -> ServerProcess:
     return serving(speaker_servers["eager"])
@@ -125,7 +114,7 @@ def test_same_embedding_as_funasr_own_inference(engine, campplus_dir):
     reference = AutoModel(model=str(campplus_dir), device="cpu", ncpu=1, disable_update=True, disable_pbar=True,
                           disable_log=True)
     for seconds, seed in ((0.7, 3), (4.3, 4)):
-        segment = voice(seconds, seed)
+        segment = noise(seconds, seed)
         (out,) = reference.generate(segment, disable_pbar=True)
         expected = out["spk_embedding"][0].numpy().astype(np.float64)
         expected /= np.linalg.norm(expected)
@@ -135,7 +124,7 @@ def test_same_embedding_as_funasr_own_inference(engine, campplus_dir):
 
 
 def test_embeddings_are_unit_length_repeatable_and_tell_voices_apart(engine):
-    first, again, other = engine.embed(voice(2.0, 1)), engine.embed(voice(2.0, 1)), engine.embed(voice(2.0, 2))
+    first, again, other = engine.embed(noise(2.0, 1)), engine.embed(noise(2.0, 1)), engine.embed(noise(2.0, 2))
     assert np.linalg.norm(first.embedding.astype(np.float64)) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_array_equal(first.embedding, again.embedding)
     assert float(first.embedding @ other.embedding) < 0.99  # the random model is not constant
@@ -143,19 +132,19 @@ def test_embeddings_are_unit_length_repeatable_and_tell_voices_apart(engine):
 
 
 def test_long_segment_is_embedded_from_its_middle(engine):
-    middle = voice(10.0, 5)
-    long = np.concatenate([voice(2.0, 6), middle, voice(2.0, 7)])
+    middle = noise(10.0, 5)
+    long = np.concatenate([noise(2.0, 6), middle, noise(2.0, 7)])
     np.testing.assert_array_equal(crop_middle(long, engine.options.max_audio_samples), middle)
     result = engine.embed(long)
     assert result.audio_ms == 10_000
     # only the middle counts: other edges around the same middle give the same embedding
-    other_edges = np.concatenate([voice(2.0, 8), middle, voice(2.0, 9)])
+    other_edges = np.concatenate([noise(2.0, 8), middle, noise(2.0, 9)])
     np.testing.assert_allclose(result.embedding, engine.embed(other_edges).embedding, atol=1e-6)
-    assert engine.embed(voice(9.5, 10)).audio_ms == 9_500  # shorter: all of it
+    assert engine.embed(noise(9.5, 10)).audio_ms == 9_500  # shorter: all of it
 
 
 def test_batch_gives_the_same_embeddings_as_alone_without_padding(engine, campplus_model):
-    segments = [voice(1.0, 11), voice(2.3, 12), voice(1.0, 13), voice(0.4, 14), voice(12.0, 15), voice(1.0, 16)]
+    segments = [noise(1.0, 11), noise(2.3, 12), noise(1.0, 13), noise(0.4, 14), noise(12.0, 15), noise(1.0, 16)]
     alone = [engine.embed(segment).embedding for segment in segments]
     calls = []
 
@@ -175,20 +164,20 @@ def test_batch_gives_the_same_embeddings_as_alone_without_padding(engine, camppl
 
 @pytest.mark.parametrize("samples, message", [
     (np.zeros(0, np.float32), "empty audio"),
-    (voice(0.1, 1), "too short"),
+    (noise(0.1, 1), "too short"),
     (np.full(8000, np.nan, np.float32), "NaN"),
 ])
 def test_engine_refuses_bad_segments_one_by_one(engine, samples, message):
-    results = engine.embed_batch([samples, voice(1.0, 2)])
+    results = engine.embed_batch([samples, noise(1.0, 2)])
     assert isinstance(results[0], InvalidInput) and message in str(results[0])
     assert results[1].embedding.shape == (EMBEDDING_SIZE,)  # a bad segment fails only itself
 
 
 def test_engine_entry_checks_the_internal_audio_contract(engine):
-    for wrong in (voice(1.0, 1).astype(np.float64), np.zeros((2, 8000), np.float32), [0.0] * 8000):
+    for wrong in (noise(1.0, 1).astype(np.float64), np.zeros((2, 8000), np.float32), [0.0] * 8000):
         with pytest.raises(TypeError, match="1-D float32"):
             engine.embed(wrong)
-    assert engine.embed(voice(0.2, 3)).audio_ms == 200  # exactly the minimum is accepted
+    assert engine.embed(noise(0.2, 3)).audio_ms == 200  # exactly the minimum is accepted
 
 
 def test_options_refuse_lengths_the_model_cannot_embed():
@@ -218,7 +207,7 @@ def test_incomplete_model_dir_names_the_missing_file(campplus_dir, tmp_path):
 # ---- worker processes --------------------------------------------------------------------------
 
 def test_embed_returns_a_unit_length_embedding_marked_random(worker, engine):
-    audio = voice(3.0, 21)
+    audio = noise(3.0, 21)
     response = embed(worker.address, audio)
     embedding = vector(response)
     assert embedding.shape == (EMBEDDING_SIZE,)
@@ -228,15 +217,15 @@ def test_embed_returns_a_unit_length_embedding_marked_random(worker, engine):
     assert response.model_info.random_weights is True
     np.testing.assert_array_equal(vector(embed(worker.address, audio)), embedding)  # same audio, same answer
     np.testing.assert_allclose(embedding, engine.embed(audio).embedding, atol=1e-5)
-    assert float(embedding @ vector(embed(worker.address, voice(3.0, 22)))) < 0.99
+    assert float(embedding @ vector(embed(worker.address, noise(3.0, 22)))) < 0.99
 
 
 def test_long_segment_is_embedded_from_its_middle_seconds(worker):
-    assert embed(worker.address, voice(14.0, 23)).audio_ms == 10_000
+    assert embed(worker.address, noise(14.0, 23)).audio_ms == 10_000
 
 
 def test_concurrent_calls_match_sequential_calls(worker):
-    segments = [voice(1.0, 31), voice(1.0, 32), voice(2.5, 33), voice(0.3, 34), voice(1.0, 35), voice(6.0, 36)]
+    segments = [noise(1.0, 31), noise(1.0, 32), noise(2.5, 33), noise(0.3, 34), noise(1.0, 35), noise(6.0, 36)]
     sequential = [vector(embed(worker.address, s)) for s in segments]
     with concurrent.futures.ThreadPoolExecutor(len(segments)) as pool:
         together = list(pool.map(lambda s: vector(embed(worker.address, s)), segments))
@@ -262,27 +251,19 @@ def test_message_over_the_size_limit_is_refused_and_the_worker_carries_on(worker
     with pytest.raises(grpc.RpcError) as error:
         embed(worker.address, too_big)
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert len(embed(worker.address, voice(1.0, 41)).embedding) == EMBEDDING_SIZE
+    assert len(embed(worker.address, noise(1.0, 41)).embedding) == EMBEDDING_SIZE
 
 
 def test_overload_is_resource_exhausted(speaker_servers):
     busy = serving(speaker_servers["busy"])
-    segment = voice(10.0, 42)
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(embed, busy.address, segment) for _ in range(8)]
-        codes = []
-        for future in futures:
-            try:
-                future.result()
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as exc:
-                codes.append(exc.code())
+    segment = noise(10.0, 42)
+    codes = status_codes_of_concurrent(lambda: embed(busy.address, segment), 8)
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
-    assert len(embed(busy.address, voice(1.0, 43)).embedding) == EMBEDDING_SIZE  # recovers once drained
+    assert len(embed(busy.address, noise(1.0, 43)).embedding) == EMBEDDING_SIZE  # recovers once drained
 
 
 def test_metrics_name_the_model_and_count_the_audio(worker):
-    embed(worker.address, voice(3.0, 51))
+    embed(worker.address, noise(3.0, 51))
     text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).read().decode()
     lines = text.splitlines()
     assert any(line.startswith("speech_models_info{") and 'service="speaker"' in line
@@ -307,11 +288,11 @@ def test_hub_layout_loads_and_health_is_serving_only_after_the_model(campplus_di
         assert server.health() == health_pb2.HealthCheckResponse.NOT_SERVING
         assert server.health(service="liveness") == health_pb2.HealthCheckResponse.SERVING
         try:
-            embed(server.address, voice(1.0, 61))  # succeeds only if the load finished meanwhile
+            embed(server.address, noise(1.0, 61))  # succeeds only if the load finished meanwhile
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.UNAVAILABLE, error
         serving(server)
-        audio = voice(2.0, 62)
+        audio = noise(2.0, 62)
         np.testing.assert_allclose(vector(embed(server.address, audio)), vector(embed(worker.address, audio)),
                                    atol=1e-5)
     finally:

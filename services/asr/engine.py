@@ -55,8 +55,6 @@ from services.asr.requests import (
     ModelDirs,
     TokenTime,
     Transcript,
-    modes_for,
-    normalise_language,
 )
 from services.asr.sensevoice_tags import parse_sensevoice, strip_tags
 from services.common.audio import SAMPLE_RATE_HZ, check_contract, peak_dbfs
@@ -66,20 +64,7 @@ from services.common.model_paths import MODEL_SPECS, required_models
 from services.funasr.automodel import load_automodel
 from services.funasr.fsmn_guards import guard_fsmn_scores, set_max_segment_ms
 
-__all__ = [
-    "PARAFORMER",
-    "SENSEVOICE",
-    "MODES",
-    "modes_for",
-    "AsrOptions",
-    "ModelDirs",
-    "AsrRequest",
-    "TokenTime",
-    "Transcript",
-    "AsrEngine",
-    "load_engine",
-    "normalise_language",
-]
+__all__ = ["AsrEngine", "load_engine"]
 
 log = logging.getLogger(__name__)
 
