@@ -60,9 +60,12 @@ class SummaryBuilder:
     # labels are resolved in to_proto, once the session's vocabulary is known
     emotions: list[tuple[str, str, list[tuple[str, float]], int]] = field(default_factory=list)
     random_weights: bool = False
-    segments: int = 0
     spans_ms: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, end_ms) per segment
     speakers: dict[int, "SummaryBuilder"] = field(default_factory=dict)  # label -> that speaker's segments
+
+    @property
+    def segments(self) -> int:
+        return len(self.spans_ms)
 
     def add(self, result: gateway_pb2.SegmentResult) -> None:
         self._count(result)
@@ -70,7 +73,6 @@ class SummaryBuilder:
             self.speakers.setdefault(result.speaker, SummaryBuilder())._count(result)
 
     def _count(self, result: gateway_pb2.SegmentResult) -> None:
-        self.segments += 1
         self.spans_ms.append((result.start_ms, result.end_ms))
         duration = result.end_ms - result.start_ms
         self.speech_ms += duration
@@ -92,7 +94,6 @@ class SummaryBuilder:
             everything.speech_ms += builder.speech_ms
             everything.emotions.extend(builder.emotions)
             everything.random_weights |= builder.random_weights
-            everything.segments += builder.segments
             everything.spans_ms.extend(builder.spans_ms)
         for label in sorted({label for builder in builders for label in builder.speakers}):
             everything.speakers[label] = cls.merged([b.speakers[label] for b in builders if label in b.speakers])

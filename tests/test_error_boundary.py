@@ -12,11 +12,11 @@ import asyncio
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from speech_analysis.worker.v1 import emotion_pb2, emotion_pb2_grpc, vad_pb2, vad_pb2_grpc
 from services.common import grpc_server
 from services.common.errors import InvalidInput, Overloaded
-from services.common.metrics import RPCS
 from services.common.settings import ServerSettings
 
 
@@ -62,8 +62,9 @@ def test_exceptions_become_statuses_for_unary_and_streaming_calls(exc, code, det
             await handle.server.stop(None)
         return unary.value, streamed.value
 
-    before = RPCS.labels("speech_analysis.worker.v1.EmotionService", "Classify", code.name)._value.get()
+    labels = {"service": "speech_analysis.worker.v1.EmotionService", "method": "Classify", "code": code.name}
+    before = REGISTRY.get_sample_value("speech_rpcs_total", labels) or 0.0
     for error in asyncio.run(scenario()):
         assert (error.code(), error.details()) == (code, details)
     # The metrics interceptor (outside the error boundary) counted the mapped status.
-    assert RPCS.labels("speech_analysis.worker.v1.EmotionService", "Classify", code.name)._value.get() == before + 1
+    assert REGISTRY.get_sample_value("speech_rpcs_total", labels) == before + 1
