@@ -31,14 +31,9 @@ from speech_analysis.worker.v1 import asr_pb2_grpc, emotion_pb2_grpc, speaker_pb
 from services.common.grpc_server import channel_options
 from services.common.settings import GatewaySettings
 
-__all__ = ["Workers", "SERVICE_CONFIG", "PARTS", "OPTIONAL_PARTS", "follow_worker_health"]
+__all__ = ["Workers", "SERVICE_CONFIG", "follow_worker_health"]
 
 log = logging.getLogger(__name__)
-
-PARTS = ("vad", "asr", "emotion")
-"""The workers every gateway has."""
-OPTIONAL_PARTS = ("speaker",)
-"""Workers a gateway has when configured (SPEAKER_ADDRESS)."""
 
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -76,7 +71,8 @@ class Workers:
     asr: asr_pb2_grpc.AsrServiceStub
     emotion: emotion_pb2_grpc.EmotionServiceStub
     channels: dict[str, grpc.aio.Channel]
-    """Part name -> channel, for every worker this gateway has (PARTS, then configured OPTIONAL_PARTS)."""
+    """Part name -> channel for every worker this gateway has: vad, asr, emotion, and speaker when
+    SPEAKER_ADDRESS is set."""
     speaker: speaker_pb2_grpc.SpeakerServiceStub | None = None
     """None when no speaker worker is configured (SPEAKER_ADDRESS unset)."""
 
