@@ -1,4 +1,4 @@
-"""scripts/download_models.py against a fake hub on 127.0.0.1.
+"""scripts/download_models.py (and scripts/downloads/) against a fake hub on 127.0.0.1.
 
 ``FakeHub`` answers the few endpoints huggingface_hub and modelscope call
 (repo info, file listing, file download with Range resume) for tiny fixture
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.downloads.hubs import HubEndpoints
+from scripts.downloads.models import SILERO_HUBCONF, DownloadOptions, fetch_silero
 from services.common import model_paths
 from services.common.model_paths import MODEL_SPECS, resolve_models
 
@@ -75,17 +77,12 @@ def _silero_archive() -> bytes:
     import importlib.util
 
     package = Path(next(iter(importlib.util.find_spec("silero_vad").submodule_search_locations)))
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import download_models
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(package.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 tar.add(path, arcname=f"silero-vad-6.2.3/src/silero_vad/{path.relative_to(package)}")
-        hubconf = download_models.SILERO_HUBCONF.encode()
+        hubconf = SILERO_HUBCONF.encode()
         info = tarfile.TarInfo("silero-vad-6.2.3/hubconf.py")
         info.size = len(hubconf)
         tar.addfile(info, io.BytesIO(hubconf))
@@ -278,15 +275,6 @@ def _hidden_entries(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
 
 
-def _import_script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import download_models
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return download_models
-
-
 def _make_complete(directory: Path, name: str) -> None:
     for relative, data in _fixture_files(name).items():
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -435,9 +423,8 @@ def test_killed_download_resumes_where_it_stopped(tmp_path: Path, hub: FakeHub) 
 
 def test_silero_from_the_package_loads_with_torch_hub(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    script = _import_script()
-    options = script.DownloadOptions(project_root=tmp_path, cache=model_paths.ModelCacheDir(tmp_path / "c", "test"))
-    target = script.fetch_silero(options)
+    options = DownloadOptions(project_root=tmp_path, cache=model_paths.ModelCacheDir(tmp_path / "c", "test"))
+    target = fetch_silero(options)
     assert target == tmp_path / "silero-vad"
     assert resolve_models(tmp_path, None, data_fallbacks=()).silero_vad.complete
 
@@ -451,14 +438,13 @@ def test_silero_from_the_package_loads_with_torch_hub(tmp_path: Path) -> None:
 def test_silero_from_a_github_archive(tmp_path: Path, hub: FakeHub) -> None:
     archive_path = "/snakers4/silero-vad/archive/refs/tags/v6.2.3.tar.gz"
     hub.archives[archive_path] = _silero_archive()
-    script = _import_script()
-    options = script.DownloadOptions(
+    options = DownloadOptions(
         project_root=tmp_path,
         cache=model_paths.ModelCacheDir(tmp_path / "c", "test"),
-        endpoints=script.HubEndpoints(silero_archive_url=hub.url + archive_path),
+        endpoints=HubEndpoints(silero_archive_url=hub.url + archive_path),
         silero_source="github",
     )
-    script.fetch_silero(options)
+    fetch_silero(options)
     assert resolve_models(tmp_path, None, data_fallbacks=()).silero_vad.complete
     assert _hidden_entries(tmp_path) == []
 
