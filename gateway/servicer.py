@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -23,6 +22,7 @@ import numpy as np
 
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from services.common.errors import InvalidInput, NotEnabled, OutOfRange, Overloaded, status_for
+from services.common.grpc_server import deadline_of
 from gateway.audio_input import (AudioConverter, FileDecoder, check_separate_channels, separate_channels,
                                  validate_config)
 from gateway.conversation import Conversation
@@ -100,8 +100,7 @@ class SpeechAnalysisServiceServicer(gateway_pb2_grpc.SpeechAnalysisServiceServic
 
     def _session(self, config: gateway_pb2.StreamConfig, context: grpc.aio.ServicerContext | None
                  ) -> Session | Conversation:
-        remaining = context.time_remaining() if context is not None else None
-        deadline = time.monotonic() + remaining if remaining is not None else None
+        deadline = deadline_of(context)
         session_id = uuid.uuid4().hex[:12]
         if separate_channels(config):
             session = Conversation(session_id, config, config.channels or 1, self.workers, self.limits, deadline,

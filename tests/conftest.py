@@ -9,7 +9,8 @@ import pytest
 
 from scripts.shared_audio import SHARED_AUDIO, load_manifest, read_clip  # noqa: F401 (the tests import them from here)
 from tests.procs import ROOT, free_port, start_server  # noqa: F401 (ROOT: the tests import it from here too)
-from tests.emotion_workers import e2v_cache, e2v_servers, emotion_project_root, emotion_servers  # noqa: F401 (fixtures)
+from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  # noqa: F401 (fixtures)
+                                   emotion_project_root, emotion_servers)
 
 
 # ---- pytest-xdist (scripts/test.sh runs the suite with -n 2) ---------------------------------

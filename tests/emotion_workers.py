@@ -11,8 +11,6 @@ against both, in tests/test_emotion_worker.py) can use them.
 
 from __future__ import annotations
 
-import concurrent.futures
-import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -20,12 +18,13 @@ import grpc
 import numpy as np
 import pytest
 
+from scripts.fixtures.emotion2vec import model_dir_in_cache as e2v_model_dir_in_cache
 from scripts.fixtures.speechbrain_emotion import MODEL_DIRNAME, build_emotion_model
 from speech_analysis.worker.v1 import audio_pb2, emotion_pb2, emotion_pb2_grpc
-from tests.procs import ServerProcess, free_port, start_server
+from tests.procs import ServerProcess, server_group
 
 __all__ = ["classify", "probabilities", "emotion_project_root", "emotion_servers",
-           "e2v_cache", "e2v_servers"]
+           "e2v_cache", "e2v_dir", "e2v_model", "e2v_servers"]
 
 VARIANTS = {
     "eager": {},
@@ -44,29 +43,10 @@ def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -
 def probabilities(response: emotion_pb2.ClassifyResponse) -> np.ndarray:
     return np.array([score.probability for score in response.probabilities])
 
+
 def _group(prefix: str, env: dict[str, str], variants: dict[str, dict]) -> Iterator[dict[str, ServerProcess]]:
-    """The variants' processes, each with its metrics on ``server.metrics_port``."""
-    metrics_ports = {name: free_port() for name in variants}
-    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
-        futures = {name: pool.submit(start_server, "services.emotion.server", f"{prefix}-{name}",
-                                     env={**env, **extra, "METRICS_PORT": str(metrics_ports[name])},
-                                     wait_serving=False)
-                   for name, extra in variants.items()}
-        concurrent.futures.wait(futures.values())
-    servers = {name: future.result() for name, future in futures.items() if future.exception() is None}
-    for name, server in servers.items():
-        server.metrics_port = metrics_ports[name]
-    failed = [future.exception() for future in futures.values() if future.exception() is not None]
-    if failed:
-        for server in servers.values():
-            server.stop()
-        raise failed[0]
-    yield servers
-    for server in servers.values():  # SIGTERM all first: they shut down in parallel
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGTERM)
-    for server in servers.values():
-        server.stop()
+    with server_group("services.emotion.server", prefix, env, variants) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +66,18 @@ def emotion_servers(emotion_project_root):
 @pytest.fixture(scope="session")
 def e2v_cache(tiny_models) -> Path:
     return tiny_models / "model_cache"
+
+
+@pytest.fixture(scope="session")
+def e2v_dir(e2v_cache) -> Path:
+    return e2v_model_dir_in_cache(e2v_cache)
+
+
+@pytest.fixture(scope="session")
+def e2v_model(e2v_dir):
+    from services.emotion.emotion2vec import load_emotion2vec_model
+
+    return load_emotion2vec_model(e2v_dir)
 
 
 @pytest.fixture(scope="session")

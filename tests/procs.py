@@ -10,16 +10,18 @@ the launcher.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import signal
 import time
 import urllib.request
-from typing import Callable
+from typing import Callable, Iterator
 
 import grpc
 
 from services.common.processes import ROOT, ServerProcess, free_port, start_server, stop_process, wait_for_serving
 
 __all__ = ["ROOT", "ServerProcess", "free_port", "start_server", "stop_process", "wait_for_serving", "scrape",
-           "sample", "wait_for_metric", "status_codes_of_concurrent", "serving"]
+           "sample", "wait_for_metric", "status_codes_of_concurrent", "serving", "server_group"]
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -69,3 +71,33 @@ def serving(server: ServerProcess, timeout_s: float = 120) -> ServerProcess:
     """``server`` once its health says SERVING (for servers started without waiting)."""
     wait_for_serving(server, time.monotonic() + timeout_s)
     return server
+
+
+@contextlib.contextmanager
+def server_group(module: str, prefix: str, env: dict[str, str],
+                 variants: dict[str, dict[str, str]]) -> Iterator[dict[str, ServerProcess]]:
+    """One ``module`` process per variant (``env`` plus the variant's), started in parallel
+    without waiting for SERVING (tests wait with :func:`serving`), each with its metrics on
+    ``server.metrics_port``; all stopped at the end, SIGTERMed together so they shut down
+    in parallel."""
+    metrics_ports = {name: free_port() for name in variants}
+    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
+        futures = {name: pool.submit(start_server, module, f"{prefix}-{name}",
+                                     env={**env, **extra, "METRICS_PORT": str(metrics_ports[name])},
+                                     wait_serving=False)
+                   for name, extra in variants.items()}
+        concurrent.futures.wait(futures.values())
+    servers = {name: future.result() for name, future in futures.items() if future.exception() is None}
+    for name, server in servers.items():
+        server.metrics_port = metrics_ports[name]
+    try:
+        failed = [future.exception() for future in futures.values() if future.exception() is not None]
+        if failed:
+            raise failed[0]
+        yield servers
+    finally:
+        for server in servers.values():
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGTERM)
+        for server in servers.values():
+            server.stop()

@@ -1,10 +1,10 @@
 """Emotion worker with EMOTION_MODEL=emotion2vec, on the tiny random-weight emotion2vec+ fixture.
 
-Mirrors tests/test_emotion_worker.py (the SpeechBrain path): in-process engine
-tests (the same results as FunASR's own inference, windowing, batch invariance,
-loading, int8), then real worker processes over gRPC (tests/emotion_workers.py;
-the behaviour both models share, such as windowing, bad input and overload, is
-tested for both in tests/test_emotion_worker.py). The fixture lives in
+What only emotion2vec+ has: in-process engine tests (labels from tokens.txt, the
+same results as FunASR's own inference, the attention-bias cache, loading), then
+real worker processes over gRPC (tests/emotion_workers.py). The behaviour both
+models share (windowing, batch invariance, int8, bad input, overload, lazy
+loading) is tested for both in tests/test_emotion_worker.py. The fixture lives in
 the cached tiny tree (``scripts/tiny_models.py``) under
 ``model_cache/models/iic/emotion2vec_plus_base``. Random weights: these tests
 check structure and behaviour, never accuracy.
@@ -13,12 +13,10 @@ check structure and behaviour, never accuracy.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +24,7 @@ import torch
 
 from scripts.fixtures.emotion2vec import MODEL_DIRNAME, TOKENS, model_dir_in_cache
 from services.common.emotion_labels import EMOTION2VEC_LABELS
-from services.common.errors import InvalidInput
-from services.emotion.emotion2vec import labels_from_tokens, load_emotion2vec_model
+from services.emotion.emotion2vec import labels_from_tokens
 from services.emotion.engine import EmotionEngine, EmotionOptions
 from tests.audio_helpers import noise
 from tests.emotion_workers import classify
@@ -44,16 +41,6 @@ def scores(result) -> np.ndarray:
 
 
 # ---- fixtures ----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def e2v_dir(e2v_cache) -> Path:
-    return model_dir_in_cache(e2v_cache)
-
-
-@pytest.fixture(scope="session")
-def e2v_model(e2v_dir):
-    return load_emotion2vec_model(e2v_dir)
-
 
 @pytest.fixture(scope="session")
 def e2v_engine(e2v_model) -> EmotionEngine:
@@ -96,41 +83,6 @@ def test_same_probabilities_as_funasr_own_inference(e2v_engine, e2v_dir):
         np.testing.assert_allclose(scores(e2v_engine.classify(segment)), out["scores"], atol=1e-5)
 
 
-def test_engine_rejects_short_and_empty_segments(e2v_engine):
-    results = e2v_engine.classify_batch([np.zeros(0, np.float32), noise(0.05, 1), noise(1.0, 2)])
-    assert isinstance(results[0], InvalidInput) and "empty" in str(results[0])
-    assert isinstance(results[1], InvalidInput) and "too short" in str(results[1])
-    assert not isinstance(results[2], Exception)
-
-
-def test_batch_gives_the_same_probabilities_as_alone(e2v_engine):
-    segments = [noise(1.0, 1), noise(2.3, 2), noise(1.0, 3), noise(10.5, 4), noise(0.4, 5), noise(31.0, 6)]
-    alone = [e2v_engine.classify(segment) for segment in segments]
-    together = e2v_engine.classify_batch(segments)
-    for one, batched in zip(alone, together):
-        assert batched.windows == one.windows
-        np.testing.assert_allclose(scores(batched), scores(one), atol=1e-5)
-        assert batched.label == one.label
-    # the random model is not constant: different audio, different probabilities
-    assert np.abs(scores(alone[0]) - scores(alone[1])).max() > 1e-3
-
-
-def test_equal_length_windows_share_one_model_call(e2v_model):
-    calls = []
-
-    class Counting:
-        labels = e2v_model.labels
-        batch_invariant = True
-
-        def predict(self, windows):
-            calls.append(windows.shape)
-            return e2v_model.predict(windows)
-
-    EmotionEngine(Counting(), EmotionOptions()).classify_batch(
-        [noise(1.0, 1), noise(1.0, 2), noise(2.0, 3), noise(30.0, 4)])
-    assert sorted(calls) == sorted([(2, 16000), (1, 32000)] + [(1, 160000)] * 4)
-
-
 def test_attention_bias_cache_does_not_grow_between_calls(e2v_model):
     """FunASR's encoder caches its ALiBi bias at the largest batch x longest window seen."""
     e2v_model.predict(np.stack([noise(0.5, i) for i in range(8)]))
@@ -145,38 +97,6 @@ def test_loads_the_checkpoint_memory_mapped(e2v_model, e2v_dir):
     assert set(checkpoint) == set(loaded)
     assert all(torch.equal(loaded[key], value) for key, value in checkpoint.items())
     assert not e2v_model.module.training
-
-
-def test_model_dir_still_loads_after_being_moved(e2v_engine, e2v_dir, tmp_path):
-    copy = tmp_path / "elsewhere" / MODEL_DIRNAME
-    shutil.copytree(e2v_dir, copy)
-    moved = EmotionEngine(load_emotion2vec_model(copy), EmotionOptions())
-    segment = noise(1.5, 7)
-    np.testing.assert_allclose(scores(moved.classify(segment)), scores(e2v_engine.classify(segment)), atol=1e-6)
-    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in e2v_dir.iterdir())
-
-
-def test_incomplete_model_dir_names_the_missing_file(e2v_dir, tmp_path):
-    copy = tmp_path / MODEL_DIRNAME
-    shutil.copytree(e2v_dir, copy)
-    (copy / "tokens.txt").unlink()
-    with pytest.raises(FileNotFoundError, match=r"tokens\.txt.*download_models\.py --emotion2vec"):
-        load_emotion2vec_model(copy)
-
-
-def test_int8_engine_quantizes_linears_and_stays_batch_invariant(e2v_dir, e2v_engine):
-    model = load_emotion2vec_model(e2v_dir, quantize_int8=True)
-    modules = list(model.module.modules())
-    assert not any(type(m) is torch.nn.Linear for m in modules)
-    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
-    assert model.batch_invariant is False  # so the engine gives every window a call of its own
-    engine = EmotionEngine(model, EmotionOptions())
-    segments = [noise(1.5, seed=5), noise(1.5, seed=6), noise(23.0, seed=8)]
-    together = engine.classify_batch(segments)
-    for segment, batched in zip(segments, together):
-        assert scores(batched) == pytest.approx(scores(engine.classify(segment)), abs=1e-6)
-    # int8 moves probabilities a little (on random weights; says nothing about accuracy)
-    assert scores(together[0]) == pytest.approx(scores(e2v_engine.classify(segments[0])), abs=0.05)
 
 
 # ---- worker processes --------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Emotion worker on the tiny random-weight SpeechBrain fixture.
+"""Emotion worker: the SpeechBrain model, and what both models (SpeechBrain and
+emotion2vec+) share.
 
-In-process engine tests (windowing, batch invariance, loading) and real
-worker processes over gRPC: an eager one, a lazily loading one and one with a
-queue of 1 (overload). The three processes start in parallel (one torch
-thread each) at the first test that needs one, after the in-process tests, so
-the two never compete for the cores; the fixture model is built once per
-session.
+In-process engine tests (windowing, batch invariance, loading, int8; those that
+hold for both models run for both through ``in_process``) and real worker
+processes over gRPC (tests/emotion_workers.py: eager, lazy, busy and int8 groups
+per model, started in parallel with one torch thread each at the first test that
+needs one, after the in-process tests, so the two never compete for the cores).
+Random weights: these tests check structure and behaviour, never accuracy.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import shutil
 import subprocess
 import sys
 import time
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import grpc
 import numpy as np
@@ -30,8 +33,9 @@ from scripts.fixtures.speechbrain_emotion import LABELS, MODEL_DIRNAME
 from services.common.audio import SAMPLE_RATE_HZ
 from services.common.emotion_labels import DISPLAY_NAMES, EMOTION2VEC_LABELS
 from services.common.errors import InvalidInput
+from services.emotion.emotion2vec import load_emotion2vec_model
 from services.emotion.engine import EmotionEngine, EmotionOptions, plan_windows
-from services.emotion.speechbrain import ModelNotFound, load_speechbrain_model, probabilities_from_output
+from services.emotion.speechbrain import load_speechbrain_model, probabilities_from_output
 from tests.audio_helpers import noise
 from tests.emotion_workers import classify, probabilities
 from tests.procs import serving
@@ -88,24 +92,6 @@ def test_probabilities_from_log_probabilities_and_logits():
         np.testing.assert_allclose(result.sum(axis=1), 1.0, atol=1e-9)
 
 
-def test_engine_rejects_short_and_empty_segments(tiny_engine):
-    results = tiny_engine.classify_batch([np.zeros(0, np.float32), noise(0.05, 1), noise(1.0, 2)])
-    assert isinstance(results[0], InvalidInput) and "empty" in str(results[0])
-    assert isinstance(results[1], InvalidInput) and "too short" in str(results[1])
-    assert not isinstance(results[2], Exception)
-
-
-def test_batch_gives_the_same_probabilities_as_alone(tiny_engine):
-    segments = [noise(1.0, 1), noise(2.3, 2), noise(1.0, 3), noise(10.5, 4), noise(0.4, 5)]
-    alone = [tiny_engine.classify(segment) for segment in segments]
-    together = tiny_engine.classify_batch(segments)
-    for one, batched in zip(alone, together):
-        assert batched.windows == one.windows
-        np.testing.assert_allclose([s.probability for s in batched.scores],
-                                   [s.probability for s in one.scores], atol=1e-4)
-        assert batched.label == one.label
-
-
 def test_max_audio_crops_long_segments_to_their_middle(tiny_emotion_model):
     """EMOTION_MAX_AUDIO_S: a long segment gives the result of its middle N seconds, in one
     window; segments no longer than N are untouched."""
@@ -120,24 +106,6 @@ def test_max_audio_crops_long_segments_to_their_middle(tiny_emotion_model):
     assert cropped.classify(short_segment).scores == whole.classify(short_segment).scores
     with pytest.raises(ValueError, match="max_audio_s"):
         EmotionOptions(max_audio_s=0.05)
-
-
-def test_equal_length_windows_share_one_model_call(tiny_emotion_model):
-    calls = []
-
-    class Counting:
-        labels = tiny_emotion_model.labels
-        batch_invariant = True
-
-        def predict(self, windows):
-            calls.append(windows.shape)
-            return tiny_emotion_model.predict(windows)
-
-    engine = EmotionEngine(Counting(), EmotionOptions())
-    engine.classify_batch([noise(1.0, 1), noise(1.0, 2), noise(2.0, 3), noise(30.0, 4)])
-    # two 1 s segments in one call, the 2 s one alone, the four 10 s windows of 30 s
-    # one per call (max_batch_audio_s: 10 s of audio per call)
-    assert sorted(calls) == sorted([(2, 16000), (1, 32000)] + [(1, 160000)] * 4)
 
 
 def test_padding_would_change_results(tiny_emotion_model):
@@ -160,23 +128,111 @@ def test_loads_the_fine_tuned_encoder_memory_mapped(tiny_emotion_model, emotion_
     assert tiny_emotion_model.labels == LABELS
 
 
-def test_model_dir_still_loads_after_being_moved(tiny_engine, emotion_model_dir, tmp_path):
-    copy = tmp_path / "elsewhere" / MODEL_DIRNAME
-    shutil.copytree(emotion_model_dir, copy)
-    moved = EmotionEngine(load_speechbrain_model(copy), EmotionOptions())
+# ---- engine, in process, both models -----------------------------------------------------------
+
+@dataclass
+class InProcess:
+    """One model loaded in this process: the engine tests below hold for both."""
+
+    model: Any
+    engine: EmotionEngine
+    model_dir: Path
+    load: Callable[..., Any]  # load(model_dir, quantize_int8=False)
+    linear_modules: Callable[[Any], list[torch.nn.Module]]
+    needed_file: str  # a file the loader cannot do without
+    download_flag: str
+
+
+@pytest.fixture(scope="session", params=["speechbrain", "emotion2vec"])
+def in_process(request) -> InProcess:
+    if request.param == "speechbrain":
+        model_dir = request.getfixturevalue("emotion_model_dir")
+        model = request.getfixturevalue("tiny_emotion_model")
+        return InProcess(model, EmotionEngine(model, EmotionOptions()), model_dir, load_speechbrain_model,
+                         lambda m: list(m.classifier.mods.modules()), "wav2vec2.ckpt", "--speechbrain")
+    model_dir = request.getfixturevalue("e2v_dir")
+    model = request.getfixturevalue("e2v_model")
+    return InProcess(model, EmotionEngine(model, EmotionOptions()), model_dir, load_emotion2vec_model,
+                     lambda m: list(m.module.modules()), "tokens.txt", "--emotion2vec")
+
+
+def scores(result) -> np.ndarray:
+    return np.array([s.probability for s in result.scores])
+
+
+def test_engine_rejects_short_and_empty_segments(in_process):
+    results = in_process.engine.classify_batch([np.zeros(0, np.float32), noise(0.05, 1), noise(1.0, 2)])
+    assert isinstance(results[0], InvalidInput) and "empty" in str(results[0])
+    assert isinstance(results[1], InvalidInput) and "too short" in str(results[1])
+    assert not isinstance(results[2], Exception)
+
+
+def test_batch_gives_the_same_probabilities_as_alone(in_process):
+    engine = in_process.engine
+    segments = [noise(1.0, 1), noise(2.3, 2), noise(1.0, 3), noise(10.5, 4), noise(0.4, 5), noise(31.0, 6)]
+    alone = [engine.classify(segment) for segment in segments]
+    together = engine.classify_batch(segments)
+    for one, batched in zip(alone, together):
+        assert batched.windows == one.windows
+        np.testing.assert_allclose(scores(batched), scores(one), atol=1e-4)
+        assert batched.label == one.label
+    # the random model is not constant: different audio, different probabilities
+    assert np.abs(scores(alone[0]) - scores(alone[1])).max() > 1e-3
+
+
+def test_equal_length_windows_share_one_model_call(in_process):
+    calls = []
+    model = in_process.model
+
+    class Counting:
+        labels = model.labels
+        batch_invariant = True
+
+        def predict(self, windows):
+            calls.append(windows.shape)
+            return model.predict(windows)
+
+    EmotionEngine(Counting(), EmotionOptions()).classify_batch(
+        [noise(1.0, 1), noise(1.0, 2), noise(2.0, 3), noise(30.0, 4)])
+    # two 1 s segments in one call, the 2 s one alone, the four 10 s windows of 30 s
+    # one per call (max_batch_audio_s: 10 s of audio per call)
+    assert sorted(calls) == sorted([(2, 16000), (1, 32000)] + [(1, 160000)] * 4)
+
+
+def test_model_dir_still_loads_after_being_moved(in_process, tmp_path):
+    copy = tmp_path / "elsewhere" / in_process.model_dir.name
+    shutil.copytree(in_process.model_dir, copy)
+    moved = EmotionEngine(in_process.load(copy), EmotionOptions())
     segment = noise(1.5, 7)
-    np.testing.assert_allclose([s.probability for s in moved.classify(segment).scores],
-                               [s.probability for s in tiny_engine.classify(segment).scores], atol=1e-6)
+    np.testing.assert_allclose(scores(moved.classify(segment)), scores(in_process.engine.classify(segment)),
+                               atol=1e-6)
+    # nothing written next to the model or in the working directory (SpeechBrain's fetching would)
     assert not (copy / "wav2vec2_checkpoints").exists() and not (ROOT / "wav2vec2_checkpoints").exists()
-    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in emotion_model_dir.iterdir())
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in in_process.model_dir.iterdir())
 
 
-def test_incomplete_model_dir_names_the_missing_file(emotion_model_dir, tmp_path):
-    copy = tmp_path / MODEL_DIRNAME
-    shutil.copytree(emotion_model_dir, copy)
-    (copy / "wav2vec2.ckpt").unlink()
-    with pytest.raises(ModelNotFound, match=r"wav2vec2\.ckpt.*download_models\.py --speechbrain"):
-        load_speechbrain_model(copy)
+def test_incomplete_model_dir_names_the_missing_file(in_process, tmp_path):
+    copy = tmp_path / in_process.model_dir.name
+    shutil.copytree(in_process.model_dir, copy)
+    (copy / in_process.needed_file).unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(in_process.needed_file) + r".*download_models\.py "
+                       + in_process.download_flag):
+        in_process.load(copy)
+
+
+def test_int8_engine_quantizes_linears_and_stays_batch_invariant(in_process):
+    model = in_process.load(in_process.model_dir, quantize_int8=True)
+    modules = in_process.linear_modules(model)
+    assert not any(type(m) is torch.nn.Linear for m in modules)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    assert model.batch_invariant is False  # so the engine gives every window a call of its own
+    engine = EmotionEngine(model, EmotionOptions())
+    segments = [noise(1.5, seed=5), noise(1.5, seed=6), noise(1.5, seed=7), noise(23.0, seed=8)]
+    together = engine.classify_batch(segments)
+    for segment, batched in zip(segments, together):
+        assert scores(batched) == pytest.approx(scores(engine.classify(segment)), abs=1e-6)
+    # int8 moves probabilities a little (on random weights; says nothing about accuracy)
+    assert scores(together[0]) == pytest.approx(scores(in_process.engine.classify(segments[0])), abs=0.05)
 
 
 # ---- worker processes ------------------------------------------------------------------------
@@ -260,24 +316,6 @@ def test_overload_is_resource_exhausted(workers):
     codes = status_codes_of_concurrent(lambda: classify(busy.address, segment), 8)
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert classify(busy.address, noise(1.0, 42)).windows == 1  # recovers once the queue drains
-
-
-def test_int8_engine_quantizes_linears_and_stays_batch_invariant(emotion_model_dir, tiny_engine):
-    model = load_speechbrain_model(emotion_model_dir, quantize_int8=True)
-    modules = list(model.classifier.mods.modules())
-    assert not any(type(m) is torch.nn.Linear for m in modules)
-    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
-    engine = EmotionEngine(model, EmotionOptions())
-    segments = [noise(1.5, seed=5), noise(1.5, seed=6), noise(1.5, seed=7), noise(23.0, seed=8)]
-    together = engine.classify_batch(segments)
-    for segment, batched in zip(segments, together):
-        alone = engine.classify(segment)
-        assert [s.probability for s in batched.scores] == pytest.approx([s.probability for s in alone.scores],
-                                                                        abs=1e-6)
-    # int8 moves probabilities a little (on random weights; says nothing about accuracy)
-    fp32 = tiny_engine.classify(segments[0])
-    assert [s.probability for s in together[0].scores] == pytest.approx(
-        [s.probability for s in fp32.scores], abs=0.05)
 
 
 def test_int8_worker_serves_every_class_close_to_fp32(workers):

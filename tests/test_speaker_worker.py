@@ -17,7 +17,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from services.speaker.engine import (
 )
 from speech_analysis.worker.v1 import audio_pb2, speaker_pb2, speaker_pb2_grpc
 from tests.audio_helpers import noise
-from tests.procs import (ROOT, ServerProcess, free_port, serving, start_server, status_codes_of_concurrent)
+from tests.procs import ROOT, ServerProcess, server_group, serving, start_server, status_codes_of_concurrent
 
 EMBEDDING_SIZE = 192
 
@@ -83,21 +82,10 @@ def speaker_servers(speaker_cache, tmp_path_factory):
     PROJECT_ROOT is an empty directory: the speaker worker needs nothing but the model cache."""
     env = {"PROJECT_ROOT": str(tmp_path_factory.mktemp("speaker-project")), "MODEL_CACHE_DIR": str(speaker_cache),
            "TORCH_THREADS": "1"}
-    metrics_port = free_port()
-    variants = {"eager": {"METRICS_PORT": str(metrics_port)},
-                "busy": {"SPEAKER_MAX_QUEUE": "1", "SPEAKER_MAX_BATCH": "1"}}
-    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
-        futures = {name: pool.submit(start_server, "services.speaker.server", f"speaker-{name}",
-                                     env={**env, **extra}, wait_serving=False)
-                   for name, extra in variants.items()}
-    servers = {name: future.result() for name, future in futures.items()}
-    servers["eager"].metrics_port = metrics_port
-    yield servers
-    for server in servers.values():  # SIGTERM all first: they shut down in parallel
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGTERM)
-    for server in servers.values():
-        server.stop()
+    variants = {"eager": {}, "busy": {"SPEAKER_MAX_QUEUE": "1", "SPEAKER_MAX_BATCH": "1"}}
+    with server_group("services.speaker.server", "speaker", env, variants) as servers:
+        yield servers
+
 
 @pytest.fixture(scope="session")
 def worker(speaker_servers) -> ServerProcess:

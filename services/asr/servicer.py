@@ -22,6 +22,7 @@ from services.asr.requests import PARAFORMER, AsrRequest, Transcript, normalise_
 from services.common.audio import SAMPLE_RATE_HZ, samples_from_f32le
 from services.common.batching import BatchOptions, BatchWorker
 from services.common.errors import InvalidInput, NotReady
+from services.common.grpc_server import deadline_of
 from services.common.limits import normalise_hotwords
 from services.common.modes import mode_name, mode_value
 
@@ -95,9 +96,7 @@ class AsrServicer(asr_pb2_grpc.AsrServiceServicer):
             raise NotReady("ASR models are still loading; retry when health reports SERVING")
         # Decoding and validation are linear in the (bounded) request size: off the event loop.
         item = await asyncio.to_thread(self._request, engine, request)
-        remaining_s = context.time_remaining()
-        deadline_s = None if remaining_s is None else time.monotonic() + remaining_s
-        result = await self.batcher.submit(item, deadline_s=deadline_s)
+        result = await self.batcher.submit(item, deadline_s=deadline_of(context))
         elapsed_s = time.monotonic() - started
         log.info("Transcribe %s %.2f s at %d ms: %d chars, %d pieces, model %.0f ms, total %.0f ms",
                  result.mode, item.samples.size / SAMPLE_RATE_HZ, request.segment_start_ms,

@@ -14,6 +14,14 @@ Usage::
     worker = BatchWorker("asr", engine.transcribe_batch, BatchOptions(max_batch=4))
     await worker.start()
     result = await worker.submit(request, deadline_s=time.monotonic() + 5)
+
+A worker serving one engine that is built on that thread (emotion, speaker) wraps
+it in :class:`BatchedModel`, which builds the engine once, also lazily on the
+first request, and feeds it the batches::
+
+    model = BatchedModel("emotion", build_engine, EmotionEngine.classify_batch, BatchOptions())
+    await model.load()                      # before SERVING, or never (lazy)
+    result = await model.submit(samples, deadline_s)
 """
 
 from __future__ import annotations
@@ -26,15 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Generic, Hashable, Iterator, Sequence, TypeVar
 
-from services.common.errors import DeadlineExceeded, Overloaded
-from services.common.metrics import MODEL_CALL_S, QUEUE_DEPTH, observe_model_compute
+from services.common.errors import DeadlineExceeded, NotReady, Overloaded
+from services.common.metrics import MODEL_CALL_S, MODEL_LOADS, QUEUE_DEPTH, observe_model_compute
 
-__all__ = ["BatchOptions", "BatchWorker", "chunked"]
+__all__ = ["BatchOptions", "BatchWorker", "BatchedModel", "chunked"]
 
 log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+Engine = TypeVar("Engine")
 
 
 def chunked(items: Sequence[In], size: int) -> Iterator[Sequence[In]]:
@@ -181,3 +190,64 @@ class BatchWorker(Generic[In, Out]):
                         job.future.set_exception(result)
                     else:
                         job.future.set_result(result)
+
+
+class BatchedModel(Generic[Engine, In, Out]):
+    """One engine behind one :class:`BatchWorker`, built once on the worker's model thread.
+
+    ``build_engine`` (blocking: load and warm up) runs on the model thread the first
+    time :meth:`load` is awaited, by the server before SERVING or, with lazy loading,
+    by the first request; concurrent callers wait for that one load. A failed load
+    is reported to those waiting as :class:`NotReady` and tried again by the next
+    caller. ``process_batch(engine, items)`` is the engine's batch method.
+    """
+
+    def __init__(self, part: str, build_engine: Callable[[], Engine],
+                 process_batch: Callable[[Engine, list[In]], Sequence[Out | Exception]],
+                 options: BatchOptions, measure: Callable[[In], tuple[str, float]] | None = None):
+        self.part = part
+        self.engine: Engine | None = None
+        self._build_engine = build_engine
+        self._process_batch = process_batch
+        self.worker: BatchWorker[In, Out] = BatchWorker(part, self._batch, options, measure=measure)
+        self._loading: asyncio.Future | None = None
+
+    def _batch(self, items: list[In]) -> Sequence[Out | Exception]:
+        assert self.engine is not None  # submit() waits for load()
+        return self._process_batch(self.engine, items)
+
+    async def load(self) -> Engine:
+        """The engine, built by the first caller; concurrent callers wait for the same load."""
+        if self.engine is not None:
+            return self.engine
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        loading = self._loading
+        try:
+            # shield: a caller that gives up (deadline, cancel) must not cancel the load
+            return await asyncio.shield(loading)
+        except Exception as exc:
+            if self._loading is loading:
+                self._loading = None  # let a later request try again
+            raise NotReady(f"{self.part} model failed to load ({exc}); see the worker log") from exc
+
+    async def _load(self) -> Engine:
+        started = time.monotonic()
+        log.info("loading %s model", self.part)
+        try:
+            engine = await self.worker.run_exclusive(self._build_engine)
+        except Exception:
+            log.exception("loading the %s model failed", self.part)
+            raise
+        self.engine = engine
+        MODEL_LOADS.labels(self.part).inc()
+        log.info("%s model ready in %.1f s", self.part, time.monotonic() - started)
+        return engine
+
+    async def submit(self, item: In, deadline_s: float | None) -> Out:
+        """One item's result, from a batch; loads the engine first if nobody has."""
+        await self.load()
+        return await self.worker.submit(item, deadline_s)
+
+    async def stop(self) -> None:
+        await self.worker.stop()

@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER_FILENAME", "read_random_weights_marker", "is_random_weights"]
+__all__ = ["MARKER_FILENAME", "read_random_weights_marker", "is_random_weights", "warn_if_random_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +57,17 @@ def is_random_weights(model_dir: Path | str) -> bool:
     """True when ``model_dir`` carries a random-weights marker."""
     marker = read_random_weights_marker(model_dir)
     return marker is not None and bool(marker.get("random_weights", True))
+
+
+def warn_if_random_weights(model_dir: Path | str, part: str) -> bool:
+    """Log a warning when ``model_dir`` holds random weights; return whether it does.
+
+    For a worker's start: its answers then carry ``model_info.random_weights``.
+    """
+    marker = read_random_weights_marker(model_dir)
+    random_weights = marker is not None and bool(marker.get("random_weights", True))
+    if random_weights:
+        logger.warning("%s model %s holds RANDOM WEIGHTS (size=%s): its results are meaningless; "
+                       "every response carries model_info.random_weights=true",
+                       part, model_dir, marker.get("size", "?"))
+    return random_weights

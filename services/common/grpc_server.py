@@ -54,6 +54,7 @@ __all__ = [
     "run",
     "configure_logging",
     "channel_options",
+    "deadline_of",
     "LIVENESS_SERVICE",
 ]
 
@@ -135,6 +136,12 @@ class ServerHandle:
         status = _SERVING if serving else _NOT_SERVING
         for name in ("",) + self.service_names if names is None else names:
             await self.health.set(name, status)
+
+
+def deadline_of(context: grpc.aio.ServicerContext | None) -> float | None:
+    """The caller's deadline as a ``time.monotonic()`` value; None when it set none."""
+    remaining_s = context.time_remaining() if context is not None else None
+    return None if remaining_s is None else time.monotonic() + remaining_s
 
 
 def _status_name(code: object) -> str:

@@ -103,7 +103,7 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from services.common.fixture_marker import read_random_weights_marker
+    from services.common.fixture_marker import is_random_weights
     from services.common.offline import enable_offline_mode
     from services.emotion.speechbrain import load_speechbrain_model
 
@@ -147,10 +147,9 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
                       input_names=["wavs"], output_names=["probabilities"],
                       dynamic_axes={"wavs": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}})
     quantize_dynamic(str(fp32_tmp), str(int8_tmp), weight_type=QuantType.QUInt8)
-    marker = read_random_weights_marker(Path(model_dir))
     manifest = {"labels": list(sb.labels), "source": str(Path(model_dir).absolute()), "opset": opset,
                 "int8": "onnxruntime quantize_dynamic, QUInt8 weights",
-                "random_weights": bool(marker.get("random_weights", True)) if marker else False,
+                "random_weights": is_random_weights(Path(model_dir)),
                 "exported_s": round(time.monotonic() - started, 1)}
     fp32_tmp.replace(fp32)
     int8_tmp.replace(int8)

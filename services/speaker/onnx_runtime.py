@@ -229,7 +229,7 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     """
     import torch
 
-    from services.common.fixture_marker import read_random_weights_marker
+    from services.common.fixture_marker import is_random_weights
     from services.common.offline import enable_offline_mode
     from services.speaker.engine import load_campplus_model
 
@@ -267,7 +267,6 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
         partial.unlink()
         raise RuntimeError(f"the ONNX export disagrees with the torch model: unit embeddings differ by {worst:.2e}")
 
-    marker = read_random_weights_marker(model_dir)
     manifest = {
         "model": model_dir.name,
         "embedding_size": campplus.embedding_size,
@@ -278,7 +277,7 @@ def export_onnx(model_dir: Path, out_dir: Path, opset: int = 17) -> dict:
         "torch": torch.__version__.split("+")[0],
         "source": str(model_dir),
         "source_files": source_fingerprint(model_dir),
-        "random_weights": bool(marker.get("random_weights", True)) if marker else False,
+        "random_weights": is_random_weights(model_dir),
         "max_abs_diff_vs_torch": float(f"{worst:.3g}"),
         "exported_s": round(exported_s, 1),
     }

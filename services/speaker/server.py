@@ -27,7 +27,7 @@ from pathlib import Path
 from speech_analysis.worker.v1 import speaker_pb2, speaker_pb2_grpc
 from services.common import grpc_server, model_paths
 from services.common.batching import BatchOptions
-from services.common.fixture_marker import read_random_weights_marker
+from services.common.fixture_marker import warn_if_random_weights
 from services.common.metrics import MODELS_INFO
 from services.common.offline import enable_offline_mode
 from services.common.settings import ModelSettings, SpeakerSettings, load_many
@@ -70,11 +70,7 @@ async def main(argv: list[str]) -> None:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    marker = read_random_weights_marker(model_dir)
-    random_weights = marker is not None and bool(marker.get("random_weights", True))
-    if random_weights:
-        log.warning("speaker model %s holds RANDOM WEIGHTS (size=%s): embeddings are meaningless; "
-                    "every response carries model_info.random_weights=true", model_dir, marker.get("size", "?"))
+    random_weights = warn_if_random_weights(model_dir, "speaker")
 
     def build_engine() -> SpeakerEngine:
         if settings.runtime == "onnx":
