@@ -2,9 +2,8 @@
 
 Each model gets a group of real worker processes on its tiny random-weight fixture,
 started together at the first test that needs one (one torch thread each, metrics on
-``server.metrics_port``): ``eager``
-``lazy`` (EMOTION_LAZY_LOAD), ``busy`` (a queue of one:
-overload) and ``int8``. Tests wait for the one they use with :func:`serving`. The fixtures
+``server.metrics_port``): ``eager``, ``lazy`` (EMOTION_LAZY_LOAD) and ``busy`` (a queue
+of one, for overload, and int8). Tests wait for the one they use with :func:`serving`. The fixtures
 are registered in tests/conftest.py, so tests of either model (and the tests that run
 against both, in tests/test_emotion_worker.py) can use them.
 """
@@ -29,8 +28,9 @@ __all__ = ["classify", "probabilities", "emotion_project_root", "emotion_servers
 VARIANTS = {
     "eager": {},
     "lazy": {"EMOTION_LAZY_LOAD": "1"},
-    "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1"},
-    "int8": {"EMOTION_INT8": "1"},
+    # int8 as well: one process less per model (a worker start costs 3-8 s of CPU); the
+    # overload test needs only the queue of one, the int8 test only the setting
+    "busy": {"EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1", "EMOTION_INT8": "1"},
 }
 
 def classify(address: str, samples: np.ndarray | bytes, timeout_s: float = 60) -> emotion_pb2.ClassifyResponse:
@@ -59,7 +59,7 @@ def emotion_project_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def emotion_servers(emotion_project_root):
-    """SpeechBrain workers: eager / lazy / busy / int8."""
+    """SpeechBrain workers: eager / lazy / busy (int8)."""
     yield from _group("emotion", {"PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1"}, VARIANTS)
 
 
@@ -82,7 +82,7 @@ def e2v_model(e2v_dir):
 
 @pytest.fixture(scope="session")
 def e2v_servers(e2v_cache, tmp_path_factory):
-    """emotion2vec+ workers: eager / lazy / busy / int8. PROJECT_ROOT is an
+    """emotion2vec+ workers: eager / lazy / busy (int8). PROJECT_ROOT is an
     empty directory: the emotion2vec+ worker needs no SpeechBrain model."""
     empty_root = tmp_path_factory.mktemp("e2v-project")
     env = {"PROJECT_ROOT": str(empty_root), "MODEL_CACHE_DIR": str(e2v_cache), "EMOTION_MODEL": "emotion2vec",

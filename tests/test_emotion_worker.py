@@ -3,7 +3,7 @@ emotion2vec+) share.
 
 In-process engine tests (windowing, batch invariance, loading, int8; those that
 hold for both models run for both through ``in_process``) and real worker
-processes over gRPC (tests/emotion_workers.py: eager, lazy, busy and int8 groups
+processes over gRPC (tests/emotion_workers.py: eager, lazy and busy (int8) groups
 per model, started in parallel with one torch thread each at the first test that
 needs one, after the in-process tests, so the two never compete for the cores).
 Random weights: these tests check structure and behaviour, never accuracy.
@@ -259,7 +259,7 @@ E2V_CLASSES = [(label, DISPLAY_NAMES[label]) for label in EMOTION2VEC_LABELS]
 
 @dataclass
 class ModelWorkers:
-    """One model's worker group (eager / lazy / busy / int8) and the classes it serves."""
+    """One model's worker group (eager / lazy / busy, which is also int8) and the classes it serves."""
 
     servers: dict[str, ServerProcess]
     classes: list[tuple[str, str]]
@@ -319,7 +319,7 @@ def test_overload_is_resource_exhausted(workers):
 
 
 def test_int8_worker_serves_every_class_close_to_fp32(workers):
-    worker = serving(workers["int8"])
+    worker = serving(workers["busy"])  # the int8 worker
     audio = noise(3.0, seed=11)
     response = classify(worker.address, audio)
     assert [(s.label, s.display_name) for s in response.probabilities] == workers.classes
