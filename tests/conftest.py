@@ -18,10 +18,15 @@ from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  
 # hands a worker the next unit when it runs low. (pytest-xdist's loadgroup cannot do this
 # on pytest 9: it renames node ids through an attribute pytest no longer reads.)
 
-#: Modules sharing session-wide servers beyond their own (the emotion worker groups of
-#: tests/emotion_workers.py, eight processes) run as one unit, so those start once.
-SHARED_UNITS = {"tests/test_emotion_worker.py": "emotion-workers",
-                "tests/test_emotion2vec_worker.py": "emotion-workers"}
+#: Modules sharing session-wide servers beyond their own run as one unit, so those start
+#: once: the emotion worker groups of tests/emotion_workers.py (six processes), and the
+#: ``stack`` (four processes, ~15 s of CPU to start) with the ``queue1_*`` workers.
+SHARED_UNITS = {
+    **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py"), "emotion-workers"),
+    **dict.fromkeys((f"tests/test_{name}.py" for name in (
+        "end_to_end", "web_page", "hostile_clients", "node_client", "packaging", "channels", "speaker_labels",
+        "cli", "web_page_emotion2vec", "emotion2vec_end_to_end")), "stack"),
+}
 #: The longest modules (wall clock on 2 cores), handed out first: a long one started last
 #: would leave the other worker idle. Order only; a missing or stale name costs balance.
 LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_emotion2vec_worker.py", "test_bench_quick.py",
