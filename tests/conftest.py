@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +153,25 @@ def stack(model_env):
     running = Stack(vad, asr, emotion, gateway)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def emotion_onnx_dir(tiny_models, tmp_path_factory) -> Path:
+    """The tiny SpeechBrain model exported by scripts/export_emotion_onnx.py, once per run.
+
+    Under xdist the export is shared by the workers (a directory in the run's common
+    base temp, built under a file lock): test_emotion_onnx.py and the launcher's
+    small-host test both need it, and it costs seconds of CPU."""
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # one base temp per run, shared by its workers
+    out = root / "shared-emotion-onnx"
+    with open(root / "shared-emotion-onnx.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done").exists():
+            done = subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir",
+                                   str(tiny_models / "emotion-recognition-wav2vec2-IEMOCAP"), "--out", str(out)],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+            (out / "done").touch()
+    return out

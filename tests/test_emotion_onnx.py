@@ -1,8 +1,9 @@
 """EMOTION_RUNTIME=onnx: the emotion model exported to ONNX and served on onnxruntime, no torch.
 
-The tiny random-weight SpeechBrain fixture is exported once per session
-(scripts/export_emotion_onnx.py) into a temporary directory given to the
-worker as EMOTION_ONNX_DIR.
+The tiny random-weight SpeechBrain fixture is exported once per run
+(scripts/export_emotion_onnx.py, the ``emotion_onnx_dir`` fixture of
+tests/conftest.py) into a temporary directory given to the worker as
+EMOTION_ONNX_DIR.
 """
 
 from __future__ import annotations
@@ -32,12 +33,8 @@ def model_dir(tiny_models) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(model_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("emotion-onnx")
-    done = subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir", str(model_dir),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return out
+def onnx_dir(emotion_onnx_dir) -> Path:
+    return emotion_onnx_dir  # exported once per run (tests/conftest.py)
 
 
 def segments() -> list[np.ndarray]:

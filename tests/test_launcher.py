@@ -245,13 +245,10 @@ def test_bad_profile_line_is_refused(tmp_path, monkeypatch):
         launch.read_profile("broken")
 
 
-def test_launcher_applies_the_small_host_profile(model_env, tiny_models, tmp_path):
+def test_launcher_applies_the_small_host_profile(model_env, emotion_onnx_dir):
     """--profile small-host reaches every process: int8 ASR, int8 emotion on onnxruntime,
     torch-free VAD."""
-    onnx_dir = tmp_path / "emotion-onnx"  # the profile's EMOTION_RUNTIME=onnx needs the export
-    subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir",
-                    str(tiny_models / "emotion-recognition-wav2vec2-IEMOCAP"), "--out", str(onnx_dir)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=600)
+    onnx_dir = emotion_onnx_dir  # the profile's EMOTION_RUNTIME=onnx needs the export
     ports = {name: free_port() for name in ("VAD_PORT", "ASR_PORT", "EMOTION_PORT", "GATEWAY_PORT")}
     env = {**os.environ, **model_env, **{k: str(v) for k, v in ports.items()}, "PYTHONUNBUFFERED": "1",
            "LOG_LEVEL": "INFO", "EMOTION_ONNX_DIR": str(onnx_dir)}
