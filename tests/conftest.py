@@ -11,31 +11,38 @@ from pathlib import Path
 import pytest
 
 from scripts.shared_audio import SHARED_AUDIO, load_manifest, read_clip  # noqa: F401 (the tests import them from here)
+from tests.network_guard import guarded_env
 from tests.procs import ROOT, free_port, start_server  # noqa: F401 (ROOT: the tests import it from here too)
 from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  # noqa: F401 (fixtures)
                                    emotion_project_root, emotion_servers)
 
 
-# ---- pytest-xdist (scripts/test.sh runs the suite with -n 2) ---------------------------------
+# ---- pytest-xdist (scripts/test.sh runs the suite with -n 3) ---------------------------------
 # One scheduling unit per module, so a module's servers start once; LoadScopeScheduling
 # hands a worker the next unit when it runs low. (pytest-xdist's loadgroup cannot do this
 # on pytest 9: it renames node ids through an attribute pytest no longer reads.)
 
 #: Modules sharing session-wide servers beyond their own run as one unit, so those start
-#: once: the emotion worker groups of tests/emotion_workers.py (six processes), and the
-#: ``stack`` (four processes, ~15 s of CPU to start) with the ``queue1_*`` workers.
+#: once per unit: the emotion worker groups of tests/emotion_workers.py (six processes), and
+#: the ``stack`` (four processes, ~15 s of CPU to start). The stack's modules are two units of
+#: about equal length, the one with the ``queue1_*`` workers and the other: with three
+#: xdist workers (scripts/test.sh) the stack then starts twice, but the stack's real-time
+#: streams, browser and Node client overlap the CPU-bound modules.
 SHARED_UNITS = {
     **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py"), "emotion-workers"),
     **dict.fromkeys((f"tests/test_{name}.py" for name in (
-        "end_to_end", "web_page", "hostile_clients", "node_client", "packaging", "channels", "speaker_labels",
-        "cli", "web_page_emotion2vec", "emotion2vec_end_to_end")), "stack"),
+        "end_to_end", "hostile_clients", "cli", "emotion2vec_end_to_end")), "stack"),
+    **dict.fromkeys((f"tests/test_{name}.py" for name in (
+        "web_page", "node_client", "packaging", "channels", "speaker_labels", "web_page_emotion2vec",
+        "zero_network")), "stack-2"),
 }
-#: The longest modules (wall clock on 2 cores), handed out first: a long one started last
-#: would leave the other worker idle. Order only; a missing or stale name costs balance.
-LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_emotion2vec_worker.py", "test_bench_quick.py",
-                 "test_hostile_clients.py", "test_launcher.py", "test_asr_engine.py", "test_funasr_import.py",
-                 "test_web_page.py", "test_asr_worker.py", "test_operations.py", "test_node_client.py",
-                 "test_packaging.py", "test_channels.py", "test_emotion_onnx.py", "test_zero_network.py")
+#: The longest units (wall clock, by their first module), handed out first: a long one
+#: started last would leave the other workers idle. Order only; a missing or stale name
+#: costs balance.
+LONGEST_FIRST = ("test_end_to_end.py", "test_web_page.py", "test_emotion_worker.py", "test_bench_quick.py",
+                 "test_launcher.py", "test_asr_worker.py", "test_operations.py", "test_funasr_import.py",
+                 "test_vad_fsmn.py", "test_speaker_onnx.py", "test_speaker_worker.py", "test_gateway_limits.py",
+                 "test_gateway_spine.py", "test_vad_worker.py", "test_asr_engine.py", "test_download_models.py")
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -130,8 +137,10 @@ def queue1_emotion(model_env):
 
 
 class Stack:
-    def __init__(self, vad, asr, emotion, gateway):
+    def __init__(self, vad, asr, emotion, gateway, network_audit: Path):
         self.vad, self.asr, self.emotion, self.gateway = vad, asr, emotion, gateway
+        self.network_audit = network_audit
+        """What the four processes tried to reach beyond loopback (tests/network_guard.py): empty."""
 
     def stop(self):
         for server in (self.gateway, self.asr, self.emotion, self.vad):
@@ -139,18 +148,21 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(model_env):
-    """All four processes, real gRPC between them, tiny models; ASR serves both modes."""
-    vad = start_server("services.vad.server", "stack-vad", env=model_env)
+def stack(model_env, tmp_path_factory):
+    """All four processes, real gRPC between them, tiny models; ASR serves both modes.
+    They run under the network guard: ``stack.network_audit`` stays empty."""
+    guard, audit = guarded_env(tmp_path_factory.mktemp("stack-network-guard"))
+    env = {**model_env, **guard}
+    vad = start_server("services.vad.server", "stack-vad", env=env)
     asr_metrics_port = free_port()
-    asr = start_server("services.asr.server", "stack-asr", env={**model_env, "ASR_MODE": "both",
+    asr = start_server("services.asr.server", "stack-asr", env={**env, "ASR_MODE": "both",
                                                               "METRICS_PORT": str(asr_metrics_port)})
     asr.metrics_port = asr_metrics_port
-    emotion = start_server("services.emotion.server", "stack-emotion", env=model_env)
+    emotion = start_server("services.emotion.server", "stack-emotion", env=env)
     gateway = start_server("gateway.server", "stack-gateway", env={
-        "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
+        **guard, "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
         "WORKER_TIMEOUT_S": "30", "TEXT_SENTIMENT": "1"})
-    running = Stack(vad, asr, emotion, gateway)
+    running = Stack(vad, asr, emotion, gateway, audit)
     yield running
     running.stop()
 

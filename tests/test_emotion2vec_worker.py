@@ -4,7 +4,7 @@ What only emotion2vec+ has: in-process engine tests (labels from tokens.txt, the
 same results as FunASR's own inference, the attention-bias cache, loading), then
 real worker processes over gRPC (tests/emotion_workers.py). The behaviour both
 models share (windowing, batch invariance, int8, bad input, overload, lazy
-loading) is tested for both in tests/test_emotion_worker.py. The fixture lives in
+loading, no network) is tested for both in tests/test_emotion_worker.py. The fixture lives in
 the cached tiny tree (``scripts/tiny_models.py``) under
 ``model_cache/models/iic/emotion2vec_plus_base``. Random weights: these tests
 check structure and behaviour, never accuracy.
@@ -29,7 +29,7 @@ from services.emotion.engine import EmotionEngine, EmotionOptions
 from tests.audio_helpers import noise
 from tests.emotion_workers import classify
 from tests.procs import serving
-from tests.procs import ROOT, ServerProcess, sample, scrape, start_server
+from tests.procs import ROOT, ServerProcess, sample, scrape
 
 EXPECTED_CLASSES = [("angry", "生气"), ("disgusted", "厌恶"), ("fearful", "恐惧"), ("happy", "开心"),
                     ("neutral", "中性"), ("other", "其他"), ("sad", "悲伤"), ("surprised", "惊讶"),
@@ -143,20 +143,3 @@ def test_unknown_emotion_model_is_refused_naming_the_choices(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "EMOTION_MODEL" in done.stderr and "speechbrain, emotion2vec" in done.stderr
-
-
-def test_emotion2vec_worker_opens_no_network_connection(tmp_path, model_env):
-    from tests.test_zero_network import GUARD
-
-    (tmp_path / "sitecustomize.py").write_text(GUARD)
-    audit = tmp_path / "audit.log"
-    audit.touch()
-    env = {**model_env, "PYTHONPATH": f"{tmp_path}:{ROOT}", "NET_AUDIT_FILE": str(audit),
-           "EMOTION_MODEL": "emotion2vec", "TORCH_THREADS": "1"}
-    server = start_server("services.emotion.server", "e2v-offline", env=env)
-    try:
-        reply = classify(server.address, noise(3.0, 61), timeout_s=120)
-        assert len(reply.probabilities) == 9
-    finally:
-        server.stop()
-    assert audit.read_text() == "", audit.read_text()

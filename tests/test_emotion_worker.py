@@ -39,7 +39,7 @@ from services.emotion.speechbrain import load_speechbrain_model, probabilities_f
 from tests.audio_helpers import noise
 from tests.emotion_workers import classify, probabilities
 from tests.procs import serving
-from tests.procs import ROOT, ServerProcess, sample, scrape, start_server, status_codes_of_concurrent
+from tests.procs import ROOT, ServerProcess, sample, scrape, status_codes_of_concurrent
 
 EXPECTED_CLASSES = [("neu", "中性"), ("ang", "生气"), ("hap", "开心"), ("sad", "悲伤")]
 
@@ -296,6 +296,15 @@ def test_long_segment_is_classified_in_windows(workers):
     assert classify(emotion_worker.address, noise(15.5, 33)).windows == 2
 
 
+def test_workers_load_and_serve_without_the_network(workers):
+    """Loading (eager, and int8 on ``busy``) and serving opened no connection beyond loopback:
+    the group runs under tests/network_guard.py, which refuses and audits any attempt."""
+    for name in ("eager", "busy"):
+        reply = classify(serving(workers[name]).address, noise(3.0, 61))
+        assert [s.label for s in reply.probabilities] == [label for label, _ in workers.classes]
+    assert workers["eager"].network_audit.read_text() == ""
+
+
 @pytest.mark.parametrize("payload, message", [
     (b"", "empty audio"),
     (np.zeros(int(0.05 * SAMPLE_RATE_HZ), "<f4").tobytes(), "too short"),
@@ -329,7 +338,7 @@ def test_int8_worker_serves_every_class_close_to_fp32(workers):
     assert np.abs(probabilities(response) - fp32).max() > 1e-7  # EMOTION_INT8 reached the model
 
 
-def test_lazy_worker_loads_once_on_first_request(workers):
+def test_lazy_worker_loads_once_on_first_request_then_applies_its_window_settings(workers):
     lazy = serving(workers["lazy"])
 
     def loaded() -> tuple[float, float]:
@@ -346,6 +355,12 @@ def test_lazy_worker_loads_once_on_first_request(workers):
     assert loaded() == (1, 1)  # four concurrent first requests: one load
     classify(lazy.address, noise(2.0, 52))
     assert loaded() == (1, 1)
+    # its EMOTION_WINDOW_S=4, _OVERLAP_S=1, _SINGLE_WINDOW_MAX_S=4, _MIN_SEGMENT_MS=500, _MAX_AUDIO_S=10
+    assert classify(lazy.address, noise(10.0, 41)).windows == 3  # 1 + ceil((10 - 4) / 3)
+    assert classify(lazy.address, noise(30.0, 43)).windows == 3  # cropped to its middle 10 s
+    with pytest.raises(grpc.RpcError) as error:
+        classify(lazy.address, noise(0.3, 42))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_missing_model_exits_with_download_command(tmp_path):
@@ -367,18 +382,3 @@ def test_inconsistent_window_settings_exit_naming_the_problem(emotion_project_ro
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "single_window_max_s must be >= window_s" in done.stdout + done.stderr
-
-
-def test_window_and_batch_settings_reach_the_worker(emotion_project_root):
-    server = start_server("services.emotion.server", "emotion-settings", env={
-        "PROJECT_ROOT": str(emotion_project_root), "TORCH_THREADS": "1", "EMOTION_WINDOW_S": "4",
-        "EMOTION_WINDOW_OVERLAP_S": "1", "EMOTION_SINGLE_WINDOW_MAX_S": "4", "EMOTION_MIN_SEGMENT_MS": "500",
-        "EMOTION_MAX_AUDIO_S": "10"})
-    try:
-        assert classify(server.address, noise(10.0, 41)).windows == 3  # 1 + ceil((10 - 4) / 3)
-        assert classify(server.address, noise(30.0, 43)).windows == 3  # cropped to its middle 10 s
-        with pytest.raises(grpc.RpcError) as error:
-            classify(server.address, noise(0.3, 42))
-        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    finally:
-        server.stop()

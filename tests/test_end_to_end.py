@@ -86,8 +86,10 @@ def test_sensevoice_mode_tags_and_optional_speechbrain(stack, manifest):
 
 
 @pytest.fixture(scope="module")
-def unbatched_gateway(stack, model_env):
-    """A gateway in front of an ASR worker that decodes one segment per model call.
+def one_at_a_time_gateway(stack, queue1_asr, queue1_emotion):
+    """A gateway that sends one segment at a time (MAX_SEGMENTS_IN_FLIGHT=1) to workers that
+    decode one segment per model call and queue one (tests/conftest.py's ``queue1_*``,
+    paraformer only).
 
     Paraformer's padded batches are not batch invariant (a segment's text can
     change with the segments that share its call), and which segments meet in
@@ -95,22 +97,19 @@ def unbatched_gateway(stack, model_env):
     a stream's one by one (and since the VAD runs on onnxruntime they arrive
     fast enough to be batched). ASR_MAX_BATCH=1 takes timing out of the comparison.
     """
-    asr = start_server("services.asr.server", "e2e-asr-unbatched",
-                       env={**model_env, "ASR_MODE": "paraformer", "ASR_MAX_BATCH": "1"})
-    gateway = start_server("gateway.server", "e2e-gateway-unbatched", env={
-        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": stack.emotion.address,
-        "WORKER_TIMEOUT_S": "30"})
+    gateway = start_server("gateway.server", "gateway-inflight1", env={
+        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": queue1_asr.address, "EMOTION_ADDRESS": queue1_emotion.address,
+        "WORKER_TIMEOUT_S": "60", "MAX_SEGMENTS_IN_FLIGHT": "1"})
     yield gateway
     gateway.stop()
-    asr.stop()
 
 
-def test_analyze_file_equals_streaming(unbatched_gateway):
+def test_analyze_file_equals_streaming(one_at_a_time_gateway):
     samples, rate = read_clip("zh_weather")
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, format="FLAC")
-    streamed = results_of(run(unbatched_gateway.address, "zh_weather"))
-    with grpc.insecure_channel(unbatched_gateway.address) as channel:
+    streamed = results_of(run(one_at_a_time_gateway.address, "zh_weather"))
+    with grpc.insecure_channel(one_at_a_time_gateway.address) as channel:
         response = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel).AnalyzeFile(
             gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()), timeout=180)
     from_file = results_of(response.events)
@@ -181,17 +180,11 @@ def test_text_sentiment_when_enabled(stack):
     assert not plain[0].HasField("sentiment")
 
 
-def test_wrong_mode_fails_the_stream(queue1_asr, stack):
-    gateway = start_server("gateway.server", "gateway-wrong-mode", env={
-        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": queue1_asr.address,  # paraformer only
-        "EMOTION_ADDRESS": stack.emotion.address})
-    try:
-        with pytest.raises(grpc.RpcError) as info:
-            run(gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE))
-        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "paraformer" in info.value.details()
-    finally:
-        gateway.stop()
+def test_wrong_mode_fails_the_stream(one_at_a_time_gateway):
+    with pytest.raises(grpc.RpcError) as info:  # its ASR worker serves paraformer only
+        run(one_at_a_time_gateway.address, "zh_single", gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_SENSEVOICE))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "paraformer" in info.value.details()
 
 
 def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
@@ -311,7 +304,7 @@ def test_client_cancel_cancels_worker_calls(stack):
             gateway.stop()
 
 
-def test_long_file_never_floods_the_workers(stack, queue1_asr, queue1_emotion):
+def test_long_file_never_floods_the_workers(one_at_a_time_gateway, queue1_asr):
     """AnalyzeFile pushes a recording far faster than real time, so the VAD finds segments
     much faster than ASR/emotion take them; here the ASR worker even stalls (SIGSTOP, as a
     starved process would) while they pile up. With worker queues of one, only the gateway's
@@ -322,32 +315,25 @@ def test_long_file_never_floods_the_workers(stack, queue1_asr, queue1_emotion):
 
     import numpy as np
 
-    asr, emotion = queue1_asr, queue1_emotion
-    gateway = start_server("gateway.server", "gateway-inflight1", env={
-        "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
-        "WORKER_TIMEOUT_S": "60", "MAX_SEGMENTS_IN_FLIGHT": "1"})
-    try:
-        clip, rate = read_clip("en_meeting")
-        copies = 6  # 63 s, 18 segments
-        buffer = io.BytesIO()
-        sf.write(buffer, np.concatenate([clip] * copies), rate, format="WAV", subtype="PCM_16")
-        warm_up = io.BytesIO()
-        sf.write(warm_up, read_clip("zh_single")[0], rate, format="WAV", subtype="PCM_16")
-        with grpc.insecure_channel(gateway.address) as channel:
-            stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
-            stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=warm_up.getvalue()), timeout=60)
-            os.kill(asr.proc.pid, signal.SIGSTOP)
-            resume = threading.Timer(2.0, os.kill, (asr.proc.pid, signal.SIGCONT))
-            resume.start()
-            try:
-                response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()),
-                                            timeout=300)
-            finally:
-                resume.cancel()
-                os.kill(asr.proc.pid, signal.SIGCONT)
-        results = results_of(response.events)
-        assert len(results) == 3 * copies
-        assert [list(r.errors) for r in results] == [[]] * len(results)
-        assert all(r.text and r.emotions for r in results)
-    finally:
-        gateway.stop()
+    clip, rate = read_clip("en_meeting")
+    copies = 6  # 63 s, 18 segments
+    buffer = io.BytesIO()
+    sf.write(buffer, np.concatenate([clip] * copies), rate, format="WAV", subtype="PCM_16")
+    warm_up = io.BytesIO()
+    sf.write(warm_up, read_clip("zh_single")[0], rate, format="WAV", subtype="PCM_16")
+    with grpc.insecure_channel(one_at_a_time_gateway.address) as channel:
+        stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
+        stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=warm_up.getvalue()), timeout=60)
+        os.kill(queue1_asr.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(2.0, os.kill, (queue1_asr.proc.pid, signal.SIGCONT))
+        resume.start()
+        try:
+            response = stub.AnalyzeFile(gateway_pb2.AnalyzeFileRequest(content=buffer.getvalue()),
+                                        timeout=300)
+        finally:
+            resume.cancel()
+            os.kill(queue1_asr.proc.pid, signal.SIGCONT)
+    results = results_of(response.events)
+    assert len(results) == 3 * copies
+    assert [list(r.errors) for r in results] == [[]] * len(results)
+    assert all(r.text and r.emotions for r in results)

@@ -20,12 +20,9 @@ from tests.procs import ROOT
 _PROBE = r"""
 import json, sys
 from pathlib import Path
-dirs = [Path(p) for p in sys.argv[2:]]
-if sys.argv[1] == "full":
-    import funasr
-else:
-    from services.funasr.imports import automodel_class
-    automodel_class(*dirs)
+dirs = [Path(p) for p in sys.argv[1:]]
+from services.funasr.imports import automodel_class
+automodel_class(*dirs)
 from funasr.register import tables
 from services.funasr.imports import component_names
 resolved = {}
@@ -38,8 +35,9 @@ print(json.dumps({"resolved": resolved, "modules": sorted(m for m in sys.modules
 """
 
 
-def probe(kind: str, *dirs) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PROBE, kind, *map(str, dirs)], cwd=ROOT, check=True,
+def probe(*dirs) -> dict:
+    """What importing for ``dirs`` (services.funasr.imports.automodel_class) registered and imported."""
+    out = subprocess.run([sys.executable, "-c", _PROBE, *map(str, dirs)], cwd=ROOT, check=True,
                          capture_output=True, text=True, timeout=300).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -51,12 +49,30 @@ def model_dirs(model_env):
             layout.emotion2vec.path, layout.campplus.path]
 
 
-def test_selective_import_registers_the_classes_the_full_import_does(model_dirs):
+@pytest.fixture(scope="module")
+def outside_dir(model_dirs, tmp_path_factory):
+    """The Paraformer fixture under a model name the selective table does not know."""
+    other = tmp_path_factory.mktemp("outside") / "paraformer-plain"
+    shutil.copytree(model_dirs[0], other, symlinks=True)
+    config = (other / "config.yaml").read_text(encoding="utf-8")
+    (other / "config.yaml").write_text(config.replace("model: SeacoParaformer", "model: Paraformer", 1),
+                                       encoding="utf-8")
+    return other
+
+
+@pytest.fixture(scope="module")
+def full(model_dirs, outside_dir) -> dict:
+    """FunASR's own full import, as the selective path falls back to it for a model outside
+    the table (one full import serves both tests: it costs ~10 s of CPU)."""
+    return probe(*model_dirs, outside_dir)
+
+
+def test_selective_import_registers_the_classes_the_full_import_does(model_dirs, full):
     names = set().union(*(component_names(d) for d in model_dirs))
     assert names <= COMPONENT_MODULES.keys()
-    selective, full = probe("selective", *model_dirs), probe("full", *model_dirs)
+    selective = probe(*model_dirs)
     assert set(selective["resolved"]) == names
-    assert selective["resolved"] == full["resolved"]
+    assert selective["resolved"] == {name: full["resolved"][name] for name in names}
     for name, where in selective["resolved"].items():
         assert where.startswith(COMPONENT_MODULES[name] + "."), (name, where)
     # what makes it cheaper: model families nobody asked for stay unimported
@@ -64,6 +80,12 @@ def test_selective_import_registers_the_classes_the_full_import_does(model_dirs)
     assert "funasr.models.transducer.model" in full["modules"]
     assert "funasr.models.transducer.model" not in selective["modules"]
     assert full["sklearn"] and not selective["sklearn"]  # speaker clustering: a stand-in
+
+
+def test_a_model_outside_the_table_gets_the_full_import(outside_dir, full):
+    assert "Paraformer" in component_names(outside_dir) and "Paraformer" not in COMPONENT_MODULES
+    assert full["resolved"]["Paraformer"].startswith("funasr.models.paraformer.model.")
+    assert "funasr.models.transducer.model" in full["modules"]
 
 
 def test_speaker_clustering_stand_in_fails_clearly():
@@ -75,15 +97,3 @@ def test_speaker_clustering_stand_in_fails_clearly():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "speaker clustering (spk_model) is not available in this worker" in result.stderr
-
-
-def test_a_model_outside_the_table_gets_the_full_import(model_dirs, tmp_path):
-    other = tmp_path / "paraformer-plain"
-    shutil.copytree(model_dirs[0], other, symlinks=True)
-    config = (other / "config.yaml").read_text(encoding="utf-8")
-    (other / "config.yaml").write_text(config.replace("model: SeacoParaformer", "model: Paraformer", 1),
-                                       encoding="utf-8")
-    assert "Paraformer" in component_names(other)
-    result = probe("selective", other)
-    assert result["resolved"]["Paraformer"].startswith("funasr.models.paraformer.model.")
-    assert "funasr.models.transducer.model" in result["modules"]

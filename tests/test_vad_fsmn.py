@@ -36,10 +36,12 @@ def requests(audio: np.ndarray, chunk_samples: int, config: common_pb2.VadConfig
         yield vad_pb2.StreamVadRequest(audio=audio_pb2.AudioChunk(samples_f32le=chunk))
 
 
-def stream_events(address: str, audio: np.ndarray, chunk_samples: int = 320, progress: bool = False,
+def stream_events(address: str, audio: np.ndarray, chunk_samples: int = 1600, progress: bool = False,
                   **config) -> list:
     """(kind, message) pairs; Progress events (their timing depends on the chunk size) only
-    with ``progress``."""
+    with ``progress``. 100 ms chunks unless a test is about chunking: events do not depend
+    on the chunk size (test_events_well_formed_and_chunk_size_invariant), and each chunk is a
+    message and a model call."""
     config = common_pb2.VadConfig(backend=common_pb2.VAD_BACKEND_FSMN, **config)
     with grpc.insecure_channel(address) as channel:
         stub = vad_pb2_grpc.VadServiceStub(channel)
