@@ -17,24 +17,21 @@ from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  
                                    emotion_project_root, emotion_servers)
 
 
-# ---- pytest-xdist (scripts/test.sh runs the suite with -n 3) ---------------------------------
+# ---- pytest-xdist (scripts/test.sh runs the suite with -n 2) ---------------------------------
 # One scheduling unit per module, so a module's servers start once; LoadScopeScheduling
 # hands a worker the next unit when it runs low. (pytest-xdist's loadgroup cannot do this
 # on pytest 9: it renames node ids through an attribute pytest no longer reads.)
 
 #: Modules sharing session-wide servers beyond their own run as one unit, so those start
-#: once per unit: the emotion worker groups of tests/emotion_workers.py (six processes), and
-#: the ``stack`` (four processes, ~15 s of CPU to start). The stack's modules are two units of
-#: about equal length, the one with the ``queue1_*`` workers and the other: with three
-#: xdist workers (scripts/test.sh) the stack then starts twice, but the stack's real-time
-#: streams, browser and Node client overlap the CPU-bound modules.
+#: once: the emotion worker groups of tests/emotion_workers.py (six processes), and the
+#: ``stack`` (four processes, ~15 s of CPU to start) with the ``queue1_*`` workers.
+#: (Two stack units on three xdist workers were tried: no faster on two cores, the second
+#: stack and the contention cost more CPU than the waits they filled.)
 SHARED_UNITS = {
     **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py"), "emotion-workers"),
     **dict.fromkeys((f"tests/test_{name}.py" for name in (
-        "end_to_end", "hostile_clients", "cli", "emotion2vec_end_to_end")), "stack"),
-    **dict.fromkeys((f"tests/test_{name}.py" for name in (
-        "web_page", "node_client", "packaging", "channels", "speaker_labels", "web_page_emotion2vec",
-        "zero_network")), "stack-2"),
+        "end_to_end", "web_page", "hostile_clients", "node_client", "packaging", "channels", "speaker_labels",
+        "cli", "web_page_emotion2vec", "emotion2vec_end_to_end", "zero_network")), "stack"),
 }
 #: The longest units (wall clock, by their first module), handed out first: a long one
 #: started last would leave the other workers idle. Order only; a missing or stale name

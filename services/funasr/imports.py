@@ -93,6 +93,21 @@ def _skip_funasr_auto_import() -> Iterator[None]:
         pkgutil.walk_packages = original
 
 
+def _register_without_source_lines() -> None:
+    """Registration without looking up each class's source line.
+
+    ``tables.register`` records where each class is defined, for ``tables.print()``
+    only, with ``inspect.getsourcelines``, which on Python 3.11 parses the class's whole
+    module with ``ast``: ~0.6 s of the ~3.5 s of CPU an ASR worker (both modes, tiny
+    models) spends importing and loading. Here the line is recorded as 0.
+    """
+    import inspect
+
+    from funasr import register
+
+    register.inspect = types.SimpleNamespace(getfile=inspect.getfile, getsourcelines=lambda obj: ([], 0))
+
+
 _CLUSTER_BACKEND = "funasr.models.campplus.cluster_backend"
 
 
@@ -119,6 +134,7 @@ def automodel_class(*model_dirs: Path) -> Any:
         if "funasr" not in sys.modules and not unknown:
             with _skip_funasr_auto_import():
                 import funasr  # noqa: F401
+            _register_without_source_lines()
             _stand_in_cluster_backend()
         import funasr  # the full import, where it has not run selectively above
 
