@@ -35,8 +35,12 @@ __all__ = ["audio_requests", "analyze", "analyze_file", "describe"]
 
 
 def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2.StreamConfig,
-                   chunk_ms: int = 20, realtime: bool = False) -> Iterator[gateway_pb2.AnalyzeRequest]:
+                   chunk_ms: int = 100, realtime: bool = False) -> Iterator[gateway_pb2.AnalyzeRequest]:
     """``Analyze`` requests: the config first, then ``chunk_ms`` audio chunks.
+
+    100 ms chunks, as the gateway recommends: each chunk is a message to the gateway and
+    on to the VAD worker, and 20 ms ones cost those two processes about three times the CPU
+    for at most 80 ms less latency.
 
     ``samples`` is frames x channels or 1-D mono; int16 goes as AUDIO_ENCODING_PCM16LE, float as
     AUDIO_ENCODING_FLOAT32LE. ``realtime`` paces the chunks like a live source.
@@ -64,7 +68,7 @@ def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2
 
 
 def analyze(stub: gateway_pb2_grpc.SpeechAnalysisServiceStub, samples: np.ndarray, sample_rate_hz: int,
-            config: gateway_pb2.StreamConfig | None = None, chunk_ms: int = 20, realtime: bool = False,
+            config: gateway_pb2.StreamConfig | None = None, chunk_ms: int = 100, realtime: bool = False,
             metadata=None, timeout: float | None = None) -> Iterator[gateway_pb2.AnalyzeResponse]:
     """``Analyze``: stream ``samples``, yield each event as it arrives (the summary last)."""
     requests = audio_requests(samples, sample_rate_hz, config or gateway_pb2.StreamConfig(), chunk_ms, realtime)

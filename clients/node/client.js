@@ -17,7 +17,7 @@ const path = require("path");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
-const CHUNK_MS = 20;
+const CHUNK_MS = 100; // as the Python client: each chunk is a message through gateway and VAD
 
 // The loader options a client of this API needs:
 //  * keepCase: field names as in the .proto (segment_result, start_ms);
