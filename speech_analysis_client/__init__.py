@@ -39,8 +39,8 @@ def audio_requests(samples: np.ndarray, sample_rate_hz: int, config: gateway_pb2
     """``Analyze`` requests: the config first, then ``chunk_ms`` audio chunks.
 
     100 ms chunks, as the gateway recommends: each chunk is a message to the gateway and
-    on to the VAD worker, and 20 ms ones cost those two processes about three times the CPU
-    for at most 80 ms less latency.
+    on to the VAD worker, and 20 ms ones cost those two processes 2.5-3 times the CPU
+    for at most 80 ms less latency (bench/chunk_cost.py).
 
     ``samples`` is frames x channels or 1-D mono; int16 goes as AUDIO_ENCODING_PCM16LE, float as
     AUDIO_ENCODING_FLOAT32LE. ``realtime`` paces the chunks like a live source.
