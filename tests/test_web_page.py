@@ -1,6 +1,6 @@
 """The browser page in real headless Chromium (Debian's), driven by Playwright.
 
-A fake microphone plays ../shared/audio/zh_weather.wav in real time. The page is tested over
+A fake microphone plays clips of ../shared/audio in real time. The page is tested over
 HTTPS with the gateway's own certificate and token, at desktop and phone sizes, with the
 microphone denied and from an insecure origin; every test fails on console errors.
 Screenshots go to test-artifacts/ (docs/web-desktop.png and docs/web-phone.png are copies).
@@ -96,7 +96,7 @@ def _layout(page) -> dict:
 
 
 def test_a_session_over_https_at_desktop_and_phone_sizes(chromium, tls_web_gateway, manifest):
-    clip = manifest["zh_weather"]
+    clip = manifest["en_meeting"]  # three segments in 10.5 s of real time
     browser = chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                        f"--use-file-for-fake-audio-capture={SHARED_AUDIO / clip['file']}%noloop")
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
