@@ -44,18 +44,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="times the clips are streamed per measurement")
     args = parser.parse_args()
 
-    audio = np.concatenate([read_clip(name, dtype="int16")[0] for name in load_manifest()] * args.repeat)
+    clips = [read_clip(name, dtype="int16") for name in load_manifest()]
+    rates = {rate for _, rate in clips}
+    if len(rates) != 1:
+        raise SystemExit(f"the shared clips have several sample rates: {sorted(rates)}")
+    (rate,) = rates
+    audio = np.concatenate([samples for samples, _ in clips] * args.repeat)
     vad = start_server("services.vad.server", "chunk-cost-vad")
     gateway = start_server("gateway.server", "chunk-cost-gateway", serving_service="vad", env={
         "VAD_ADDRESS": vad.address, "ASR_ADDRESS": "127.0.0.1:9", "EMOTION_ADDRESS": "127.0.0.1:9",
         "WORKER_TIMEOUT_S": "2"})
     try:
-        print(f"{audio.size / 16000:.1f} s of audio per measurement; CPU seconds (VAD + gateway)")
+        print(f"{audio.size / rate:.1f} s of audio per measurement; CPU seconds (VAD + gateway)")
         for round_ in range(1, args.rounds + 1):
             for chunk_ms in args.chunks_ms:
                 before = procstat.group_cpu_seconds([vad.proc.pid, gateway.proc.pid])
                 with grpc.insecure_channel(gateway.address) as channel:
-                    events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), audio, 16000,
+                    events = list(analyze(gateway_pb2_grpc.SpeechAnalysisServiceStub(channel), audio, rate,
                                           chunk_ms=chunk_ms, timeout=600))
                 after = procstat.group_cpu_seconds([vad.proc.pid, gateway.proc.pid])
                 vad_s, gateway_s = (after[pid] - before[pid] for pid in (vad.proc.pid, gateway.proc.pid))

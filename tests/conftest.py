@@ -36,7 +36,7 @@ SHARED_UNITS = {
 #: The longest units (wall clock, by their first module), handed out first: a long one
 #: started last would leave the other workers idle. Order only; a missing or stale name
 #: costs balance.
-LONGEST_FIRST = ("test_end_to_end.py", "test_web_page.py", "test_emotion_worker.py", "test_bench_quick.py",
+LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_bench_quick.py",
                  "test_launcher.py", "test_asr_worker.py", "test_operations.py", "test_funasr_import.py",
                  "test_vad_fsmn.py", "test_speaker_onnx.py", "test_speaker_worker.py", "test_gateway_limits.py",
                  "test_gateway_spine.py", "test_vad_worker.py", "test_asr_engine.py", "test_download_models.py")

@@ -7,8 +7,8 @@ written to an audit file and refused. gRPC's own sockets live in its C core and 
 serve 127.0.0.1 here. A refused attempt would also surface as a failed load, so an
 empty audit after loading and serving shows both "nothing tried to reach the network"
 and "everything works offline". The shared stack (tests/conftest.py) and the emotion
-worker groups (tests/emotion_workers.py) run under it; tests/test_zero_network.py
-checks their audits and the guard itself.
+worker groups (tests/emotion_workers.py) run under it; tests/test_zero_network.py checks
+the guard itself and the stack's audit, tests/test_emotion_worker.py the groups'.
 """
 
 from __future__ import annotations
