@@ -7,6 +7,8 @@ import numpy as np
 from services.common.audio import SAMPLE_RATE_HZ
 
 FRAME_MS = 10
+BOUNDARY_TOLERANCE_MS = 150
+"""How far a detected segment boundary may be from the manifest's exact one, end to end."""
 
 
 def noise(seconds: float, seed: int) -> np.ndarray:

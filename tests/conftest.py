@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scripts.shared_audio import SHARED_AUDIO, load_manifest, read_clip  # noqa: F401 (the tests import them from here)
 from tests.network_guard import guarded_env
-from tests.procs import ROOT, free_port, start_server  # noqa: F401 (ROOT: the tests import it from here too)
+from tests.procs import ROOT, free_port, serving, start_server  # noqa: F401 (ROOT: the tests import it from here too)
 from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  # noqa: F401 (fixtures)
                                    emotion_project_root, emotion_servers)
 
@@ -30,7 +27,7 @@ from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  
 SHARED_UNITS = {
     **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py"), "emotion-workers"),
     **dict.fromkeys((f"tests/test_{name}.py" for name in (
-        "end_to_end", "web_page", "hostile_clients", "node_client", "packaging", "channels", "speaker_labels",
+        "end_to_end", "web_page", "hostile_stack", "node_client", "client_wheel", "channels", "speaker_labels",
         "cli", "web_page_emotion2vec", "emotion2vec_end_to_end", "zero_network")), "stack"),
 }
 #: The longest units (wall clock, by their first module), handed out first: a long one
@@ -107,8 +104,9 @@ def model_env(tiny_models, tmp_path_factory) -> dict[str, str]:
 
 
 def _with_metrics(module: str, name: str, env: dict[str, str]):
+    """Started without waiting for SERVING, so that workers a test needs together load together."""
     metrics_port = free_port()
-    server = start_server(module, name, env={**env, "METRICS_PORT": str(metrics_port)})
+    server = start_server(module, name, env={**env, "METRICS_PORT": str(metrics_port)}, wait_serving=False)
     server.metrics_port = metrics_port
     return server
 
@@ -117,7 +115,8 @@ def _with_metrics(module: str, name: str, env: dict[str, str]):
 def queue1_asr(model_env):
     """A paraformer ASR worker with a queue of one and no batching (one torch thread, metrics
     on ``metrics_port``): overload, refusal and back-pressure tests share it. A test that
-    freezes it (SIGSTOP) resumes it before it ends."""
+    freezes it (SIGSTOP) resumes it before it ends. Not waited for: a test waits with
+    :func:`~tests.procs.serving`, or through a gateway in front of it (whose health follows it)."""
     server = _with_metrics("services.asr.server", "asr-queue1", {
         **model_env, "ASR_MODE": "paraformer", "ASR_MAX_QUEUE": "1", "ASR_MAX_BATCH": "1", "TORCH_THREADS": "1"})
     yield server
@@ -126,7 +125,7 @@ def queue1_asr(model_env):
 
 @pytest.fixture(scope="session")
 def queue1_emotion(model_env):
-    """An emotion worker with a queue of one and no batching, as :func:`queue1_asr`."""
+    """An emotion worker with a queue of one and no batching, as :func:`queue1_asr` (not waited for either)."""
     server = _with_metrics("services.emotion.server", "emotion-queue1", {
         **model_env, "EMOTION_MAX_QUEUE": "1", "EMOTION_MAX_BATCH": "1", "TORCH_THREADS": "1"})
     yield server
@@ -150,37 +149,32 @@ def stack(model_env, tmp_path_factory):
     They run under the network guard: ``stack.network_audit`` stays empty."""
     guard, audit = guarded_env(tmp_path_factory.mktemp("stack-network-guard"))
     env = {**model_env, **guard}
-    vad = start_server("services.vad.server", "stack-vad", env=env)
     asr_metrics_port = free_port()
-    asr = start_server("services.asr.server", "stack-asr", env={**env, "ASR_MODE": "both",
-                                                              "METRICS_PORT": str(asr_metrics_port)})
-    asr.metrics_port = asr_metrics_port
-    emotion = start_server("services.emotion.server", "stack-emotion", env=env)
-    gateway = start_server("gateway.server", "stack-gateway", env={
-        **guard, "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
-        "WORKER_TIMEOUT_S": "30", "TEXT_SENTIMENT": "1"})
+    workers = []
+    try:  # the three workers load at the same time (their ports are open before they load)
+        for module, name, extra in (("services.vad.server", "stack-vad", {}),
+                                    ("services.asr.server", "stack-asr",
+                                     {"ASR_MODE": "both", "METRICS_PORT": str(asr_metrics_port)}),
+                                    ("services.emotion.server", "stack-emotion", {})):
+            workers.append(start_server(module, name, env={**env, **extra}, wait_serving=False))
+        vad, asr, emotion = (serving(worker) for worker in workers)
+        asr.metrics_port = asr_metrics_port
+        gateway = start_server("gateway.server", "stack-gateway", env={
+            **guard, "VAD_ADDRESS": vad.address, "ASR_ADDRESS": asr.address, "EMOTION_ADDRESS": emotion.address,
+            "WORKER_TIMEOUT_S": "30", "TEXT_SENTIMENT": "1"})
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
     running = Stack(vad, asr, emotion, gateway, audit)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="session")
-def emotion_onnx_dir(tiny_models, tmp_path_factory) -> Path:
-    """The tiny SpeechBrain model exported by scripts/export_emotion_onnx.py, once per run.
+def emotion_onnx_dir(tiny_models) -> Path:
+    """The tiny SpeechBrain model exported by scripts/export_emotion_onnx.py (cached across runs:
+    tests/fixture_models.py); test_emotion_onnx.py and the launcher's small-host test use it."""
+    from tests.fixture_models import onnx_export
 
-    Under xdist the export is shared by the workers (a directory in the run's common
-    base temp, built under a file lock): test_emotion_onnx.py and the launcher's
-    small-host test both need it, and it costs seconds of CPU."""
-    root = tmp_path_factory.getbasetemp()
-    if "PYTEST_XDIST_WORKER" in os.environ:
-        root = root.parent  # one base temp per run, shared by its workers
-    out = root / "shared-emotion-onnx"
-    with open(root / "shared-emotion-onnx.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "done").exists():
-            done = subprocess.run([sys.executable, "scripts/export_emotion_onnx.py", "--model-dir",
-                                   str(tiny_models / "emotion-recognition-wav2vec2-IEMOCAP"), "--out", str(out)],
-                                  cwd=ROOT, capture_output=True, text=True, timeout=600)
-            assert done.returncode == 0, done.stdout + done.stderr
-            (out / "done").touch()
-    return out
+    return onnx_export("export_emotion_onnx.py", tiny_models / "emotion-recognition-wav2vec2-IEMOCAP")

@@ -1,7 +1,14 @@
-"""The cached tiny model tree (:mod:`scripts.tiny_models`), under the name the tests import."""
+"""The cached tiny model tree (:mod:`scripts.tiny_models`), under the name the tests import,
+and the ONNX exports of its models (:func:`onnx_export`), cached beside it."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,4 +18,40 @@ if str(_ROOT) not in sys.path:  # imported from a pytest rootdir that is not on 
 
 from scripts.tiny_models import BUILD_INFO_FILENAME, CACHE_DIR, builder_key, tiny_models_dir  # noqa: E402
 
-__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir"]
+__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir", "onnx_export"]
+
+#: What an export's result depends on besides the model and the code: their versions.
+_EXPORT_LIBRARIES = ("torch", "onnx", "onnxruntime", "funasr", "speechbrain", "transformers")
+
+
+def _export_key(script: Path, model_dir: Path) -> str:
+    """A hash of everything an export depends on: the model directory (a tiny tree's path
+    holds its builder key), the script, every source under services/, the libraries' versions."""
+    digest = hashlib.sha256(f"{model_dir.resolve()}\0".encode())
+    for path in [script, *sorted((_ROOT / "services").rglob("*.py"))]:
+        digest.update(f"{path.relative_to(_ROOT)}\0".encode() + path.read_bytes())
+    for name in _EXPORT_LIBRARIES:
+        digest.update(f"{name}={importlib.metadata.version(name)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def onnx_export(script: str, model_dir: Path) -> Path:
+    """The directory ``scripts/<script> --model-dir MODEL_DIR --out DIR`` writes, made once
+    per version of everything it depends on (:func:`_export_key`) and cached in
+    ``CACHE_DIR/exports/``: an export costs 5-10 s of CPU, and a warm cache (CI's too)
+    reuses it until the script, the services' code, a library or the model changes.
+    Parallel sessions and xdist workers serialise on a file lock; the export is written to a
+    temporary sibling and renamed into place, so a reader never sees half of one."""
+    script_path = _ROOT / "scripts" / script
+    out = CACHE_DIR / "exports" / f"{script_path.stem}-{_export_key(script_path, model_dir)}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "exports.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_dir():
+            tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            done = subprocess.run([sys.executable, str(script_path), "--model-dir", str(model_dir), "--out", str(tmp)],
+                                  cwd=_ROOT, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+            tmp.rename(out)
+    return out

@@ -22,7 +22,7 @@ import pytest
 from speech_analysis.v1 import common_pb2
 from speech_analysis.worker.v1 import asr_pb2, asr_pb2_grpc, audio_pb2
 from tests.conftest import read_clip
-from tests.procs import ROOT, free_port, sample, scrape, start_server
+from tests.procs import ROOT, free_port, sample, scrape, serving, start_server
 
 PUNCTUATION = set("，。？、,.?!！")
 # Tiny models gain nothing from two threads, and two OpenMP threads on a busy
@@ -49,7 +49,7 @@ def both_worker(model_env):
 @pytest.fixture(scope="module")
 def paraformer_worker(queue1_asr):
     """Paraformer only, with a queue of one (tests/conftest.py, shared with other modules)."""
-    return queue1_asr
+    return serving(queue1_asr)
 
 
 def transcribe(address: str, samples: np.ndarray, timeout: float = 60, **fields) -> asr_pb2.TranscribeResponse:

@@ -1,9 +1,8 @@
 """EMOTION_RUNTIME=onnx: the emotion model exported to ONNX and served on onnxruntime, no torch.
 
-The tiny random-weight SpeechBrain fixture is exported once per run
-(scripts/export_emotion_onnx.py, the ``emotion_onnx_dir`` fixture of
-tests/conftest.py) into a temporary directory given to the worker as
-EMOTION_ONNX_DIR.
+The tiny random-weight SpeechBrain fixture is exported by scripts/export_emotion_onnx.py
+(the ``emotion_onnx_dir`` fixture of tests/conftest.py, cached across runs) into a
+directory given to the worker as EMOTION_ONNX_DIR.
 """
 
 from __future__ import annotations

@@ -4,28 +4,25 @@
   the runtime set only; test and benchmark tools live in requirements-test.txt and
   requirements-bench.txt, and every third-party module the code imports is declared.
 * ``pip install .`` of the service in a fresh venv gives one working console command per process.
-* The client wheel (clients/python) installs into a fresh venv without torch and talks to the
-  running stack (tiny random-weight models) through ``Analyze``, ``AnalyzeFile`` and its CLI.
+
+The client wheel's test, which needs the running stack, is tests/test_client_wheel.py.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.metadata
-import json
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.audio_helpers import truth_segments_ms
-from tests.conftest import SHARED_AUDIO
 from tests.procs import ROOT
+from tests.venvs import fresh_venv, pip_into
 
 TEST_AND_BENCH_TOOLS = {"pytest", "pytest-timeout", "playwright", "matplotlib", "grpcio-tools",
                         "jsonschema", "referencing", "cryptography"}
@@ -37,7 +34,6 @@ CONSOLE_COMMANDS = {  # command -> a flag its --help must list
     "speech-analysis-launch": "--only",
     "speech-analysis-client": "--address",
 }
-TOLERANCE_MS = 150  # as tests/test_end_to_end.py
 
 
 def _normalise(name: str) -> str:
@@ -122,23 +118,6 @@ def test_every_third_party_import_is_declared():
     assert _undeclared(list(ROOT.glob("bench/**/*.py")), runtime | bench, {}) == {}
 
 
-def _fresh_venv(path: Path, with_deps_of_this_venv: bool) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    python = path / "bin" / "python"
-    if with_deps_of_this_venv:
-        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 check=True, capture_output=True, text=True).stdout.strip()
-        Path(purelib, "_dev_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return python
-
-
-def _pip(python: Path, *args: str, cwd: Path | None = None) -> None:
-    """This venv's pip acting on ``python``'s environment, with pip's configured indexes."""
-    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), *args],
-                            capture_output=True, text=True, cwd=cwd, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 @pytest.mark.slow
 def test_service_pip_install_gives_console_commands(tmp_path: Path):
     """``pip install .`` (a copy of the project, so the checkout is not on the path) into a fresh
@@ -157,8 +136,8 @@ def test_service_pip_install_gives_console_commands(tmp_path: Path):
     for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-test.txt",
                  "requirements-bench.txt", "requirements-mic.txt"):
         shutil.copy(ROOT / name, project / name)
-    python = _fresh_venv(tmp_path / "venv", with_deps_of_this_venv=True)
-    _pip(python, "install", "--no-deps", "--no-build-isolation", "-q", str(project))
+    python = fresh_venv(tmp_path / "venv", with_deps_of_this_venv=True)
+    pip_into(python, "install", "--no-deps", "--no-build-isolation", "-q", str(project))
     shutil.rmtree(project)  # the installed copy must stand on its own
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -173,75 +152,3 @@ def test_service_pip_install_gives_console_commands(tmp_path: Path):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, (command, result.stdout + result.stderr)
         assert "usage:" in result.stdout and flag in result.stdout, (command, result.stdout)
-
-
-CLIENT_PROGRAM = r"""
-import json, sys
-import grpc, soundfile
-from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from speech_analysis_client import analyze, analyze_file
-
-address, path = sys.argv[1:]
-samples, rate = soundfile.read(path, dtype="int16")
-config = gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_PARAFORMER)
-
-def summarise(events):
-    kinds = [e.WhichOneof("event") for e in events]
-    segments = [[e.segment_result.start_ms, e.segment_result.end_ms, list(e.segment_result.errors)]
-                for e in events if e.WhichOneof("event") == "segment_result"]
-    return {"kinds": kinds, "segments": segments, "summary_segments": events[-1].summary.segment_count}
-
-with grpc.insecure_channel(address) as channel:
-    stub = gateway_pb2_grpc.SpeechAnalysisServiceStub(channel)
-    streamed = list(analyze(stub, samples, rate, config, timeout=180))
-    from_file = analyze_file(stub, open(path, "rb").read(), config, timeout=180)
-print(json.dumps({"analyze": summarise(streamed), "analyze_file": summarise(from_file)}))
-"""
-
-
-@pytest.mark.slow
-def test_client_wheel_installs_without_torch_and_analyzes(stack, manifest, tmp_path: Path):
-    # built from a copy (same layout: the client's pyproject points at ../../) so no build/ lands here
-    source = tmp_path / "source"
-    for name in ("clients/python", "speech_analysis/v1", "speech_analysis_client"):
-        shutil.copytree(ROOT / name, source / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    dist = tmp_path / "dist"
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(dist), str(source / "clients" / "python")],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    (wheel,) = dist.glob("speech_analysis_client-*.whl")
-    python = _fresh_venv(tmp_path / "venv", with_deps_of_this_venv=False)
-    _pip(python, "install", "-q", str(wheel))  # real dependency resolution, pip's own index settings
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    modules = subprocess.run(
-        [str(python), "-c", "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m "
-         "in ('torch', 'torchaudio', 'funasr', 'speechbrain', 'gateway', 'services', 'speech_analysis.worker')}))"],
-        cwd=elsewhere, check=True, capture_output=True, text=True).stdout
-    assert not any(json.loads(modules).values()), modules  # no models, no service, no internal stubs
-
-    clip = manifest["zh_weather"]
-    truth = truth_segments_ms(clip)
-    wav = SHARED_AUDIO / clip["file"]
-    out = subprocess.run([str(python), "-c", CLIENT_PROGRAM, stack.gateway.address, str(wav)],
-                         cwd=elsewhere, capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    for call in ("analyze", "analyze_file"):
-        got = report[call]
-        assert got["kinds"][-1] == "summary" and got["summary_segments"] == len(truth), (call, got)
-        assert len(got["segments"]) == len(truth), (call, got)
-        for (start, end, errors), (t_start, t_end) in zip(got["segments"], truth):
-            assert not errors, (call, errors)
-            assert abs(start - t_start) <= TOLERANCE_MS and abs(end - t_end) <= TOLERANCE_MS, (call, start, end)
-
-    cli = subprocess.run([str(tmp_path / "venv" / "bin" / "speech-analysis-client"), str(wav), "--fast", "--json",
-                          "--address", stack.gateway.address], cwd=elsewhere, capture_output=True, text=True,
-                         timeout=300)
-    assert cli.returncode == 0, cli.stderr
-    events = [json.loads(line) for line in cli.stdout.splitlines()]
-    assert sum("segmentResult" in e for e in events) == len(truth)
-    assert "summary" in events[-1]

@@ -1,8 +1,8 @@
 """SPEAKER_RUNTIME=onnx: CAM++ exported to ONNX, fbank by kaldi-native-fbank, no torch in the worker.
 
-The tiny random-weight CAM++ fixture is exported once per module
-(scripts/export_speaker_onnx.py) into a temporary directory given to the
-worker as SPEAKER_ONNX_DIR. Features are compared with FunASR's own
+The tiny random-weight CAM++ fixture is exported by scripts/export_speaker_onnx.py
+(once per version of the code and libraries: tests/fixture_models.py) into a
+directory given to the worker as SPEAKER_ONNX_DIR. Features are compared with FunASR's own
 ``extract_feature`` and embeddings with the torch runtime on the speech clips
 of ../shared/audio (the manifest's segments) and on synthetic audio; then a
 real onnx worker process answers Embed like a torch worker, without torch.
@@ -29,6 +29,7 @@ from services.speaker.onnx_runtime import MANIFEST, check_export, fbank_features
 from speech_analysis.worker.v1 import audio_pb2, speaker_pb2, speaker_pb2_grpc
 from tests.conftest import load_manifest, read_clip
 from tests.audio_helpers import noise
+from tests.fixture_models import onnx_export
 from tests.procs import ROOT, start_server
 
 EMBEDDING_TOLERANCE = 1e-4
@@ -52,12 +53,8 @@ def campplus_dir(tiny_models) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(campplus_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("speaker-onnx")
-    done = subprocess.run([sys.executable, "scripts/export_speaker_onnx.py", "--model-dir", str(campplus_dir),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return out
+def onnx_dir(campplus_dir) -> Path:
+    return onnx_export("export_speaker_onnx.py", campplus_dir)  # cached across runs (tests/fixture_models.py)
 
 
 @pytest.fixture(scope="module")
