@@ -14,15 +14,18 @@ from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  
                                    emotion_project_root, emotion_servers)
 
 
-# ---- pytest-xdist (scripts/test.sh runs the suite with -n 2) ---------------------------------
+# ---- pytest-xdist (scripts/test.sh runs the suite with -n 3) ---------------------------------
 # One scheduling unit per module, so a module's servers start once; LoadScopeScheduling
 # hands a worker the next unit when it runs low. (pytest-xdist's loadgroup cannot do this
 # on pytest 9: it renames node ids through an attribute pytest no longer reads.)
 
 #: Modules sharing session-wide servers beyond their own run as one unit, so those start
 #: once: the emotion worker groups of tests/emotion_workers.py (six processes), and the
-#: ``stack`` (four processes, ~15 s of CPU to start) with the ``queue1_*`` workers.
-#: (Two stack units on three xdist workers were tried: no faster on two cores, the second
+#: ``stack`` (four processes, ~15 s of CPU to start) with the ``queue1_*`` workers. The
+#: stack's unit is the longest (about a third of the suite's wall clock on three workers),
+#: so only tests that need the stack belong in its modules: a module's tests that do not
+#: go elsewhere (test_hostile_clients.py / test_hostile_stack.py, test_packaging.py /
+#: test_client_wheel.py). (Two stack units were tried: no faster on two cores, the second
 #: stack and the contention cost more CPU than the waits they filled.)
 SHARED_UNITS = {
     **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py"), "emotion-workers"),
@@ -34,9 +37,10 @@ SHARED_UNITS = {
 #: started last would leave the other workers idle. Order only; a missing or stale name
 #: costs balance.
 LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_bench_quick.py",
-                 "test_launcher.py", "test_asr_worker.py", "test_operations.py", "test_funasr_import.py",
-                 "test_vad_fsmn.py", "test_speaker_onnx.py", "test_speaker_worker.py", "test_gateway_limits.py",
-                 "test_gateway_spine.py", "test_vad_worker.py", "test_asr_engine.py", "test_download_models.py")
+                 "test_hostile_clients.py", "test_asr_worker.py", "test_operations.py", "test_launcher.py",
+                 "test_gateway_limits.py", "test_gateway_spine.py", "test_vad_fsmn.py", "test_funasr_import.py",
+                 "test_asr_engine.py", "test_speaker_worker.py", "test_vad_worker.py", "test_download_models.py",
+                 "test_packaging.py")
 
 
 def pytest_xdist_make_scheduler(config, log):

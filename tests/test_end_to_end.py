@@ -20,7 +20,7 @@ from speech_analysis_client import analyze, audio_requests
 from speech_analysis.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.audio_helpers import BOUNDARY_TOLERANCE_MS, truth_segments_ms
 from tests.conftest import read_clip
-from tests.procs import ROOT, free_port, sample, scrape, serving, start_server
+from tests.procs import ROOT, sample, scrape, serving, start_server
 
 EMOTION_LABELS = {"neu", "ang", "hap", "sad"}
 
@@ -245,33 +245,31 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
         asr.stop()
 
 
-def test_round_robin_over_replicas(model_env, stack):
-    """An address resolving to two ASR replicas: the gateway spreads segments over both."""
-    metrics_port = free_port()
-    second = start_server("services.asr.server", "asr-replica", env={**model_env, "ASR_MODE": "both"},
-                          args=["--metrics-port", str(metrics_port)])
+def test_round_robin_over_replicas(stack, queue1_asr):
+    """An address resolving to two ASR replicas (the stack's and the queue-of-one worker): the
+    gateway spreads segments over both."""
+    second = serving(queue1_asr)
     gateway = start_server("gateway.server", "gateway-rr", env={
         "VAD_ADDRESS": stack.vad.address,
         "ASR_ADDRESS": f"ipv4:127.0.0.1:{stack.asr.port},127.0.0.1:{second.port}",
         "EMOTION_ADDRESS": stack.emotion.address})
 
-    def transcribed(port: int) -> float:
-        return sample(scrape(port), "speech_rpcs_total", method="Transcribe", code="OK")
+    def transcribed(server) -> float:
+        return sample(scrape(server.metrics_port), "speech_rpcs_total", method="Transcribe", code="OK")
 
     try:
-        before = transcribed(stack.asr.metrics_port)
+        before = [transcribed(second), transcribed(stack.asr)]
         for _ in range(2):
             assert all(not r.errors for r in results_of(run(gateway.address, "zh_weather")))
         # Both replicas served some of the six segments, and only those (a call is counted as
         # its handler finishes, just after the gateway has the answer).
         deadline = time.monotonic() + 10
-        while sum(served := (transcribed(metrics_port), transcribed(stack.asr.metrics_port) - before)) < 6:
+        while sum(served := [transcribed(second) - before[0], transcribed(stack.asr) - before[1]]) < 6:
             assert time.monotonic() < deadline, served
             time.sleep(0.02)
         assert all(served) and sum(served) == 6, served
     finally:
         gateway.stop()
-        second.stop()
 
 
 def test_client_cancel_cancels_worker_calls(stack):
