@@ -204,13 +204,14 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
         samples, rate = read_clip("zh_weather", dtype="int16")
         first_done = threading.Event()  # the first segment's result is in, the second has begun
         killed = threading.Event()
+        hold_at = 1 + int(9.5 * 10)  # the config, then 9.5 s of audio: the middle of the second segment
 
         def requests():
-            """Real-time pace until the worker is dead, then the rest at once."""
-            started = time.monotonic()
+            """Audio up to the middle of the second segment, then (held there until the worker
+            is dead) the rest: as fast as the gateway takes it, no real-time wait."""
             for index, request in enumerate(audio_requests(samples, rate, gateway_pb2.StreamConfig(), 100)):
-                if not killed.is_set():
-                    killed.wait(started + index * 0.1 - time.monotonic())
+                if index == hold_at:
+                    killed.wait(60)
                 yield request
 
         def stream():
