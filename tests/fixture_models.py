@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -18,18 +19,20 @@ if str(_ROOT) not in sys.path:  # imported from a pytest rootdir that is not on 
 
 from scripts.tiny_models import BUILD_INFO_FILENAME, CACHE_DIR, builder_key, tiny_models_dir  # noqa: E402
 
-__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir", "onnx_export"]
+__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir", "onnx_export", "export_key"]
 
+_UNUSED_EXPORT_S = 24 * 3600
 #: What an export's result depends on besides the model and the code: their versions.
 _EXPORT_LIBRARIES = ("torch", "onnx", "onnxruntime", "funasr", "speechbrain", "transformers")
 
 
-def _export_key(script: Path, model_dir: Path) -> str:
+def export_key(script: Path, model_dir: Path, root: Path = _ROOT) -> str:
     """A hash of everything an export depends on: the model directory (a tiny tree's path
-    holds its builder key), the script, every source under services/, the libraries' versions."""
+    holds its builder key), the script, every source under ``root``/services/, the libraries'
+    versions."""
     digest = hashlib.sha256(f"{model_dir.resolve()}\0".encode())
-    for path in [script, *sorted((_ROOT / "services").rglob("*.py"))]:
-        digest.update(f"{path.relative_to(_ROOT)}\0".encode() + path.read_bytes())
+    for path in [script, *sorted((root / "services").rglob("*.py"))]:
+        digest.update(f"{path.relative_to(root)}\0".encode() + path.read_bytes())
     for name in _EXPORT_LIBRARIES:
         digest.update(f"{name}={importlib.metadata.version(name)}\0".encode())
     return digest.hexdigest()[:16]
@@ -37,13 +40,14 @@ def _export_key(script: Path, model_dir: Path) -> str:
 
 def onnx_export(script: str, model_dir: Path) -> Path:
     """The directory ``scripts/<script> --model-dir MODEL_DIR --out DIR`` writes, made once
-    per version of everything it depends on (:func:`_export_key`) and cached in
+    per version of everything it depends on (:func:`export_key`) and cached in
     ``CACHE_DIR/exports/``: an export costs 5-10 s of CPU, and a warm cache (CI's too)
     reuses it until the script, the services' code, a library or the model changes.
     Parallel sessions and xdist workers serialise on a file lock; the export is written to a
-    temporary sibling and renamed into place, so a reader never sees half of one."""
+    temporary sibling and renamed into place, so a reader never sees half of one. Exports of
+    the same script unused for a day are deleted (each code change makes a new one)."""
     script_path = _ROOT / "scripts" / script
-    out = CACHE_DIR / "exports" / f"{script_path.stem}-{_export_key(script_path, model_dir)}"
+    out = CACHE_DIR / "exports" / f"{script_path.stem}-{export_key(script_path, model_dir)}"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / "exports.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -54,4 +58,8 @@ def onnx_export(script: str, model_dir: Path) -> Path:
                                   cwd=_ROOT, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, done.stdout + done.stderr
             tmp.rename(out)
+        os.utime(out)  # in use: kept by the clean-up below
+        for old in out.parent.glob(f"{script_path.stem}-*"):
+            if old != out and time.time() - old.stat().st_mtime > _UNUSED_EXPORT_S:
+                shutil.rmtree(old, ignore_errors=True)
     return out
