@@ -27,8 +27,13 @@ from tests.emotion_workers import (e2v_cache, e2v_dir, e2v_model, e2v_servers,  
 #: go elsewhere (test_hostile_clients.py / test_hostile_stack.py, test_packaging.py /
 #: test_client_wheel.py). (Two stack units were tried: no faster on two cores, the second
 #: stack and the contention cost more CPU than the waits they filled.)
+#: Modules that load the same models in the pytest process are one unit too, so one worker
+#: pays for their imports (torch, SpeechBrain with transformers, FunASR: seconds of CPU each).
 SHARED_UNITS = {
-    **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py"), "emotion-workers"),
+    **dict.fromkeys(("tests/test_emotion_worker.py", "tests/test_emotion2vec_worker.py", "tests/test_emotion_onnx.py"),
+                    "emotion-workers"),
+    **dict.fromkeys((f"tests/test_{name}.py" for name in (
+        "asr_engine", "fixtures_funasr", "speaker_onnx", "speaker_worker")), "funasr-in-process"),
     **dict.fromkeys((f"tests/test_{name}.py" for name in (
         "end_to_end", "web_page", "hostile_stack", "node_client", "client_wheel", "channels", "speaker_labels",
         "cli", "web_page_emotion2vec", "emotion2vec_end_to_end", "zero_network")), "stack"),
@@ -36,11 +41,10 @@ SHARED_UNITS = {
 #: The longest units (wall clock, by their first module), handed out first: a long one
 #: started last would leave the other workers idle. Order only; a missing or stale name
 #: costs balance.
-LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_bench_quick.py",
+LONGEST_FIRST = ("test_end_to_end.py", "test_emotion_worker.py", "test_bench_quick.py", "test_asr_engine.py",
                  "test_hostile_clients.py", "test_asr_worker.py", "test_operations.py", "test_launcher.py",
                  "test_gateway_limits.py", "test_gateway_spine.py", "test_vad_fsmn.py", "test_funasr_import.py",
-                 "test_asr_engine.py", "test_speaker_worker.py", "test_vad_worker.py", "test_download_models.py",
-                 "test_packaging.py")
+                 "test_vad_worker.py", "test_download_models.py", "test_packaging.py")
 
 
 def pytest_xdist_make_scheduler(config, log):
