@@ -23,14 +23,19 @@ __all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir",
 
 _UNUSED_EXPORT_S = 24 * 3600
 #: What an export's result depends on besides the model and the code: their versions.
-_EXPORT_LIBRARIES = ("torch", "onnx", "onnxruntime", "funasr", "speechbrain", "transformers")
+_EXPORT_LIBRARIES = ("torch", "torchaudio", "numpy", "onnx", "onnxruntime", "funasr", "speechbrain", "transformers",
+                     "kaldi-native-fbank")
 
 
 def export_key(script: Path, model_dir: Path, root: Path = _ROOT) -> str:
-    """A hash of everything an export depends on: the model directory (a tiny tree's path
-    holds its builder key), the script, every source under ``root``/services/, the libraries'
-    versions."""
-    digest = hashlib.sha256(f"{model_dir.resolve()}\0".encode())
+    """A hash of everything an export depends on: the model directory (its path and each
+    file's name, size and modification time), the script, every source under
+    ``root``/services/, Python's and the libraries' versions."""
+    model_dir = model_dir.resolve()
+    digest = hashlib.sha256(f"{model_dir}\0{sys.version_info[:2]}\0".encode())
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(model_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     for path in [script, *sorted((root / "services").rglob("*.py"))]:
         digest.update(f"{path.relative_to(root)}\0".encode() + path.read_bytes())
     for name in _EXPORT_LIBRARIES:
@@ -51,13 +56,17 @@ def onnx_export(script: str, model_dir: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / "exports.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in out.parent.glob(f".{script_path.stem}-*.building-*"):  # exports killed midway
+            shutil.rmtree(leftover, ignore_errors=True)
         if not out.is_dir():
             tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            done = subprocess.run([sys.executable, str(script_path), "--model-dir", str(model_dir), "--out", str(tmp)],
-                                  cwd=_ROOT, capture_output=True, text=True, timeout=600)
-            assert done.returncode == 0, done.stdout + done.stderr
-            tmp.rename(out)
+            try:
+                done = subprocess.run([sys.executable, str(script_path), "--model-dir", str(model_dir),
+                                       "--out", str(tmp)], cwd=_ROOT, capture_output=True, text=True, timeout=240)
+                assert done.returncode == 0, done.stdout + done.stderr
+                tmp.rename(out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         os.utime(out)  # in use: kept by the clean-up below
         for old in out.parent.glob(f"{script_path.stem}-*"):
             if old != out and time.time() - old.stat().st_mtime > _UNUSED_EXPORT_S:

@@ -252,7 +252,7 @@ def test_interim_results_and_segment_errors_name_their_channel(stack):
         "VAD_ADDRESS": stack.vad.address, "ASR_ADDRESS": stack.asr.address, "EMOTION_ADDRESS": "127.0.0.1:9",
         "WORKER_TIMEOUT_S": "10"})
     frames, rate = _stereo()
-    frames = frames[:int(9.5 * rate)]  # a segment on each channel and one cut short: 9.5 s of real time
+    frames = frames[:int(9.5 * rate)]  # 9.5 s of real time: over 2 s of speech open on each channel
     config = gateway_pb2.StreamConfig()
     config.CopyFrom(SEPARATE)
     config.interim_results = True

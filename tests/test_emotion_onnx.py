@@ -33,7 +33,7 @@ def model_dir(tiny_models) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_dir(emotion_onnx_dir) -> Path:
-    return emotion_onnx_dir  # exported once per run (tests/conftest.py)
+    return emotion_onnx_dir  # exported once, cached across runs (tests/conftest.py)
 
 
 def segments() -> list[np.ndarray]:

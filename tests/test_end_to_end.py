@@ -211,7 +211,7 @@ def test_asr_worker_killed_mid_stream_then_restarted(model_env, stack):
             is dead) the rest: as fast as the gateway takes it, no real-time wait."""
             for index, request in enumerate(audio_requests(samples, rate, gateway_pb2.StreamConfig(), 100)):
                 if index == hold_at:
-                    killed.wait(60)
+                    killed.wait(25)  # under the gateway's idle timeout (30 s): a slow result fails below
                 yield request
 
         def stream():
@@ -261,7 +261,8 @@ def test_round_robin_over_replicas(stack, queue1_asr):
     try:
         before = [transcribed(second), transcribed(stack.asr)]
         for _ in range(2):
-            assert all(not r.errors for r in results_of(run(gateway.address, "zh_weather")))
+            assert all(not r.errors for r in results_of(run(
+                gateway.address, "zh_weather", gateway_pb2.StreamConfig(mode=common_pb2.ASR_MODE_PARAFORMER))))
         # Both replicas served some of the six segments, and only those (a call is counted as
         # its handler finishes, just after the gateway has the answer).
         deadline = time.monotonic() + 10
