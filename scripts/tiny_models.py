@@ -32,7 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:  # imported by path (a benchmark script), not as scripts.tiny_models
     sys.path.insert(0, str(PROJECT_ROOT))
 
-__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir"]
+__all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "exclusive_lock", "tiny_models_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ _resolved: Path | None = None
 
 
 @contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created with its parents) for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -85,7 +86,7 @@ def tiny_models_dir() -> Path:
     if _resolved is not None:
         return _resolved
     target = CACHE_DIR / f"tiny-{builder_key()}"
-    with _exclusive_lock(CACHE_DIR / "tiny.lock"):
+    with exclusive_lock(CACHE_DIR / "tiny.lock"):
         if not (target / BUILD_INFO_FILENAME).is_file():
             _build(target)
         # trees of other builder keys are left alone (11 MB each): a concurrent session

@@ -3,7 +3,6 @@ and the ONNX exports of its models (:func:`onnx_export`), cached beside it."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -17,7 +16,8 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # imported from a pytest rootdir that is not on sys.path
     sys.path.insert(0, str(_ROOT))
 
-from scripts.tiny_models import BUILD_INFO_FILENAME, CACHE_DIR, builder_key, tiny_models_dir  # noqa: E402
+from scripts.tiny_models import (BUILD_INFO_FILENAME, CACHE_DIR, builder_key, exclusive_lock,  # noqa: E402
+                                 tiny_models_dir)
 
 __all__ = ["CACHE_DIR", "BUILD_INFO_FILENAME", "builder_key", "tiny_models_dir", "onnx_export", "export_key"]
 
@@ -54,8 +54,7 @@ def onnx_export(script: str, model_dir: Path) -> Path:
     script_path = _ROOT / "scripts" / script
     out = CACHE_DIR / "exports" / f"{script_path.stem}-{export_key(script_path, model_dir)}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_DIR / "exports.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(CACHE_DIR / "exports.lock"):
         for leftover in out.parent.glob(f".{script_path.stem}-*.building-*"):  # exports killed midway
             shutil.rmtree(leftover, ignore_errors=True)
         if not out.is_dir():
